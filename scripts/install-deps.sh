@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the gateway needs on Debian 12, idempotently: only missing packages are
+# installed, `apt-get update` runs at most once, and npm packages for the end-to-end tests are
+# installed into tests/e2e/node_modules when that folder has a package.json.
+# Usage: scripts/install-deps.sh [--tests]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake ninja-build ccache pkg-config git ca-certificates
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
+  libabsl-dev librocksdb-dev prometheus-cpp-dev zlib1g-dev
+  libboost-dev libcurl4-openssl-dev nlohmann-json3-dev
+)
+if [[ "${1:-}" == "--tests" ]]; then
+  packages+=(
+    libgtest-dev libgmock-dev libbenchmark-dev
+    python3 python3-grpcio python3-protobuf
+    nodejs npm nginx-core prometheus wrk curl procps
+  )
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# node/npm may come from elsewhere than Debian (a newer Node is fine).
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  filtered=()
+  for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
+  missing=("${filtered[@]}")
+fi
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  echo "installing: ${missing[*]}"
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [[ "${1:-}" == "--tests" && -f tests/e2e/package.json ]]; then
+  if [[ ! -d tests/e2e/node_modules ]] || [[ tests/e2e/package.json -nt tests/e2e/node_modules ]]; then
+    (cd tests/e2e && npm install --no-audit --no-fund --loglevel=error)
+    touch tests/e2e/node_modules
+  fi
+fi
