@@ -29,6 +29,8 @@
 namespace anyai::quota {
 
 class TenantTable;
+class SlidingWindows;
+struct Tenant;
 
 // Indexes resolved once (Engine::FindPlan / FindClass), so that the hot path compares no
 // strings.
@@ -153,11 +155,17 @@ class Engine {
   size_t resident_tenants() const;
 
  private:
+  struct Layout;
+
   Engine(PlanTable plans, EngineOptions options);
+  // The resident tenant, restored through the loader on first use. Inside an EpochGuard.
+  absl::StatusOr<Tenant*> Resident(std::string_view tenant, int64_t now_us);
+  SlidingWindows& WindowsOf(Tenant& tenant, int feature_class);
 
   PlanTable plans_;
   EngineOptions options_;
   std::vector<std::string> class_names_;
+  std::unique_ptr<Layout> layout_;
   std::unique_ptr<TenantTable> tenants_;
 };
 

@@ -1,0 +1,127 @@
+// The sliding windows of one feature class for one tenant: a lock-free counter that admits a
+// request only if every window of the class has room, and then counts it in all of them at
+// once (internal to quota/; the public surface is engine.h).
+//
+// Thread safety: lock-free. Any number of threads may call TryAdmit/Read concurrently.
+// Restore() is for a fresh object not yet shared.
+//
+// Geometry. A class has n windows (the union of its plans' windows), W_0 the shortest; every
+// W_w is a multiple m_w = W_w / W_0 of it (ValidatePlanTable checks). Time t (microseconds
+// since the Unix epoch) falls in stamp s = floor(60 t / W_0): the sub-bucket of the shortest
+// window, W_0/60 wide. Window w groups stamps into buckets b = floor(s / m_w), W_w/60 wide,
+// and counts the 61 buckets [b - 60, b]. Because buckets are nested, one stamp lies in exactly
+// one bucket of every window, so one counter for the current stamp serves every window.
+//
+// Invariant (strictness): an admission at time t in bucket b of window w is admitted only if
+// the buckets [b - 60, b] hold fewer than L_w (b = floor(60 t / W_w)). Every earlier admission
+// at a > t - W_w lies in bucket floor(60 a / W_w) >= floor(60 t / W_w - 60) = b - 60, so it is
+// counted: no interval of length W_w ever holds more than L_w admissions. A unit counted in bucket j is released
+// when bucket j + 61 starts, at most W_w / 60 (one sub-bucket, rounded up to a microsecond)
+// after it truly left the window: the allowed early refusal.
+//
+// State, in three kinds of 64-bit atomic words:
+//  * head: [stamp s : 40][count c : 23][sealed : 1] — admissions in the current stamp s, not
+//    yet in any slot. Every admission is one compare-and-swap of head from (s, c) to
+//    (s, c + 1): the linearization point, all windows at once (all-or-nothing).
+//  * slots, 61 per window: [last flushed stamp : 40][sum : 23][valid : 1] — the sealed
+//    admissions of bucket b = last stamp / m_w, in ring position b mod 61.
+//  * caches, one per window: [stamp tag : 34][base : 23][age of oldest non-empty bucket : 7] —
+//    the sum of the window's slots for the head's stamp, so that the hot path reads one word
+//    per window instead of 61. Derived data: recomputed by anyone on a tag mismatch.
+//
+// Rollover (time reaches s' > s): if c = 0 the head moves straight to (s', 0). Otherwise
+// head is first CASed to (s, c, sealed), which freezes c; then any thread that sees a sealed
+// head (helping) flushes (s, c) into each window's slot for bucket floor(s / m_w), and CASes
+// head to (max(s', s + 1), 0). A flush is idempotent: the slot records the last stamp flushed
+// into it, so a second helper, or a stale one arriving late, changes nothing; a slot holding
+// an older bucket is replaced, one holding a newer bucket is left alone.
+// Hence while head is unsealed at s, every stamp < s is fully in the slots and nothing else
+// can write them: slots are stable, so a reader that sees the same unsealed head before and
+// after reading slots (or caches) has a consistent snapshot. A CAS that races a rollover
+// fails because the head changed (head values never repeat: stamps only grow, counts only
+// grow within a stamp), and the thread retries at the new stamp; the retry cannot double
+// count because the count it read was never committed.
+//
+// Memory orderings: head is loaded with acquire and CASed with acq_rel; slot flushes are
+// acq_rel CASes. A helper's flush therefore happens-before its head CAS (release), which
+// happens-before any reader's acquire load of the new head, so readers see every flush. A
+// refusal validates its snapshot with a second load of head (a seqlock read); slots and
+// caches are read with acquire loads, so that second load cannot be ordered before them. An
+// admission validates its snapshot with the CAS itself (release: earlier loads stay before).
+#ifndef ANYAI_QUOTA_SLIDING_WINDOW_H_
+#define ANYAI_QUOTA_SLIDING_WINDOW_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace anyai::quota {
+
+inline constexpr int kMaxWindowsPerClass = 8;
+inline constexpr int kBucketsPerWindow = 61;  // the current bucket and 60 before it
+
+// Immutable layout of a class, shared by all its tenants.
+struct ClassGeometry {
+  int64_t base_us = 0;             // W_0, the shortest window, in microseconds
+  std::vector<int64_t> window_us;  // ascending
+  std::vector<int64_t> ratio;      // window_us[w] / base_us
+
+  int windows() const { return static_cast<int>(window_us.size()); }
+  int64_t StampAt(int64_t t_us) const;
+  // First microsecond of stamp `s` (rounded up).
+  int64_t StampStartUs(int64_t s) const;
+};
+
+// What one window looked like at a decision.
+struct WindowFigures {
+  int64_t used = 0;         // counted now (including this request, if admitted)
+  int64_t free_at_us = 0;   // when the oldest counted unit frees; 0 if none is counted
+  int64_t retry_at_us = 0;  // refusing windows: when a unit of room appears; else 0
+};
+
+struct WindowOutcome {
+  bool admitted = false;
+  int64_t stamp = 0;  // the stamp the request was decided (and, if admitted, counted) in
+  std::array<WindowFigures, kMaxWindowsPerClass> windows;
+};
+
+class SlidingWindows {
+ public:
+  explicit SlidingWindows(const ClassGeometry& geometry);
+  SlidingWindows(const SlidingWindows&) = delete;
+  SlidingWindows& operator=(const SlidingWindows&) = delete;
+
+  // Loads (stamp, count) pairs; only for an object no other thread can see yet.
+  void Restore(absl::Span<const std::pair<int64_t, int64_t>> stamp_counts);
+
+  // limits[w] is the plan's limit for window w, or 0 when the plan leaves it unlimited.
+  WindowOutcome TryAdmit(int64_t now_us, absl::Span<const int64_t> limits);
+  // The same figures without admitting (for usage reports and eviction).
+  WindowOutcome Read(int64_t now_us, absl::Span<const int64_t> limits);
+
+ private:
+  struct Snapshot;
+
+  // Brings head to a stamp >= s_now, helping any sealed rollover. Returns the unsealed head.
+  uint64_t Advance(int64_t s_now);
+  void Flush(int64_t stamp, int64_t count);
+  // Window w's base (sum of slots) and oldest-bucket age at stamp s, through the cache.
+  std::pair<int64_t, int64_t> Base(int w, int64_t s, uint64_t head);
+  void Scan(int w, int64_t s, std::array<int64_t, kBucketsPerWindow>& counts) const;
+  void FillRefusal(int64_t s, int64_t c, absl::Span<const int64_t> limits,
+                   WindowOutcome& out) const;
+
+  const ClassGeometry& geometry_;
+  std::atomic<uint64_t> head_{0};
+  std::unique_ptr<std::atomic<uint64_t>[]> caches_;
+  std::unique_ptr<std::atomic<uint64_t>[]> slots_;  // window-major, kBucketsPerWindow each
+};
+
+}  // namespace anyai::quota
+
+#endif  // ANYAI_QUOTA_SLIDING_WINDOW_H_

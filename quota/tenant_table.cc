@@ -1,0 +1,153 @@
+#include "quota/tenant_table.h"
+
+#include <bit>
+#include <utility>
+
+#include "quota/epoch.h"
+
+namespace anyai::quota {
+namespace {
+
+// Marks a slot whose tenant was removed: probes continue past it; inserts may reuse it.
+Tenant* const kTombstone = reinterpret_cast<Tenant*>(uintptr_t{1});
+constexpr size_t kInitialCapacity = 16;
+
+}  // namespace
+
+Tenant::Tenant(uint64_t hash, std::string_view id, int classes)
+    : hash(hash), id(id), classes(new std::atomic<SlidingWindows*>[classes]) {
+  for (int i = 0; i < classes; ++i) this->classes[i].store(nullptr, std::memory_order_relaxed);
+  class_count_ = classes;
+}
+
+Tenant::~Tenant() {
+  for (int i = 0; i < class_count_; ++i) delete classes[i].load(std::memory_order_relaxed);
+}
+
+struct TenantTable::Slots {
+  explicit Slots(size_t capacity) : mask(capacity - 1), entries(new std::atomic<Tenant*>[capacity]) {
+    for (size_t i = 0; i < capacity; ++i) entries[i].store(nullptr, std::memory_order_relaxed);
+  }
+  const size_t mask;
+  const std::unique_ptr<std::atomic<Tenant*>[]> entries;
+};
+
+struct TenantTable::Shard {
+  struct Retired {
+    uint64_t epoch;
+    std::unique_ptr<Tenant> tenant;
+    std::unique_ptr<Slots> slots;
+  };
+
+  Mutex mu;
+  std::atomic<Slots*> slots{nullptr};
+  size_t live ABSL_GUARDED_BY(mu) = 0;
+  size_t tombstones ABSL_GUARDED_BY(mu) = 0;
+  std::vector<Retired> retired ABSL_GUARDED_BY(mu);
+
+  ~Shard() {
+    Slots* s = slots.load(std::memory_order_relaxed);
+    if (s == nullptr) return;
+    for (size_t i = 0; i <= s->mask; ++i) {
+      Tenant* t = s->entries[i].load(std::memory_order_relaxed);
+      if (t != nullptr && t != kTombstone) delete t;
+    }
+    delete s;
+  }
+
+  // Rebuilds the slot array with room for `live + 1` at a load of at most 1/2.
+  void Grow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Slots* old = slots.load(std::memory_order_relaxed);
+    size_t capacity = kInitialCapacity;
+    while (capacity < 2 * (live + 1)) capacity *= 2;
+    auto fresh = std::make_unique<Slots>(capacity);
+    if (old != nullptr) {
+      for (size_t i = 0; i <= old->mask; ++i) {
+        Tenant* t = old->entries[i].load(std::memory_order_relaxed);
+        if (t == nullptr || t == kTombstone) continue;
+        size_t j = t->hash & fresh->mask;
+        while (fresh->entries[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & fresh->mask;
+        fresh->entries[j].store(t, std::memory_order_relaxed);
+      }
+    }
+    slots.store(fresh.release(), std::memory_order_release);
+    tombstones = 0;
+    if (old != nullptr) retired.push_back({CurrentEpoch(), nullptr, std::unique_ptr<Slots>(old)});
+  }
+};
+
+TenantTable::TenantTable(int shards)
+    : shard_bits_(std::bit_width(std::bit_ceil(static_cast<unsigned>(std::max(shards, 1)))) - 1),
+      shards_(new Shard[size_t{1} << shard_bits_]) {}
+
+TenantTable::~TenantTable() = default;
+
+TenantTable::Shard& TenantTable::ShardFor(uint64_t hash) const {
+  return shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+}
+
+Tenant* TenantTable::Find(std::string_view id, uint64_t hash) const {
+  const Slots* s = ShardFor(hash).slots.load(std::memory_order_acquire);
+  if (s == nullptr) return nullptr;
+  for (size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
+    Tenant* t = s->entries[i].load(std::memory_order_acquire);
+    if (t == nullptr) return nullptr;
+    if (t != kTombstone && t->hash == hash && t->id == id) return t;
+  }
+}
+
+Tenant* TenantTable::Insert(std::unique_ptr<Tenant> fresh) {
+  Shard& shard = ShardFor(fresh->hash);
+  MutexLock lock(&shard.mu);
+  if (Tenant* existing = Find(fresh->id, fresh->hash)) return existing;
+  Slots* s = shard.slots.load(std::memory_order_relaxed);
+  if (s == nullptr || 2 * (shard.live + shard.tombstones + 1) > s->mask + 1) {
+    shard.Grow();
+    s = shard.slots.load(std::memory_order_relaxed);
+  }
+  size_t i = fresh->hash & s->mask;
+  for (;; i = (i + 1) & s->mask) {
+    Tenant* t = s->entries[i].load(std::memory_order_relaxed);
+    if (t == nullptr || t == kTombstone) {
+      if (t == kTombstone) --shard.tombstones;
+      break;
+    }
+  }
+  Tenant* placed = fresh.release();
+  s->entries[i].store(placed, std::memory_order_release);
+  ++shard.live;
+  size_.fetch_add(1, std::memory_order_relaxed);
+  return placed;
+}
+
+size_t TenantTable::EvictIf(absl::FunctionRef<bool(Tenant&)> evict) {
+  size_t evicted = 0;
+  for (size_t n = 0; n < (size_t{1} << shard_bits_); ++n) {
+    Shard& shard = shards_[n];
+    MutexLock lock(&shard.mu);
+    Slots* s = shard.slots.load(std::memory_order_relaxed);
+    if (s == nullptr) continue;
+    for (size_t i = 0; i <= s->mask; ++i) {
+      Tenant* t = s->entries[i].load(std::memory_order_relaxed);
+      if (t == nullptr || t == kTombstone || !evict(*t)) continue;
+      s->entries[i].store(kTombstone, std::memory_order_release);
+      --shard.live;
+      ++shard.tombstones;
+      ++evicted;
+      size_.fetch_sub(1, std::memory_order_relaxed);
+      shard.retired.push_back({CurrentEpoch(), std::unique_ptr<Tenant>(t), nullptr});
+    }
+  }
+  return evicted;
+}
+
+void TenantTable::Reclaim() {
+  TryAdvanceEpoch();
+  for (size_t n = 0; n < (size_t{1} << shard_bits_); ++n) {
+    Shard& shard = shards_[n];
+    MutexLock lock(&shard.mu);
+    std::erase_if(shard.retired, [](const Shard::Retired& r) { return SafeToFree(r.epoch); });
+  }
+}
+
+}  // namespace anyai::quota

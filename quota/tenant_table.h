@@ -1,0 +1,78 @@
+// The resident tenants of an engine: a sharded open-addressing hash table whose lookups take
+// no lock (internal to quota/).
+//
+// Thread safety: Find() is lock-free and may run concurrently with everything; it must be
+// called inside an EpochGuard, and the Tenant it returns stays valid until that guard ends.
+// Insert(), EvictIf() and Reclaim() take the shard's mutex (never a global one). Readers see a
+// shard's slot array through an acquire load of its pointer; writers fill a slot before
+// publishing it with a release store. A removed tenant, or a replaced slot array, is retired
+// with the epoch at which it became unreachable and freed once SafeToFree() says no reader
+// can hold it (see epoch.h).
+#ifndef ANYAI_QUOTA_TENANT_TABLE_H_
+#define ANYAI_QUOTA_TENANT_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "quota/mutex.h"
+#include "quota/sliding_window.h"
+
+namespace anyai::quota {
+
+// One tenant's state: a SlidingWindows per feature class, created on first use.
+struct Tenant {
+  Tenant(uint64_t hash, std::string_view id, int classes);
+  ~Tenant();
+  Tenant(const Tenant&) = delete;
+  Tenant& operator=(const Tenant&) = delete;
+
+  const uint64_t hash;
+  const std::string id;
+  // Last time (microseconds since the Unix epoch) the tenant was used, to within a second.
+  std::atomic<int64_t> last_used_us{0};
+  // Owned; null until the class is first used. Published with a release CAS.
+  const std::unique_ptr<std::atomic<SlidingWindows*>[]> classes;
+
+ private:
+  int class_count_ = 0;
+};
+
+class TenantTable {
+ public:
+  explicit TenantTable(int shards);
+  ~TenantTable();
+  TenantTable(const TenantTable&) = delete;
+  TenantTable& operator=(const TenantTable&) = delete;
+
+  // Inside an EpochGuard. Null when the tenant is not resident.
+  Tenant* Find(std::string_view id, uint64_t hash) const;
+  // Inside an EpochGuard. Inserts `fresh` unless its id is already resident; returns the
+  // resident tenant either way (`fresh` is dropped if it lost).
+  Tenant* Insert(std::unique_ptr<Tenant> fresh);
+  // Removes (and retires) every tenant for which `evict` returns true. Returns the count.
+  size_t EvictIf(absl::FunctionRef<bool(Tenant&)> evict);
+  // Frees what was retired long enough ago.
+  void Reclaim();
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Slots;
+  struct Shard;
+
+  Shard& ShardFor(uint64_t hash) const;
+
+  const int shard_bits_;
+  std::unique_ptr<Shard[]> shards_;
+  std::atomic<size_t> size_{0};
+};
+
+}  // namespace anyai::quota
+
+#endif  // ANYAI_QUOTA_TENANT_TABLE_H_
