@@ -160,7 +160,7 @@ absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan,
     return absl::InvalidArgumentError("unknown plan or feature class id");
   }
   const int64_t now_us = ToMicros(now);
-  WindowOutcome outcome;
+  WindowOutcome outcome;  // filled by TryAdmit
   {
     EpochGuard guard;
     absl::StatusOr<Tenant*> t = Resident(tenant, now_us);
@@ -222,7 +222,7 @@ absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan
   for (const ClassLimits& cl : p.classes) {
     const int c = FindClass(cl.feature_class)->index;
     const std::vector<int64_t>& limits = layout_->limits[plan.index][c];
-    WindowOutcome outcome;
+    WindowOutcome outcome{};
     if (SlidingWindows* w = (*t)->classes[c].load(std::memory_order_acquire)) {
       outcome = w->Read(now_us, limits);
     }

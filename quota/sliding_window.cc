@@ -47,13 +47,13 @@ int64_t SaturatingAdd(int64_t a, int64_t b) { return std::min(a + b, kMaxCount);
 
 int64_t ClassGeometry::StampAt(int64_t t_us) const {
   if (t_us <= 0) return 0;
-  const __int128 s = static_cast<__int128>(t_us) * 60 / base_us;
-  return static_cast<int64_t>(std::min<__int128>(s, kStampMask));
+  // 60 t fits in 64 bits until the year 6800; W_0 >= 1 s keeps the stamp within 40 bits.
+  return std::min<int64_t>(t_us * 60 / base_us, kStampMask);
 }
 
 int64_t ClassGeometry::StampStartUs(int64_t s) const {
-  const __int128 num = static_cast<__int128>(s) * base_us;
-  return static_cast<int64_t>((num + 59) / 60);
+  // ceil(s * W_0 / 60) without a 128-bit product: (s / 60) W_0 + ceil((s % 60) W_0 / 60).
+  return (s / 60) * base_us + ((s % 60) * base_us + 59) / 60;
 }
 
 SlidingWindows::SlidingWindows(const ClassGeometry& geometry)
@@ -186,7 +186,7 @@ void SlidingWindows::FillRefusal(int64_t s, int64_t c, absl::Span<const int64_t>
     int64_t total = 0;
     for (int64_t n : counts) total = SaturatingAdd(total, n);
     WindowFigures& f = out.windows[w];
-    f = WindowFigures{.used = total};
+    f = WindowFigures{.used = total, .free_at_us = 0, .retry_at_us = 0};
     for (int k = 0; k < kBucketsPerWindow; ++k) {
       if (counts[k] > 0) {
         const int64_t oldest = b - (kBucketsPerWindow - 1) + k;
@@ -210,13 +210,17 @@ void SlidingWindows::FillRefusal(int64_t s, int64_t c, absl::Span<const int64_t>
 
 WindowOutcome SlidingWindows::TryAdmit(int64_t now_us, absl::Span<const int64_t> limits) {
   const int n = geometry_.windows();
-  const int64_t s_now = geometry_.StampAt(now_us);
+  // Most decisions fall in the head's own stamp: tell by a multiplication, not a division.
+  const uint64_t seen = head_.load(std::memory_order_relaxed);
+  const int64_t s_now = now_us < geometry_.StampStartUs(HeadStamp(seen) + 1)
+                            ? HeadStamp(seen)  // now is at or before the head's stamp
+                            : geometry_.StampAt(now_us);
   WindowOutcome out;
   for (;;) {
     uint64_t h = Advance(s_now);
     const int64_t s = HeadStamp(h);
     const int64_t c = HeadCount(h);
-    std::array<std::pair<int64_t, int64_t>, kMaxWindowsPerClass> bases;
+    std::pair<int64_t, int64_t> bases[kMaxWindowsPerClass];  // (base, age); not zeroed
     bool room = c < kMaxCount;
     for (int w = 0; w < n; ++w) {
       bases[w] = Base(w, s, h);
@@ -230,13 +234,14 @@ WindowOutcome SlidingWindows::TryAdmit(int64_t now_us, absl::Span<const int64_t>
       out.admitted = true;
       out.stamp = s;
       for (int w = 0; w < n; ++w) {
-        const int64_t b = s / geometry_.ratio[w];
+        const int64_t b = w == 0 ? s : s / geometry_.ratio[w];  // ratio[0] is 1
         const auto [base, age] = bases[w];
         const int64_t oldest = base > 0 ? b - age : b;
         out.windows[w] = WindowFigures{
             .used = SaturatingAdd(base, c + 1),
             .free_at_us =
-                geometry_.StampStartUs((oldest + kBucketsPerWindow) * geometry_.ratio[w])};
+                geometry_.StampStartUs((oldest + kBucketsPerWindow) * geometry_.ratio[w]),
+            .retry_at_us = 0};
       }
       return out;
     }
@@ -255,6 +260,7 @@ WindowOutcome SlidingWindows::Read(int64_t now_us, absl::Span<const int64_t> lim
     const uint64_t h = Advance(s_now);
     FillRefusal(HeadStamp(h), HeadCount(h), limits, out);
     if (head_.load(std::memory_order_acquire) != h) continue;
+    out.admitted = false;
     out.stamp = HeadStamp(h);
     return out;
   }

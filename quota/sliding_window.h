@@ -77,16 +77,18 @@ struct ClassGeometry {
   int64_t StampStartUs(int64_t s) const;
 };
 
-// What one window looked like at a decision.
+// What one window looked like at a decision. Trivial on purpose: TryAdmit fills only the
+// class's windows, and zeroing the unused rest showed up in profiles.
 struct WindowFigures {
-  int64_t used = 0;         // counted now (including this request, if admitted)
-  int64_t free_at_us = 0;   // when the oldest counted unit frees; 0 if none is counted
-  int64_t retry_at_us = 0;  // refusing windows: when a unit of room appears; else 0
+  int64_t used;         // counted now (including this request, if admitted)
+  int64_t free_at_us;   // when the oldest counted unit frees; 0 if none is counted
+  int64_t retry_at_us;  // refusing windows: when a unit of room appears; else 0
 };
 
+// Entries [0, geometry.windows()) of `windows` are set; value-initialize (`{}`) for zeros.
 struct WindowOutcome {
-  bool admitted = false;
-  int64_t stamp = 0;  // the stamp the request was decided (and, if admitted, counted) in
+  bool admitted;
+  int64_t stamp;  // the stamp the request was decided (and, if admitted, counted) in
   std::array<WindowFigures, kMaxWindowsPerClass> windows;
 };
 

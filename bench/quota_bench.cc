@@ -1,0 +1,176 @@
+// Engine micro-benchmarks against the mutex + hash map baseline, in one binary (SPEC §11).
+// Every benchmark reports `decisions_per_second` (all threads together); ns per decision per
+// thread is threads / that. bench/run_engine_bench.sh runs this and writes the table in
+// bench/RESULTS.md.
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "bench/mutex_baseline.h"
+#include "benchmark/benchmark.h"
+#include "quota/engine.h"
+
+namespace anyai::bench {
+namespace {
+
+constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01, microseconds
+constexpr int kManyTenants = 1'000'000;
+// One class with the llm windows (1 min, 1 day) and limits no benchmark reaches, so that every
+// decision is an admission (the common, and costlier, path).
+const std::vector<int64_t> kWindowsUs = {60'000'000, 86'400'000'000};
+const std::vector<int64_t> kLimits = {8'000'000, 8'000'000};
+
+quota::PlanTable BenchPlans() {
+  quota::PlanTable t;
+  t.plans.push_back(quota::Plan{
+      .name = "bench",
+      .max_message_chars = 1,
+      .classes = {{"llm", {{absl::Minutes(1), kLimits[0]}, {absl::Hours(24), kLimits[1]}}}}});
+  return t;
+}
+
+std::vector<std::string> TenantNames(int n) {
+  std::vector<std::string> names;
+  names.reserve(n);
+  for (int i = 0; i < n; ++i) names.push_back(absl::StrCat("ip:10.", i >> 16, ".", (i >> 8) & 255, ".", i & 255));
+  return names;
+}
+
+// What every benchmark shares: the two limiters and the tenant names, built once.
+struct Fixture {
+  std::unique_ptr<quota::Engine> engine;
+  quota::PlanId plan;
+  quota::ClassId cls;
+  std::unique_ptr<MutexSlidingWindow> baseline;
+  std::vector<std::string> names;
+
+  static Fixture& Get() {
+    static Fixture* f = [] {
+      auto* f = new Fixture;
+      f->engine = *quota::Engine::Create(BenchPlans(), {});
+      f->plan = *f->engine->FindPlan("bench");
+      f->cls = *f->engine->FindClass("llm");
+      f->baseline = std::make_unique<MutexSlidingWindow>(kWindowsUs, kLimits);
+      f->names = TenantNames(kManyTenants);
+      // Make all 1M tenants resident in both, so the random-access runs measure lookups.
+      for (const std::string& n : f->names) {
+        (void)f->engine->Admit(n, f->plan, f->cls, absl::FromUnixMicros(kT0));
+        f->baseline->Admit(n, kT0);
+      }
+      return f;
+    }();
+    return *f;
+  }
+};
+
+// Time advances 1 µs per decision per thread, so sub-buckets roll over as in production.
+template <typename Decide>
+void Run(benchmark::State& state, Decide decide) {
+  int64_t now = kT0 + 1'000'000 + state.thread_index() * 7;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(decide(now));
+    ++now;
+  }
+  state.counters["decisions_per_second"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_Engine_HotTenant(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  Run(state, [&](int64_t now) {
+    return f.engine->Admit("hot", f.plan, f.cls, absl::FromUnixMicros(now))->admitted;
+  });
+}
+void BM_Mutex_HotTenant(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  Run(state, [&](int64_t now) { return f.baseline->Admit("hot", now); });
+}
+
+// Each thread its own hot tenant: the scaling case (no shared cache lines but the table's).
+void BM_Engine_DistinctTenants(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  const std::string tenant = absl::StrCat("hot-", state.thread_index());
+  Run(state, [&](int64_t now) {
+    return f.engine->Admit(tenant, f.plan, f.cls, absl::FromUnixMicros(now))->admitted;
+  });
+}
+void BM_Mutex_DistinctTenants(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  const std::string tenant = absl::StrCat("hot-", state.thread_index());
+  Run(state, [&](int64_t now) { return f.baseline->Admit(tenant, now); });
+}
+
+void BM_Engine_1MTenantsRandom(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  std::mt19937 gen(state.thread_index() + 1);
+  std::uniform_int_distribution<int> pick(0, kManyTenants - 1);
+  Run(state, [&](int64_t now) {
+    return f.engine->Admit(f.names[pick(gen)], f.plan, f.cls, absl::FromUnixMicros(now))
+        ->admitted;
+  });
+}
+void BM_Mutex_1MTenantsRandom(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  std::mt19937 gen(state.thread_index() + 1);
+  std::uniform_int_distribution<int> pick(0, kManyTenants - 1);
+  Run(state, [&](int64_t now) { return f.baseline->Admit(f.names[pick(gen)], now); });
+}
+
+#define THREADS ->Threads(1)->Threads(2)->UseRealTime()->MinTime(1.0)
+BENCHMARK(BM_Engine_HotTenant) THREADS;
+BENCHMARK(BM_Mutex_HotTenant) THREADS;
+BENCHMARK(BM_Engine_DistinctTenants) THREADS;
+BENCHMARK(BM_Mutex_DistinctTenants) THREADS;
+BENCHMARK(BM_Engine_1MTenantsRandom) THREADS;
+BENCHMARK(BM_Mutex_1MTenantsRandom) THREADS;
+
+int64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// Bytes per resident tenant: RSS growth while 1M fresh tenants each make one `llm` request on
+// the default free plan (one class used, its two windows), divided by 1M. Run in a fresh
+// process (--benchmark_filter=Memory) so earlier benchmarks' heap does not blur the delta.
+void BM_Engine_MemoryPerTenant(benchmark::State& state) {
+  for (auto _ : state) {
+    auto engine = *quota::Engine::Create(quota::DefaultPlanTable(), {});
+    const quota::PlanId plan = *engine->FindPlan("free");
+    const quota::ClassId llm = *engine->FindClass("llm");
+    const std::vector<std::string> names = TenantNames(kManyTenants);
+    const int64_t before = ResidentBytes();
+    for (const std::string& n : names) {
+      (void)engine->Admit(n, plan, llm, absl::FromUnixMicros(kT0 + 3'000'000));
+    }
+    const int64_t after = ResidentBytes();
+    state.counters["bytes_per_tenant"] = static_cast<double>(after - before) / kManyTenants;
+    state.counters["resident_tenants"] = static_cast<double>(engine->resident_tenants());
+  }
+}
+void BM_Mutex_MemoryPerTenant(benchmark::State& state) {
+  for (auto _ : state) {
+    MutexSlidingWindow baseline(kWindowsUs, kLimits);
+    const std::vector<std::string> names = TenantNames(kManyTenants);
+    const int64_t before = ResidentBytes();
+    for (const std::string& n : names) baseline.Admit(n, kT0 + 3'000'000);
+    const int64_t after = ResidentBytes();
+    state.counters["bytes_per_tenant"] = static_cast<double>(after - before) / kManyTenants;
+  }
+}
+BENCHMARK(BM_Engine_MemoryPerTenant)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Mutex_MemoryPerTenant)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace anyai::bench
+
+BENCHMARK_MAIN();
