@@ -7,13 +7,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/options.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
 
 namespace anyai::storage {
 namespace {
 
-using ::anyai::storage::testing::TempDir;
+using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
 using ::testing::HasSubstr;
 

@@ -12,13 +12,13 @@
 #include "storage/database.h"
 #include "storage/usage_schema.h"
 #include "storage/usage_store.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
 
 namespace anyai::storage {
 namespace {
 
-using ::anyai::storage::testing::TempDir;
+using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
 using ::testing::HasSubstr;
 

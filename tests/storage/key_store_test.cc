@@ -17,13 +17,13 @@
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/sha256.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
 
 namespace anyai::storage {
 namespace {
 
-using ::anyai::storage::testing::TempDir;
+using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;

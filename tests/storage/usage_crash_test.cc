@@ -28,7 +28,7 @@
 #include "quota/engine.h"
 #include "storage/database.h"
 #include "storage/usage_store.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
 
 namespace anyai::storage {
@@ -37,7 +37,7 @@ namespace {
 using ::anyai::quota::Admission;
 using ::anyai::quota::BucketCount;
 using ::anyai::quota::ClassId;
-using ::anyai::storage::testing::TempDir;
+using ::anyai::testing::TempDir;
 
 constexpr char kModeVar[] = "ANYAI_CRASH_CHILD_MODE";
 constexpr char kDirVar[] = "ANYAI_CRASH_CHILD_DIR";

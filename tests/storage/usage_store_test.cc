@@ -17,7 +17,7 @@
 #include "storage/database.h"
 #include "storage/usage_row.h"
 #include "storage/usage_schema.h"
-#include "tests/storage/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
 
 namespace anyai::storage {
@@ -26,7 +26,7 @@ namespace {
 using ::anyai::quota::Admission;
 using ::anyai::quota::BucketCount;
 using ::anyai::quota::ClassId;
-using ::anyai::storage::testing::TempDir;
+using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;

@@ -1,7 +1,7 @@
 // A fresh directory for one test (mkdtemp under $TMPDIR, else /tmp), removed with everything in
 // it when the TempDir is destroyed. Not thread-safe; own one per test.
-#ifndef ANYAI_TESTS_STORAGE_TEMP_DIR_H_
-#define ANYAI_TESTS_STORAGE_TEMP_DIR_H_
+#ifndef ANYAI_TESTS_TESTING_TEMP_DIR_H_
+#define ANYAI_TESTS_TESTING_TEMP_DIR_H_
 
 #include <stdlib.h>
 
@@ -12,14 +12,14 @@
 #include <system_error>
 #include <vector>
 
-namespace anyai::storage::testing {
+namespace anyai::testing {
 
 class TempDir {
  public:
   TempDir() {
     const char* base = std::getenv("TMPDIR");
     std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                          "/anyai-storage-test-XXXXXX";
+                          "/anyai-test-XXXXXX";
     std::vector<char> buffer(pattern.begin(), pattern.end());
     buffer.push_back('\0');
     if (mkdtemp(buffer.data()) == nullptr) {
@@ -43,6 +43,6 @@ class TempDir {
   std::string path_;
 };
 
-}  // namespace anyai::storage::testing
+}  // namespace anyai::testing
 
-#endif  // ANYAI_TESTS_STORAGE_TEMP_DIR_H_
+#endif  // ANYAI_TESTS_TESTING_TEMP_DIR_H_
