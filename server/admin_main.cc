@@ -1,0 +1,200 @@
+// anyai-admin: the command line of the Admin gRPC service (SPEC §3, §8).
+//
+//   anyai-admin keys create --plan=premium [--label="ci bot"]   prints the key, once
+//   anyai-admin keys get KEY_ID
+//   anyai-admin keys list [--page_size=N] [--show_revoked]
+//   anyai-admin keys update KEY_ID [--plan=P] [--label=L]
+//   anyai-admin keys revoke KEY_ID
+//   anyai-admin usage KEY | IP | KEY_ID                          a table of every window
+//
+// The admin token comes from ANYAI_ADMIN_TOKEN; the server from --server (default
+// localhost:50051, or ANYAI_SERVER). Exit status: 0 on success, 1 on an RPC error (printed
+// with its code), 2 on a usage error.
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "anyai/v1/admin.grpc.pb.h"
+
+ABSL_FLAG(std::string, server, "", "gRPC address of anyai-server (default: $ANYAI_SERVER or localhost:50051)");
+ABSL_FLAG(std::optional<std::string>, plan, std::nullopt, "plan of a key (create, update)");
+ABSL_FLAG(std::optional<std::string>, label, std::nullopt, "label of a key (create, update)");
+ABSL_FLAG(int, page_size, 0, "keys per page for `keys list` (0: the server's default)");
+ABSL_FLAG(bool, show_revoked, false, "`keys list` also shows revoked keys");
+
+namespace {
+
+namespace v1 = anyai::v1;
+
+constexpr char kUsage[] = R"(anyai-admin: manage API keys and look at usage.
+  anyai-admin keys create --plan=PLAN [--label=TEXT]
+  anyai-admin keys get KEY_ID
+  anyai-admin keys list [--page_size=N] [--show_revoked]
+  anyai-admin keys update KEY_ID [--plan=PLAN] [--label=TEXT]
+  anyai-admin keys revoke KEY_ID
+  anyai-admin usage KEY|IP|KEY_ID
+Environment: ANYAI_ADMIN_TOKEN (required), ANYAI_SERVER (default localhost:50051).)";
+
+std::string FormatTime(const google::protobuf::Timestamp& t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(t.seconds()),
+                          absl::UTCTimeZone());
+}
+
+std::string FormatDuration(const google::protobuf::Duration& d) {
+  return absl::FormatDuration(absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos()));
+}
+
+void PrintKey(const v1::KeyRecord& k) {
+  std::cout << absl::StrFormat("key_id:   %s\nplan:     %s\nlabel:    %s\nkey:      %s\ncreated:  %s\n",
+                               k.key_id(), k.plan(), k.label(), k.masked_key(),
+                               FormatTime(k.create_time()));
+  if (k.revoked()) std::cout << "revoked:  " << FormatTime(k.revoke_time()) << "\n";
+}
+
+int Failed(const grpc::Status& s) {
+  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const int code = s.error_code();
+  std::cerr << "anyai-admin: " << (code >= 0 && code <= 16 ? kNames[code] : "ERROR") << ": "
+            << s.error_message() << "\n";
+  return 1;
+}
+
+int UsageError(const std::string& why) {
+  std::cerr << "anyai-admin: " << why << "\n" << kUsage << "\n";
+  return 2;
+}
+
+bool LooksLikeKeyId(const std::string& s) {
+  return s.size() == 16 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args(positional.begin() + 1, positional.end());
+  if (args.empty()) return UsageError("no command");
+
+  const char* token = std::getenv("ANYAI_ADMIN_TOKEN");
+  if (token == nullptr || *token == '\0') return UsageError("ANYAI_ADMIN_TOKEN is not set");
+  std::string target = absl::GetFlag(FLAGS_server);
+  if (target.empty()) {
+    const char* env = std::getenv("ANYAI_SERVER");
+    target = env != nullptr && *env != '\0' ? env : "localhost:50051";
+  }
+  auto stub = v1::Admin::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto context = [&] {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return c;
+  };
+
+  const std::string& command = args[0];
+  if (command == "keys" && args.size() >= 2) {
+    const std::string& verb = args[1];
+    if (verb == "create" && args.size() == 2) {
+      v1::CreateKeyRequest req;
+      if (!absl::GetFlag(FLAGS_plan).has_value()) return UsageError("keys create needs --plan");
+      req.set_plan(*absl::GetFlag(FLAGS_plan));
+      req.set_label(absl::GetFlag(FLAGS_label).value_or(""));
+      v1::CreateKeyResponse resp;
+      grpc::Status s = stub->CreateKey(context().get(), req, &resp);
+      if (!s.ok()) return Failed(s);
+      PrintKey(resp.record());
+      std::cout << "\nThe API key (shown only now; store it safely):\n" << resp.key() << "\n";
+      return 0;
+    }
+    if (verb == "list" && args.size() == 2) {
+      v1::ListKeysRequest req;
+      req.set_page_size(absl::GetFlag(FLAGS_page_size));
+      req.set_show_revoked(absl::GetFlag(FLAGS_show_revoked));
+      std::cout << absl::StrFormat("%-16s  %-10s  %-22s  %-23s  %-7s  %s\n", "KEY_ID", "PLAN",
+                                   "KEY", "CREATED", "REVOKED", "LABEL");
+      for (;;) {
+        v1::ListKeysResponse resp;
+        grpc::Status s = stub->ListKeys(context().get(), req, &resp);
+        if (!s.ok()) return Failed(s);
+        for (const v1::KeyRecord& k : resp.keys()) {
+          std::cout << absl::StrFormat("%-16s  %-10s  %-22s  %-23s  %-7s  %s\n", k.key_id(),
+                                       k.plan(), k.masked_key(), FormatTime(k.create_time()),
+                                       k.revoked() ? "yes" : "no", k.label());
+        }
+        if (resp.next_page_token().empty() || absl::GetFlag(FLAGS_page_size) > 0) break;
+        req.set_page_token(resp.next_page_token());
+      }
+      return 0;
+    }
+    if (args.size() != 3) return UsageError("keys " + verb + " needs one KEY_ID");
+    v1::KeyRecord record;
+    grpc::Status s;
+    if (verb == "get") {
+      v1::GetKeyRequest req;
+      req.set_key_id(args[2]);
+      s = stub->GetKey(context().get(), req, &record);
+    } else if (verb == "update") {
+      v1::UpdateKeyRequest req;
+      req.set_key_id(args[2]);
+      if (absl::GetFlag(FLAGS_plan).has_value()) req.set_plan(*absl::GetFlag(FLAGS_plan));
+      if (absl::GetFlag(FLAGS_label).has_value()) req.set_label(*absl::GetFlag(FLAGS_label));
+      if (!req.has_plan() && !req.has_label()) {
+        return UsageError("keys update needs --plan and/or --label");
+      }
+      s = stub->UpdateKey(context().get(), req, &record);
+    } else if (verb == "revoke") {
+      v1::RevokeKeyRequest req;
+      req.set_key_id(args[2]);
+      s = stub->RevokeKey(context().get(), req, &record);
+    } else {
+      return UsageError("unknown command: keys " + verb);
+    }
+    if (!s.ok()) return Failed(s);
+    PrintKey(record);
+    return 0;
+  }
+  if (command == "usage" && args.size() == 2) {
+    v1::GetUsageRequest req;
+    const std::string& who = args[1];
+    if (who.rfind("sk-", 0) == 0) {
+      req.set_key(who);
+    } else if (LooksLikeKeyId(who)) {
+      req.set_key_id(who);
+    } else {
+      req.set_ip(who);
+    }
+    v1::GetUsageResponse resp;
+    grpc::Status s = stub->GetUsage(context().get(), req, &resp);
+    if (!s.ok()) return Failed(s);
+    std::cout << "tenant: " << resp.tenant() << "\nplan:   " << resp.plan() << "\n";
+    if (resp.has_key()) std::cout << "key:    " << resp.key().masked_key() << "\n";
+    std::cout << "\n"
+              << absl::StrFormat("%-18s %-8s %8s %8s %10s  %s\n", "CLASS", "WINDOW", "USED",
+                                 "LIMIT", "REMAINING", "RESET IN");
+    for (const v1::ClassUsage& c : resp.classes()) {
+      for (const v1::WindowUsage& w : c.windows()) {
+        std::cout << absl::StrFormat("%-18s %-8s %8d %8d %10d  %s\n", c.feature_class(),
+                                     FormatDuration(w.window()), w.used(), w.limit(),
+                                     w.remaining(), FormatDuration(w.reset()));
+      }
+    }
+    return 0;
+  }
+  return UsageError("unknown command");
+}

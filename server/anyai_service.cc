@@ -1,0 +1,129 @@
+#include "server/anyai_service.h"
+
+#include <string>
+
+#include "server/grpc_status.h"
+
+namespace anyai::server {
+namespace {
+
+// Finishes a unary call: on success, x-ratelimit-* and OK; on error, the mapped status.
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status,
+                                 const quota::Decision* decision) {
+  if (status.ok() && decision != nullptr) AddRateLimitMetadata(*context, *decision);
+  if (!status.ok()) AddRateLimitTrailers(*context, status);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+template <typename Response>
+absl::Status Assign(absl::StatusOr<Response> result, Response* out) {
+  if (!result.ok()) return result.status();
+  *out = *std::move(result);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Caller CallerOf(const grpc::ServerContextBase& context, const std::string& peer) {
+  Caller caller;
+  const auto& metadata = context.client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    caller.authorization = std::string_view(it->second.data(), it->second.size());
+  }
+  caller.peer = peer;
+  return caller;
+}
+
+grpc::ServerUnaryReactor* AnyAIService::CreateChatCompletion(
+    grpc::CallbackServerContext* context, const v1::ChatCompletionRequest* request,
+    v1::ChatCompletion* response) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  absl::StatusOr<Admitted> admitted = gateway_.AdmitChat(CallerOf(*context, peer), *request);
+  if (!admitted.ok()) return Finish(context, admitted.status(), nullptr);
+  return Finish(context, Assign(admitted->provider->Chat(*request), response),
+                &admitted->decision);
+}
+
+grpc::Status AnyAIService::StreamChatCompletion(
+    grpc::ServerContext* context, const v1::ChatCompletionRequest* request,
+    grpc::ServerWriter<v1::ChatCompletionChunk>* writer) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  absl::StatusOr<Admitted> admitted = gateway_.AdmitChat(CallerOf(*context, peer), *request);
+  if (!admitted.ok()) {
+    AddRateLimitTrailers(*context, admitted.status());
+    return ToGrpcStatus(admitted.status());
+  }
+  AddRateLimitMetadata(*context, admitted->decision);
+  return ToGrpcStatus(admitted->provider->StreamChat(
+      *request, [&](const v1::ChatCompletionChunk& chunk) { return writer->Write(chunk); }));
+}
+
+grpc::ServerUnaryReactor* AnyAIService::ListModels(grpc::CallbackServerContext* context,
+                                                   const v1::ListModelsRequest*,
+                                                   v1::ListModelsResponse* response) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  absl::StatusOr<Admitted> admitted = gateway_.AdmitMeta(CallerOf(*context, peer));
+  if (!admitted.ok()) return Finish(context, admitted.status(), nullptr);
+  *response = gateway_.ListModels();
+  return Finish(context, absl::OkStatus(), &admitted->decision);
+}
+
+grpc::ServerUnaryReactor* AnyAIService::GenerateImages(grpc::CallbackServerContext* context,
+                                                       const v1::GenerateImagesRequest* request,
+                                                       v1::GenerateImagesResponse* response) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  v1::GenerateImagesRequest filled = *request;
+  absl::StatusOr<Admitted> admitted = gateway_.AdmitImages(CallerOf(*context, peer), filled);
+  if (!admitted.ok()) return Finish(context, admitted.status(), nullptr);
+  return Finish(context, Assign(admitted->provider->GenerateImages(filled), response),
+                &admitted->decision);
+}
+
+grpc::ServerUnaryReactor* AnyAIService::Imagine(grpc::CallbackServerContext* context,
+                                                const v1::ImagineRequest* request,
+                                                v1::ImagineResponse* response) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  v1::ImagineRequest filled = *request;
+  absl::StatusOr<Admitted> admitted = gateway_.AdmitImagine(CallerOf(*context, peer), filled);
+  if (!admitted.ok()) return Finish(context, admitted.status(), nullptr);
+  return Finish(context, Assign(admitted->provider->Imagine(filled), response),
+                &admitted->decision);
+}
+
+grpc::Status AnyAIService::Ask(grpc::ServerContext* context, const v1::AskRequest* request,
+                               grpc::ServerWriter<v1::AskChunk>* writer) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  absl::StatusOr<Admitted> admitted = gateway_.AdmitAsk(CallerOf(*context, peer), *request);
+  if (!admitted.ok()) {
+    AddRateLimitTrailers(*context, admitted.status());
+    return ToGrpcStatus(admitted.status());
+  }
+  AddRateLimitMetadata(*context, admitted->decision);
+  return ToGrpcStatus(admitted->provider->Ask(
+      *request, [&](const v1::AskChunk& chunk) { return writer->Write(chunk); }));
+}
+
+grpc::ServerUnaryReactor* AnyAIService::DescribeImage(grpc::CallbackServerContext* context,
+                                                      const v1::DescribeImageRequest* request,
+                                                      v1::DescribeImageResponse* response) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  v1::DescribeImageRequest filled = *request;
+  absl::StatusOr<Admitted> admitted = gateway_.AdmitVision(CallerOf(*context, peer), filled);
+  if (!admitted.ok()) return Finish(context, admitted.status(), nullptr);
+  return Finish(context, Assign(admitted->provider->DescribeImage(filled), response),
+                &admitted->decision);
+}
+
+grpc::ServerUnaryReactor* AnyAIService::CheckKey(grpc::CallbackServerContext* context,
+                                                 const v1::CheckKeyRequest* request,
+                                                 v1::CheckKeyResponse* response) {
+  const std::string peer = AddressOfGrpcPeer(context->peer());
+  quota::Decision decision;
+  absl::StatusOr<v1::CheckKeyResponse> result =
+      gateway_.CheckKey(CallerOf(*context, peer), request->key(), &decision);
+  return Finish(context, Assign(std::move(result), response), &decision);
+}
+
+}  // namespace anyai::server
