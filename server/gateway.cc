@@ -1,5 +1,6 @@
 #include "server/gateway.h"
 
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -162,8 +163,13 @@ absl::StatusOr<Principal> Gateway::Authenticate(const Caller& caller) {
 absl::StatusOr<Admitted> Gateway::Admit(const Principal& principal, quota::ClassId feature_class,
                                         Provider* provider) {
   quota::Engine& engine = *parts_.engine;
+  const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<quota::Decision> d =
       engine.Admit(principal.tenant, principal.plan, feature_class, parts_.clock());
+  if (parts_.metrics != nullptr && d.ok()) {
+    parts_.metrics->ObserveDecision(principal.plan, *d, feature_class,
+                                    absl::FromChrono(std::chrono::steady_clock::now() - start));
+  }
   if (!d.ok()) {
     if (d.status().code() != absl::StatusCode::kUnavailable) return d.status();
     if (parts_.storage_failure_policy == StorageFailurePolicy::kFailClosed) {

@@ -28,6 +28,7 @@
 #include "quota/engine.h"
 #include "server/catalogue.h"
 #include "server/client_address.h"
+#include "server/metrics.h"
 #include "server/provider.h"
 #include "storage/key_store.h"
 
@@ -77,6 +78,7 @@ struct GatewayParts {
   int max_messages = 256;
   TrustedProxies trusted_proxies;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
+  Metrics* metrics = nullptr;  // optional: decisions are counted when set
 };
 
 class Gateway {
