@@ -57,13 +57,24 @@ int64_t ClassGeometry::StampStartUs(int64_t s) const {
 }
 
 SlidingWindows::SlidingWindows(const ClassGeometry& geometry)
-    : geometry_(geometry),
-      caches_(new std::atomic<uint64_t>[geometry.windows()]),
-      slots_(new std::atomic<uint64_t>[geometry.windows() * kBucketsPerWindow]) {
+    : geometry_(geometry), caches_(new std::atomic<uint64_t>[geometry.windows()]) {
   for (int i = 0; i < geometry.windows(); ++i) caches_[i].store(0, std::memory_order_relaxed);
-  for (int i = 0; i < geometry.windows() * kBucketsPerWindow; ++i) {
-    slots_[i].store(0, std::memory_order_relaxed);
+}
+
+SlidingWindows::~SlidingWindows() { delete[] slots_.load(std::memory_order_relaxed); }
+
+std::atomic<uint64_t>* SlidingWindows::SlotsForWriting() {
+  std::atomic<uint64_t>* slots = Slots();
+  if (slots != nullptr) return slots;
+  const int n = geometry_.windows() * kBucketsPerWindow;
+  auto* fresh = new std::atomic<uint64_t>[n];
+  for (int i = 0; i < n; ++i) fresh[i].store(0, std::memory_order_relaxed);
+  if (slots_.compare_exchange_strong(slots, fresh, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+    return fresh;
   }
+  delete[] fresh;  // another thread published first; ours was never seen
+  return slots;
 }
 
 void SlidingWindows::Restore(absl::Span<const std::pair<int64_t, int64_t>> stamp_counts) {
@@ -82,7 +93,8 @@ void SlidingWindows::Restore(absl::Span<const std::pair<int64_t, int64_t>> stamp
       const int64_t m = geometry_.ratio[w];
       const int64_t b = stamp / m;
       if (b < last / m - (kBucketsPerWindow - 1)) continue;  // already out of the window
-      std::atomic<uint64_t>& slot = slots_[w * kBucketsPerWindow + b % kBucketsPerWindow];
+      std::atomic<uint64_t>& slot =
+          SlotsForWriting()[w * kBucketsPerWindow + b % kBucketsPerWindow];
       const uint64_t v = slot.load(std::memory_order_relaxed);
       if (SlotValid(v) && SlotStamp(v) / m == b) {
         slot.store(PackSlot(std::max(SlotStamp(v), stamp), SaturatingAdd(SlotSum(v), count)),
@@ -96,10 +108,11 @@ void SlidingWindows::Restore(absl::Span<const std::pair<int64_t, int64_t>> stamp
 }
 
 void SlidingWindows::Flush(int64_t stamp, int64_t count) {
+  std::atomic<uint64_t>* slots = SlotsForWriting();
   for (int w = 0; w < geometry_.windows(); ++w) {
     const int64_t m = geometry_.ratio[w];
     const int64_t b = stamp / m;
-    std::atomic<uint64_t>& slot = slots_[w * kBucketsPerWindow + b % kBucketsPerWindow];
+    std::atomic<uint64_t>& slot = slots[w * kBucketsPerWindow + b % kBucketsPerWindow];
     uint64_t v = slot.load(std::memory_order_acquire);
     for (;;) {
       uint64_t next;
@@ -144,12 +157,13 @@ uint64_t SlidingWindows::Advance(int64_t s_now) {
 
 void SlidingWindows::Scan(int w, int64_t s, std::array<int64_t, kBucketsPerWindow>& counts) const {
   const int64_t b = s / geometry_.ratio[w];
+  const std::atomic<uint64_t>* slots = Slots();
   for (int k = 0; k < kBucketsPerWindow; ++k) {
     const int64_t j = b - (kBucketsPerWindow - 1) + k;
     counts[k] = 0;
-    if (j < 0) continue;
+    if (j < 0 || slots == nullptr) continue;
     const uint64_t v =
-        slots_[w * kBucketsPerWindow + j % kBucketsPerWindow].load(std::memory_order_acquire);
+        slots[w * kBucketsPerWindow + j % kBucketsPerWindow].load(std::memory_order_acquire);
     if (SlotValid(v) && SlotStamp(v) / geometry_.ratio[w] == j) counts[k] = SlotSum(v);
   }
 }

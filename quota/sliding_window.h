@@ -24,7 +24,8 @@
 //    yet in any slot. Every admission is one compare-and-swap of head from (s, c) to
 //    (s, c + 1): the linearization point, all windows at once (all-or-nothing).
 //  * slots, 61 per window: [last flushed stamp : 40][sum : 23][valid : 1] — the sealed
-//    admissions of bucket b = last stamp / m_w, in ring position b mod 61.
+//    admissions of bucket b = last stamp / m_w, in ring position b mod 61. Allocated by the
+//    first flush and published with a release CAS (a losing allocation is freed unseen).
 //  * caches, one per window: [stamp tag : 34][base : 23][age of oldest non-empty bucket : 7] —
 //    the sum of the window's slots for the head's stamp, so that the hot path reads one word
 //    per window instead of 61. Derived data: recomputed by anyone on a tag mismatch.
@@ -95,6 +96,7 @@ struct WindowOutcome {
 class SlidingWindows {
  public:
   explicit SlidingWindows(const ClassGeometry& geometry);
+  ~SlidingWindows();
   SlidingWindows(const SlidingWindows&) = delete;
   SlidingWindows& operator=(const SlidingWindows&) = delete;
 
@@ -118,10 +120,16 @@ class SlidingWindows {
   void FillRefusal(int64_t s, int64_t c, absl::Span<const int64_t> limits,
                    WindowOutcome& out) const;
 
+  // The slots, allocated by the first flush (most tenants never roll a count over, and the
+  // slots are most of a tenant's memory); null reads as all-empty.
+  std::atomic<uint64_t>* Slots() const { return slots_.load(std::memory_order_acquire); }
+  std::atomic<uint64_t>* SlotsForWriting();
+
   const ClassGeometry& geometry_;
   std::atomic<uint64_t> head_{0};
   std::unique_ptr<std::atomic<uint64_t>[]> caches_;
-  std::unique_ptr<std::atomic<uint64_t>[]> slots_;  // window-major, kBucketsPerWindow each
+  // Window-major, kBucketsPerWindow each; owned, published once with a release CAS.
+  std::atomic<std::atomic<uint64_t>*> slots_{nullptr};
 };
 
 }  // namespace anyai::quota

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Engine micro-benchmarks (issue "Foundation and the quota engine", SPEC §11): the lock-free
+# engine against the mutex + hash map baseline, in one binary and one run, reported as ratios.
+# Memory benchmarks run each in a fresh process so that freed heap does not blur RSS deltas.
+# Usage: bench/run_engine_bench.sh [min_time_seconds=2] [repetitions=3]   -> Markdown on stdout
+set -euo pipefail
+cd "$(dirname "$0")/.."
+min_time=${1:-2}
+reps=${2:-3}
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build --target quota_bench >/dev/null
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+build/bin/quota_bench --benchmark_filter='HotTenant|DistinctTenants|1MTenantsRandom' \
+  --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
+  --benchmark_report_aggregates_only=true --benchmark_format=json >"$out/speed.json" 2>/dev/null
+for b in BM_Engine_MemoryPerTenant BM_Engine_MemoryPerTenantWithHistory BM_Mutex_MemoryPerTenant; do
+  build/bin/quota_bench --benchmark_filter="^$b\$" --benchmark_format=json >"$out/$b.json" 2>/dev/null
+done
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys, glob, os
+out = sys.argv[1]
+speed = json.load(open(os.path.join(out, "speed.json")))
+rate = {}
+for b in speed["benchmarks"]:
+    if b.get("aggregate_name") != "median":
+        continue
+    name = b["run_name"]  # e.g. BM_Engine_HotTenant/min_time:2.000/real_time/threads:2
+    parts = name.split("/")
+    impl, case = parts[0].split("_", 2)[1:]
+    threads = int(parts[-1].split(":")[1])
+    rate[(impl, case, threads)] = b["decisions_per_second"]
+ctx = speed["context"]
+print(f"Machine: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz; medians of "
+      f"{sys.argv[0] and ''}repetitions, decisions per second over all threads.\n")
+print("| case | threads | engine decisions/s | engine ns/decision per thread | mutex baseline decisions/s | engine / baseline |")
+print("|---|---|---|---|---|---|")
+for case, label in [("HotTenant", "one hot tenant"), ("DistinctTenants", "one tenant per thread"),
+                    ("1MTenantsRandom", "1M tenants, random access")]:
+    for t in (1, 2):
+        e, m = rate.get(("Engine", case, t)), rate.get(("Mutex", case, t))
+        if e is None or m is None:
+            continue
+        print(f"| {label} | {t} | {e/1e6:.2f} M | {t*1e9/e:.0f} | {m/1e6:.2f} M | {e/m:.2f}x |")
+print()
+for case, label in [("DistinctTenants", "one tenant per thread"), ("1MTenantsRandom", "1M tenants, random")]:
+    e1, e2 = rate.get(("Engine", case, 1)), rate.get(("Engine", case, 2))
+    m1, m2 = rate.get(("Mutex", case, 1)), rate.get(("Mutex", case, 2))
+    if e1 and e2 and m1 and m2:
+        print(f"- scaling, {label}: engine 2 threads / 1 thread = {e2/e1:.2f}x; baseline {m2/m1:.2f}x")
+print()
+print("| memory at 1M resident tenants, one class (`llm`, 2 windows) | bytes per tenant |")
+print("|---|---|")
+for b, label in [("BM_Engine_MemoryPerTenant", "engine, one request each (no history slots yet)"),
+                 ("BM_Engine_MemoryPerTenantWithHistory", "engine, requests in two sub-buckets (history slots allocated)"),
+                 ("BM_Mutex_MemoryPerTenant", "mutex baseline")]:
+    j = json.load(open(os.path.join(out, b + ".json")))
+    print(f"| {label} | {j['benchmarks'][0]['bytes_per_tenant']:.0f} |")
+PY
