@@ -1,5 +1,7 @@
 #include "server/builtin_provider.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -84,10 +86,12 @@ class StableHash {
   uint64_t h_ = 0xcbf29ce484222325ULL;
 };
 
-// Every field that shapes the answer; `stream` is left out, so that the streamed and the whole
-// completion of one request share their id.
+// Unique per completion, as OpenAI's ids are (clients use them to tell completions apart):
+// a hash of the request and a process-wide sequence number.
 std::string CompletionId(const v1::ChatCompletionRequest& request) {
+  static std::atomic<uint64_t> sequence{0};
   StableHash h;
+  h.AddU64(sequence.fetch_add(1, std::memory_order_relaxed));
   h.AddField(request.model());
   h.AddU64(static_cast<uint64_t>(request.messages_size()));
   for (const v1::ChatMessage& m : request.messages()) {

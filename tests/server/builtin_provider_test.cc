@@ -156,7 +156,7 @@ TEST(BuiltinChatTest, SaysWhatItIsAndQuotesTheRequest) {
   EXPECT_THAT(text, HasSubstr("2 messages"));
 }
 
-TEST(BuiltinChatTest, DifferentRequestsGetDifferentIdsAndTheClockGivesCreated) {
+TEST(BuiltinChatTest, EveryCompletionGetsItsOwnIdAndTheClockGivesCreated) {
   BuiltinProvider provider(FixedNow);
   v1::ChatCompletionRequest changed = ChatRequest();
   changed.mutable_messages(1)->set_content("Something else entirely.");
@@ -170,7 +170,7 @@ TEST(BuiltinChatTest, DifferentRequestsGetDifferentIdsAndTheClockGivesCreated) {
   absl::StatusOr<v1::ChatCompletion> c = later.Chat(ChatRequest());
   ASSERT_OK(c);
   EXPECT_EQ(c->created(), kNow + 42);
-  EXPECT_EQ(c->id(), a->id());
+  EXPECT_NE(c->id(), a->id());  // every completion its own id, even of the same request
 }
 
 TEST(BuiltinChatTest, LongMessagesAreQuotedShortened) {
@@ -241,7 +241,7 @@ TEST(BuiltinStreamChatTest, DeltasConcatenateToTheWholeAnswer) {
   std::string joined;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const v1::ChatCompletionChunk& chunk = chunks[i];
-    EXPECT_EQ(chunk.id(), whole->id());
+    EXPECT_EQ(chunk.id(), chunks[0].id());
     EXPECT_EQ(chunk.object(), "chat.completion.chunk");
     EXPECT_EQ(chunk.created(), kNow);
     EXPECT_EQ(chunk.model(), "llama-3-8b-chat");
