@@ -1,8 +1,7 @@
 #include "server/builtin_provider.h"
 
-#include <atomic>
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
