@@ -28,9 +28,9 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 load() { build/bin/grpc_load --target="127.0.0.1:$1" --inflight="$inflight" --duration="$secs" "${@:2}"; }
 
-run_anchor() {
+run_anchor() {  # $1 = async (completion queue) or callback
   local port; port=$(free_port)
-  "$anchor_build/server" --port="$port" --mode=async 2>/dev/null & pid=$!
+  "$anchor_build/server" --port="$port" --mode="$1" 2>/dev/null & pid=$!
   wait_port "$port"
   load "$port" --method=/anchor.Echo/Complete --request="@$work/anchor.bin"
   stop
@@ -53,8 +53,12 @@ run_anyai() {  # $1 = durability
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 declare -A rps p50 p99
 for rep in $(seq "$reps"); do
-  for what in anchor DURABILITY_PROCESS_CRASH DURABILITY_FSYNC; do
-    if [[ $what == anchor ]]; then line=$(run_anchor); else line=$(run_anyai "$what"); fi
+  for what in anchor anchor_callback DURABILITY_PROCESS_CRASH DURABILITY_FSYNC; do
+    case $what in
+      anchor) line=$(run_anchor async) ;;
+      anchor_callback) line=$(run_anchor callback) ;;
+      *) line=$(run_anyai "$what") ;;
+    esac
     echo "rep $rep $what: $line" >&2
     rps[$what]+="$(field rps "$line") "; p50[$what]+="$(field p50_us "$line") "; p99[$what]+="$(field p99_us "$line") "
   done
@@ -64,10 +68,13 @@ a=$(median "${rps[anchor]}")
 echo
 echo "| server (gRPC, $inflight in flight, ${secs}s x $reps, median) | calls/s | vs empty service | p50 µs | p99 µs |"
 echo "|---|---|---|---|---|"
-for what in anchor DURABILITY_PROCESS_CRASH DURABILITY_FSYNC; do
+for what in anchor anchor_callback DURABILITY_PROCESS_CRASH DURABILITY_FSYNC; do
   r=$(median "${rps[$what]}")
-  name=$what; [[ $what == anchor ]] && name="empty C++ service (anchor, CQ API)"
-  [[ $what != anchor ]] && name="anyai-server CreateChatCompletion, $what"
+  case $what in
+    anchor) name="empty C++ service (anchor, completion-queue API)" ;;
+    anchor_callback) name="empty C++ service (anchor, callback API)" ;;
+    *) name="anyai-server CreateChatCompletion, $what" ;;
+  esac
   printf '| %s | %.0f | %.2f | %s | %s |\n' "$name" "$r" "$(awk -v x="$r" -v y="$a" 'BEGIN{print x/y}')" \
     "$(median "${p50[$what]}")" "$(median "${p99[$what]}")"
 done
