@@ -16,7 +16,7 @@ if [[ "${1:-}" == "--tests" ]]; then
   packages+=(
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-grpcio python3-protobuf
-    nodejs npm nginx-core prometheus wrk curl procps
+    nodejs npm nginx-core prometheus wrk curl procps python3-yaml
   )
 fi
 

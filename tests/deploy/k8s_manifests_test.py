@@ -1,0 +1,272 @@
+"""deploy_k8s_manifests: the Kubernetes manifests of deploy/k8s agree with the server.
+
+Every YAML document parses and the expected objects are there; the ports, probe paths, volume
+mount and config path match what anyai-server really listens on and reads (its defaults in
+deploy/config/anyai.textproto, the image's flags in deploy/Dockerfile); and the ConfigMap's
+config starts a real anyai-server.
+
+Usage: k8s_manifests_test.py --server=build/bin/anyai-server
+"""
+
+import glob
+import os
+import re
+import tempfile
+import unittest
+
+import yaml
+
+import deploy_testing
+from deploy_testing import DEPLOY, ServerProcess
+
+
+def listen_port(textproto, field):
+    m = re.search(r'^%s:\s*"[^"]*:(\d+)"' % field, textproto, re.M)
+    if not m:
+        raise AssertionError("no %s in the config" % field)
+    return int(m.group(1))
+
+
+def dockerfile_entrypoint():
+    with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+        text = re.sub(r"\\\n", " ", f.read())
+    m = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", text, re.M)
+    return yaml.safe_load(m.group(1))
+
+
+def flag(args, name):
+    """The value of the last --name=VALUE in args (absl flags: the last one wins)."""
+    values = [a.split("=", 1)[1] for a in args if a.startswith("--%s=" % name)]
+    return values[-1] if values else None
+
+
+class K8sManifestsTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.files = sorted(glob.glob(os.path.join(DEPLOY, "k8s", "*.yaml")))
+        cls.docs = []
+        for path in cls.files:
+            with open(path) as f:
+                for doc in yaml.safe_load_all(f):
+                    if doc is not None:
+                        cls.docs.append((os.path.basename(path), doc))
+        with open(os.path.join(DEPLOY, "config", "anyai.textproto")) as f:
+            cls.defaults = f.read()
+
+    def of_kind(self, kind):
+        return [d for _, d in self.docs if d.get("kind") == kind]
+
+    def one(self, kind):
+        found = self.of_kind(kind)
+        self.assertEqual(len(found), 1, "expected exactly one %s" % kind)
+        return found[0]
+
+    @property
+    def statefulset(self):
+        return self.one("StatefulSet")
+
+    @property
+    def pod(self):
+        return self.statefulset["spec"]["template"]["spec"]
+
+    @property
+    def container(self):
+        containers = self.pod["containers"]
+        self.assertEqual(len(containers), 1)
+        return containers[0]
+
+    def container_port(self, name):
+        ports = {p["name"]: p["containerPort"] for p in self.container["ports"]}
+        self.assertIn(name, ports)
+        return ports[name]
+
+    def resolve_port(self, port):
+        """A probe's or Service's port, named or numbered, as a number."""
+        return self.container_port(port) if isinstance(port, str) else port
+
+    def server_args(self):
+        """The server's effective flags: the image's ENTRYPOINT, then the container's args."""
+        entrypoint = self.container.get("command") or dockerfile_entrypoint()
+        return entrypoint + self.container.get("args", [])
+
+    def config_map_config(self):
+        config_path = flag(self.server_args(), "config")
+        data = self.one("ConfigMap")["data"]
+        self.assertIn(os.path.basename(config_path), data)
+        return data[os.path.basename(config_path)]
+
+    # --- Structure ------------------------------------------------------------------------------
+
+    def test_every_document_has_api_version_kind_and_name(self):
+        self.assertTrue(self.files, "no deploy/k8s/*.yaml")
+        for path, doc in self.docs:
+            with self.subTest(file=path, kind=doc.get("kind")):
+                self.assertIn("apiVersion", doc)
+                self.assertIn("kind", doc)
+                if doc["kind"] != "Kustomization":
+                    self.assertTrue(doc["metadata"]["name"])
+
+    def test_has_a_statefulset_two_services_a_config_map_and_a_service_monitor(self):
+        kinds = sorted(d["kind"] for _, d in self.docs)
+        for kind in ("StatefulSet", "ConfigMap", "ServiceMonitor", "Kustomization"):
+            self.assertIn(kind, kinds)
+        self.assertEqual(kinds.count("Service"), 2, kinds)
+        self.assertEqual(self.one("ServiceMonitor")["apiVersion"], "monitoring.coreos.com/v1")
+
+    def test_kustomization_lists_every_manifest_but_the_service_monitor(self):
+        resources = set(self.one("Kustomization")["resources"])
+        expected = {os.path.basename(p) for p in self.files} - {"kustomization.yaml",
+                                                                "servicemonitor.yaml"}
+        self.assertEqual(resources, expected)
+
+    # --- Ports ----------------------------------------------------------------------------------
+
+    def test_container_ports_are_the_server_defaults(self):
+        self.assertEqual(self.container_port("grpc"), listen_port(self.defaults, "grpc_listen"))
+        self.assertEqual(self.container_port("http"), listen_port(self.defaults, "http_listen"))
+
+    def test_config_map_listens_on_the_container_ports(self):
+        config = self.config_map_config()
+        self.assertEqual(listen_port(config, "grpc_listen"), self.container_port("grpc"))
+        self.assertEqual(listen_port(config, "http_listen"), self.container_port("http"))
+        for field in ("grpc_listen", "http_listen"):
+            self.assertRegex(config, r'(?m)^%s:\s*"0\.0\.0\.0:' % field,
+                             "%s must listen on every interface in a pod" % field)
+
+    def test_services_select_the_pods_and_expose_the_container_ports(self):
+        pod_labels = self.statefulset["spec"]["template"]["metadata"]["labels"]
+        for service in self.of_kind("Service"):
+            with self.subTest(service=service["metadata"]["name"]):
+                for key, value in service["spec"]["selector"].items():
+                    self.assertEqual(pod_labels.get(key), value)
+                ports = {p["name"]: p for p in service["spec"]["ports"]}
+                self.assertEqual(set(ports), {"grpc", "http"})
+                for name, port in ports.items():
+                    self.assertEqual(self.resolve_port(port["targetPort"]),
+                                     self.container_port(name))
+                    self.assertEqual(port["port"], self.container_port(name))
+
+    def test_statefulset_is_governed_by_the_headless_service(self):
+        headless = [s for s in self.of_kind("Service") if s["spec"].get("clusterIP") == "None"]
+        self.assertEqual(len(headless), 1)
+        self.assertEqual(self.statefulset["spec"]["serviceName"], headless[0]["metadata"]["name"])
+        self.assertEqual(self.statefulset["spec"]["selector"]["matchLabels"],
+                         {k: v for k, v in self.statefulset["spec"]["template"]["metadata"]
+                          ["labels"].items()
+                          if k in self.statefulset["spec"]["selector"]["matchLabels"]})
+
+    # --- Probes ---------------------------------------------------------------------------------
+
+    def test_readiness_probe_gets_readyz_on_the_http_port(self):
+        probe = self.container["readinessProbe"]["httpGet"]
+        self.assertEqual(probe["path"], "/readyz")
+        self.assertEqual(self.resolve_port(probe["port"]), self.container_port("http"))
+
+    def test_liveness_probe_gets_healthz_on_the_http_port(self):
+        probe = self.container["livenessProbe"]["httpGet"]
+        self.assertEqual(probe["path"], "/healthz")
+        self.assertEqual(self.resolve_port(probe["port"]), self.container_port("http"))
+
+    def test_startup_probe_is_grpc_health_on_the_grpc_port(self):
+        probe = self.container["startupProbe"]["grpc"]
+        # Kubernetes' gRPC probes take a number, not a port name.
+        self.assertIsInstance(probe["port"], int)
+        self.assertEqual(probe["port"], self.container_port("grpc"))
+        self.assertNotIn("service", probe)  # "": the server's overall health
+
+    # --- Volumes, config, secrets ---------------------------------------------------------------
+
+    def mounts(self):
+        return {m["name"]: m for m in self.container["volumeMounts"]}
+
+    def test_data_volume_is_mounted_at_the_data_dir(self):
+        data_dir = flag(self.server_args(), "data_dir")
+        self.assertEqual(data_dir, "/var/lib/anyai")
+        claims = [c["metadata"]["name"] for c in self.statefulset["spec"]["volumeClaimTemplates"]]
+        self.assertEqual(len(claims), 1)
+        self.assertEqual(self.mounts()[claims[0]]["mountPath"], data_dir)
+        template = self.statefulset["spec"]["volumeClaimTemplates"][0]["spec"]
+        self.assertIn("ReadWriteOnce", template["accessModes"])
+        self.assertTrue(template["resources"]["requests"]["storage"])
+
+    def test_config_flag_points_into_the_mounted_config_map(self):
+        config_path = flag(self.server_args(), "config")
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        config_map = self.one("ConfigMap")["metadata"]["name"]
+        mount = [m for m in self.container["volumeMounts"]
+                 if volumes.get(m["name"], {}).get("configMap", {}).get("name") == config_map]
+        self.assertEqual(len(mount), 1)
+        self.assertEqual(os.path.dirname(config_path), mount[0]["mountPath"])
+        self.assertTrue(mount[0].get("readOnly"))
+
+    def test_config_map_data_dir_is_the_volume(self):
+        m = re.search(r'(?m)^data_dir:\s*"([^"]*)"', self.config_map_config())
+        self.assertEqual(m.group(1), flag(self.server_args(), "data_dir"))
+
+    def test_admin_token_comes_from_a_secret(self):
+        env = {e["name"]: e for e in self.container.get("env", [])}
+        ref = env["ANYAI_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+        self.assertTrue(ref["name"])
+        self.assertTrue(ref["key"])
+        self.assertNotIn("admin_token", re.sub(r"#.*", "", self.config_map_config()))
+
+    # --- Security and resources -----------------------------------------------------------------
+
+    def test_runs_as_the_images_non_root_user(self):
+        security = self.pod["securityContext"]
+        self.assertTrue(security["runAsNonRoot"])
+        self.assertNotEqual(security["runAsUser"], 0)
+        with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+            user = re.search(r"(?m)^USER\s+(\d+)(?::(\d+))?\s*$", f.read())
+        self.assertEqual(security["runAsUser"], int(user.group(1)))
+        self.assertEqual(security["fsGroup"], int(user.group(2) or user.group(1)))
+        container = self.container["securityContext"]
+        self.assertFalse(container["allowPrivilegeEscalation"])
+        self.assertEqual(container["capabilities"]["drop"], ["ALL"])
+
+    def test_has_resource_requests_and_limits(self):
+        resources = self.container["resources"]
+        for kind in ("requests", "limits"):
+            self.assertEqual(set(resources[kind]), {"cpu", "memory"}, kind)
+
+    # --- Scraping -------------------------------------------------------------------------------
+
+    def test_scrape_annotations_point_at_metrics_on_the_http_port(self):
+        annotations = self.statefulset["spec"]["template"]["metadata"]["annotations"]
+        self.assertEqual(annotations["prometheus.io/scrape"], "true")
+        self.assertEqual(int(annotations["prometheus.io/port"]), self.container_port("http"))
+        self.assertEqual(annotations["prometheus.io/path"], "/metrics")
+
+    def test_service_monitor_scrapes_metrics_on_one_services_http_port(self):
+        monitor = self.one("ServiceMonitor")["spec"]
+        selected = [s for s in self.of_kind("Service")
+                    if all(s["metadata"]["labels"].get(k) == v
+                           for k, v in monitor["selector"]["matchLabels"].items())]
+        # One Service only, or every pod would be scraped twice.
+        self.assertEqual(len(selected), 1)
+        self.assertNotEqual(selected[0]["spec"].get("clusterIP"), "None")
+        # Its job label is the Service's name, which alerts.yml expects as job="anyai".
+        self.assertEqual(selected[0]["metadata"]["name"], "anyai")
+        (endpoint,) = monitor["endpoints"]
+        self.assertEqual(endpoint["path"], "/metrics")
+        service_ports = {p["name"]: p for p in selected[0]["spec"]["ports"]}
+        self.assertEqual(self.resolve_port(service_ports[endpoint["port"]]["targetPort"]),
+                         self.container_port("http"))
+
+    # --- The config really works ----------------------------------------------------------------
+
+    def test_config_map_config_starts_the_server(self):
+        with tempfile.TemporaryDirectory(prefix="anyai-k8s-config-") as tmp:
+            path = os.path.join(tmp, "anyai.textproto")
+            with open(path, "w") as f:
+                f.write(self.config_map_config())
+            # Listening and data flags override the file's pod values, as on a developer box.
+            with ServerProcess(deploy_testing.ARGS["server"], extra_args=["--config=" + path],
+                               require_http=False) as server:
+                self.assertRegex(server.grpc_address, r"^127\.0\.0\.1:\d+$")
+                self.assertIsNone(server.process.poll())
+
+
+if __name__ == "__main__":
+    deploy_testing.run_tests(flags=("server",))

@@ -1,0 +1,73 @@
+"""deploy_nginx_config: deploy/nginx/anyai.conf, the tenant-hashing proxy of SPEC §9, is a valid
+nginx config (`nginx -t`, inside a minimal nginx.conf whose http {} includes it, as
+/etc/nginx/conf.d does), and it hashes both fronts on the tenant.
+
+Usage: nginx_config_test.py --nginx=/usr/sbin/nginx
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+
+import deploy_testing
+from deploy_testing import DEPLOY
+
+CONF = os.path.join(DEPLOY, "nginx", "anyai.conf")
+
+
+def upstreams(text):
+    """{name: body} of every upstream block."""
+    return dict(re.findall(r"(?ms)^upstream\s+(\S+)\s*\{(.*?)^\}", text))
+
+
+class NginxConfigTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        with open(CONF) as f:
+            cls.text = re.sub(r"#[^\n]*", "", f.read())
+
+    def test_nginx_t_accepts_the_config(self):
+        with tempfile.TemporaryDirectory(prefix="anyai-nginx-") as tmp:
+            main = os.path.join(tmp, "nginx.conf")
+            with open(main, "w") as f:
+                f.write("events {}\nhttp {\n  include %s;\n}\n" % CONF)
+            result = subprocess.run(
+                [deploy_testing.ARGS["nginx"], "-t", "-p", tmp + "/", "-c", main,
+                 "-e", os.path.join(tmp, "error.log"), "-g", "pid %s/nginx.pid;" % tmp],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+            print(result.stdout)
+            self.assertEqual(result.returncode, 0, result.stdout)
+            self.assertIn("test is successful", result.stdout)
+
+    def test_http_and_grpc_upstreams_hash_consistently_on_the_tenant(self):
+        blocks = upstreams(self.text)
+        self.assertEqual(set(blocks), {"anyai_http", "anyai_grpc"})
+        for name, body in blocks.items():
+            with self.subTest(upstream=name):
+                self.assertRegex(body, r"hash\s+\$anyai_tenant\s+consistent;")
+                servers = re.findall(r"server\s+(\S+)", body)
+                self.assertEqual(len(servers), 3, servers)
+                self.assertTrue(all(s.startswith("127.0.0.1:") for s in servers), servers)
+
+    def test_tenant_is_the_authorization_header_else_the_client_ip(self):
+        maps = dict(re.findall(r"(?ms)^map\s+\S+\s+(\$\S+)\s*\{(.*?)^\}", self.text))
+        tenant = maps["$anyai_tenant"]
+        self.assertRegex(self.text, r"map\s+\$http_authorization\s+\$anyai_tenant")
+        self.assertRegex(tenant, r"default\s+\$http_authorization;")
+        fallback = re.search(r'""\s+(\$\S+);', tenant).group(1)
+        self.assertRegex(maps[fallback], r'""\s+\$remote_addr;')
+
+    def test_http_is_proxied_and_grpc_is_grpc_passed(self):
+        self.assertIn("proxy_pass http://anyai_http;", self.text)
+        self.assertIn("grpc_pass grpc://anyai_grpc;", self.text)
+        self.assertRegex(self.text, r"listen\s+\S*50051\s+http2;")
+        # A tenant must never be moved to another replica, which would count it afresh.
+        self.assertIn("proxy_next_upstream off;", self.text)
+        self.assertIn("grpc_next_upstream off;", self.text)
+
+
+if __name__ == "__main__":
+    deploy_testing.run_tests(flags=("nginx",))
