@@ -81,7 +81,7 @@ class Metrics {
   Metrics() = default;
 
   // Status codes that get their own series; others count as "other".
-  static constexpr std::array<int, 16> kCodes = {200, 400, 401, 403, 404, 405, 408, 413,
+  static constexpr std::array<int, 17> kCodes = {200, 400, 401, 403, 404, 405, 408, 409, 413,
                                                  429, 431, 499, 500, 501, 502, 503, 504};
 
   std::shared_ptr<prometheus::Registry> registry_;
