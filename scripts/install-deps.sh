@@ -41,7 +41,7 @@ fi
 
 if [[ "${1:-}" == "--tests" && -f tests/e2e/package.json ]]; then
   if [[ ! -d tests/e2e/node_modules ]] || [[ tests/e2e/package.json -nt tests/e2e/node_modules ]]; then
-    (cd tests/e2e && npm install --no-audit --no-fund --loglevel=error)
+    (cd tests/e2e && npm "$([[ -f package-lock.json ]] && echo ci || echo install)" --no-audit --no-fund --loglevel=error)
     touch tests/e2e/node_modules
   fi
 fi

@@ -1,0 +1,157 @@
+"""`anyai-admin` end to end: the CLI against a real anyai-server process, through a key's whole
+life (create, list, update, usage, revoke), then its errors. What the CLI changes is checked
+from the outside with Python gRPC calls, as a client would see it.
+
+ctest runs it (tests/e2e/CMakeLists.txt, e2e_admin_cli):
+  /usr/bin/python3 tests/e2e/admin_cli_test.py --server build/bin/anyai-server \
+      --admin build/bin/anyai-admin --pythonpath build/python
+"""
+
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import anyai_server_process  # noqa: E402
+
+OPTIONS, UNITTEST_ARGV = anyai_server_process.parse_args(__doc__, ("server", "admin"))
+
+import grpc  # noqa: E402
+from anyai.v1 import anyai_pb2  # noqa: E402
+
+ADMIN_TOKEN = "e2e-admin-cli-token"
+CLI_TIMEOUT_S = 60  # the CLI's own RPC deadline is 10 s; ASan start-up adds to it
+CALL_TIMEOUT_S = 30
+KEY_RE = re.compile(r"sk-anyai-[0-9a-f]{32,}")  # at least 128 bits, so never a masked key
+
+
+class AdminCliTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = anyai_server_process.ServerProcess(OPTIONS.server, admin_token=ADMIN_TOKEN)
+        cls.server.start()
+        cls.addClassCleanup(cls.server.stop)
+        cls.channel = grpc.insecure_channel(cls.server.grpc_address)
+        cls.addClassCleanup(cls.channel.close)
+        cls.create_chat = cls.channel.unary_unary(
+            "/anyai.v1.AnyAI/CreateChatCompletion",
+            request_serializer=anyai_pb2.ChatCompletionRequest.SerializeToString,
+            response_deserializer=anyai_pb2.ChatCompletion.FromString)
+        cls.check_key = cls.channel.unary_unary(
+            "/anyai.v1.AnyAI/CheckKey",
+            request_serializer=anyai_pb2.CheckKeyRequest.SerializeToString,
+            response_deserializer=anyai_pb2.CheckKeyResponse.FromString)
+
+    def admin(self, *args, token=ADMIN_TOKEN, server=None):
+        """Runs anyai-admin; returns the CompletedProcess (stdout, stderr as text)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("ANYAI_ADMIN_TOKEN", "ANYAI_SERVER")}
+        if token is not None:
+            env["ANYAI_ADMIN_TOKEN"] = token
+        command = [OPTIONS.admin, "--server=" + (server or self.server.grpc_address)]
+        return subprocess.run(command + list(args), env=env, capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S)
+
+    def admin_ok(self, *args):
+        result = self.admin(*args)
+        self.assertEqual(result.returncode, 0,
+                         f"anyai-admin {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def chat(self, key):
+        request = anyai_pb2.ChatCompletionRequest(
+            model="llama-3-8b-chat", messages=[anyai_pb2.ChatMessage(role="user", content="hi")])
+        return self.create_chat(request, metadata=(("authorization", "Bearer " + key),),
+                                timeout=CALL_TIMEOUT_S)
+
+    @staticmethod
+    def field(output, name):
+        match = re.search(rf"^{name}:\s*(.*)$", output, re.MULTILINE)
+        return match.group(1).strip() if match else None
+
+    def test_a_key_from_creation_to_revocation(self):
+        # keys create: the key in clear, once.
+        created = self.admin_ok("keys", "create", "--plan=premium", "--label=x")
+        keys = KEY_RE.findall(created)
+        self.assertEqual(len(keys), 1, f"the clear key should appear exactly once:\n{created}")
+        key = keys[0]
+        key_id = self.field(created, "key_id")
+        self.assertRegex(key_id or "", r"^[0-9a-f]{16}$", created)
+        self.assertEqual(self.field(created, "plan"), "premium")
+        self.assertEqual(self.field(created, "label"), "x")
+        self.assertEqual(self.chat(key).object, "chat.completion")
+
+        # keys list: the key masked, never in clear.
+        listed = self.admin_ok("keys", "list")
+        self.assertNotIn(key, listed)
+        rows = [line for line in listed.splitlines() if line.startswith(key_id)]
+        self.assertEqual(len(rows), 1, listed)
+        row = rows[0].split()
+        self.assertEqual(row[1], "premium", rows[0])
+        masked = row[2]
+        self.assertIn("\u2026", masked)
+        self.assertTrue(key.startswith(masked.split("\u2026")[0]), masked)
+        self.assertTrue(key.endswith(masked.split("\u2026")[1]), masked)
+        self.assertLess(len(masked), len(key) // 2)
+        self.assertIn(" no ", rows[0], "not revoked")
+
+        # keys update: the plan changes for the key's next request.
+        updated = self.admin_ok("keys", "update", key_id, "--plan=free")
+        self.assertEqual(self.field(updated, "plan"), "free")
+        self.assertEqual(self.field(updated, "label"), "x", "the label is kept")
+        check = self.check_key(anyai_pb2.CheckKeyRequest(key=key), timeout=CALL_TIMEOUT_S)
+        self.assertEqual(check.plan, "free")
+
+        # usage: a table with a row per window, llm among them, counting the chat above.
+        usage = self.admin_ok("usage", key)
+        self.assertEqual(self.field(usage, "plan"), "free")
+        self.assertRegex(usage, r"CLASS\s+WINDOW\s+USED\s+LIMIT\s+REMAINING")
+        llm_rows = [line.split() for line in usage.splitlines() if line.startswith("llm ")]
+        self.assertEqual(len(llm_rows), 2, usage)
+        minute, day = llm_rows
+        self.assertEqual(minute[1:5], ["1m", "1", "10", "9"], usage)
+        self.assertEqual(day[1:5], ["24h", "1", "2000", "1999"], usage)
+        self.assertNotIn(key, usage)
+        by_id = [line.split()[:5] for line in self.admin_ok("usage", key_id).splitlines()
+                 if line.startswith("llm ")]
+        self.assertEqual(by_id, [minute[:5], day[:5]], "usage by key_id")
+
+        # keys revoke: the key stops working at once.
+        revoked = self.admin_ok("keys", "revoke", key_id)
+        self.assertIsNotNone(self.field(revoked, "revoked"), revoked)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.chat(key)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAUTHENTICATED,
+                         caught.exception.details())
+        self.assertNotIn(key_id, self.admin_ok("keys", "list"), "revoked keys are hidden")
+        self.assertIn(key_id, self.admin_ok("keys", "list", "--show_revoked"))
+
+    def test_errors_exit_non_zero_with_a_readable_message(self):
+        key_id = self.field(self.admin_ok("keys", "create", "--plan=free"), "key_id")
+        cases = [
+            ("no admin token", dict(token=None), ("keys", "list"), 2,
+             "ANYAI_ADMIN_TOKEN is not set"),
+            ("wrong admin token", dict(token="wrong"), ("keys", "list"), 1, "UNAUTHENTICATED"),
+            ("unknown key id", {}, ("keys", "get", "0123456789abcdef"), 1, "NOT_FOUND"),
+            ("revoke an unknown key id", {}, ("keys", "revoke", "fedcba9876543210"), 1,
+             "NOT_FOUND"),
+            ("update to an unknown plan", {}, ("keys", "update", key_id, "--plan=gold"), 1,
+             "INVALID_ARGUMENT"),
+            ("create without a plan", {}, ("keys", "create"), 2, "--plan"),
+            ("unknown command", {}, ("frobnicate",), 2, "unknown command"),
+            ("no server there", dict(server="127.0.0.1:1"), ("keys", "list"), 1, "UNAVAILABLE"),
+        ]
+        for name, kwargs, args, code, message in cases:
+            with self.subTest(name):
+                result = self.admin(*args, **kwargs)
+                self.assertEqual(result.returncode, code, f"{result.stdout}{result.stderr}")
+                self.assertTrue(result.stderr.startswith("anyai-admin: "), result.stderr)
+                self.assertIn(message, result.stderr)
+                self.assertNotIn(ADMIN_TOKEN, result.stdout + result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=UNITTEST_ARGV, verbosity=2)
