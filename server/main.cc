@@ -1,7 +1,9 @@
 // anyai-server: the gateway (SPEC §1, §8). Reads an optional config file, applies flags and
 // the environment, starts the fronts and prints the addresses it bound on stdout, one line
-// each ("grpc listening on 127.0.0.1:50051"), so that scripts and tests may use port 0.
-// SIGTERM or SIGINT shut it down gracefully: in-flight calls get 5 seconds to finish.
+// each ("grpc listening on 127.0.0.1:50051", then "http listening on 127.0.0.1:8080"), so
+// that scripts and tests may use port 0.
+// SIGTERM or SIGINT shut it down gracefully: /readyz turns 503, both fronts stop accepting,
+// and in-flight calls (HTTP streams included) get 5 seconds to finish.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -62,6 +64,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<server::Server>> running = server::Server::Start(config);
   if (!running.ok()) return Fail(running.status());
   std::cout << "grpc listening on " << (*running)->grpc_address() << std::endl;
+  std::cout << "http listening on " << (*running)->http_address() << std::endl;
 
   std::thread waiter([&] {
     int signal = 0;

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -18,6 +19,9 @@
 #include "server/builtin_provider.h"
 #include "server/catalogue.h"
 #include "server/config.h"
+#include "server/http_api.h"
+#include "server/http_router.h"
+#include "server/http_server.h"
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/usage_store.h"
@@ -75,6 +79,27 @@ std::string ProviderOf(const v1::EndpointConfig& endpoint) {
   return endpoint.provider().empty() ? std::string("builtin") : endpoint.provider();
 }
 
+// The HTTP front's settings; a zero (unset) field means its DefaultConfig() value.
+HttpServerOptions HttpOptionsOf(const v1::ServerConfig& config, const ServerOptions& options) {
+  const v1::ServerConfig defaults = DefaultConfig();
+  const auto pick = [](int64_t value, int64_t fallback) { return value > 0 ? value : fallback; };
+  const auto duration = [](const google::protobuf::Duration& d,
+                           const google::protobuf::Duration& fallback) {
+    return FromProto(d) > absl::ZeroDuration() ? FromProto(d) : FromProto(fallback);
+  };
+  HttpServerOptions out;
+  out.listen = config.http_listen().empty() ? defaults.http_listen() : config.http_listen();
+  out.max_body_bytes = pick(config.max_body_bytes(), defaults.max_body_bytes());
+  out.max_header_bytes = pick(config.max_header_bytes(), defaults.max_header_bytes());
+  out.idle_timeout = duration(config.http_idle_timeout(), defaults.http_idle_timeout());
+  out.read_timeout = duration(config.http_read_timeout(), defaults.http_read_timeout());
+  // A client gets as long to take an answer's bytes as to send its request.
+  out.write_timeout = out.read_timeout;
+  out.io_threads = options.http_io_threads;
+  out.worker_threads = options.http_worker_threads;
+  return out;
+}
+
 }  // namespace
 
 struct Server::Parts {
@@ -91,6 +116,14 @@ struct Server::Parts {
   std::unique_ptr<grpc::Server> grpc;
   std::string grpc_address;
   int grpc_port = 0;
+  // The HTTP front: its routes (the API's, and any other route added before the server
+  // starts, such as /metrics) and the server that serves them. Declared after the Gateway
+  // they use, so they are destroyed before it (Shutdown() has stopped them by then).
+  std::unique_ptr<HttpApi> http_api;
+  std::unique_ptr<HttpRouter> http_router;
+  std::unique_ptr<HttpServer> http;
+  // /readyz: true from the end of Start() until Shutdown() begins.
+  std::atomic<bool> ready{false};
 
   std::mutex mu;
   std::condition_variable cv;
@@ -196,6 +229,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   p->grpc_address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", p->grpc_port);
 
   Parts* raw = p.get();
+  p->http_router = std::make_unique<HttpRouter>();
+  p->http_api = std::make_unique<HttpApi>(
+      *p->gateway, [raw] { return raw->ready.load(std::memory_order_acquire); });
+  absl::Status routes = p->http_api->AddRoutes(*p->http_router);
+  absl::StatusOr<std::unique_ptr<HttpServer>> http =
+      routes.ok() ? HttpServer::Start(HttpOptionsOf(config, p->options), *p->http_router)
+                  : absl::StatusOr<std::unique_ptr<HttpServer>>(routes);
+  if (!http.ok()) {
+    p->grpc->Shutdown();
+    p->grpc->Wait();
+    return http.status();
+  }
+  p->http = *std::move(http);
+
   p->evictor = std::thread([raw] {
     std::unique_lock<std::mutex> lock(raw->mu);
     while (!raw->stopping) {
@@ -206,11 +253,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
       lock.lock();
     }
   });
+  p->ready.store(true, std::memory_order_release);
   return std::unique_ptr<Server>(new Server(std::move(p)));
 }
 
 const std::string& Server::grpc_address() const { return parts_->grpc_address; }
 int Server::grpc_port() const { return parts_->grpc_port; }
+const std::string& Server::http_address() const { return parts_->http->address(); }
+int Server::http_port() const { return parts_->http->port(); }
 Gateway& Server::gateway() { return *parts_->gateway; }
 
 void Server::Shutdown(absl::Duration grace) {
@@ -220,8 +270,13 @@ void Server::Shutdown(absl::Duration grace) {
     parts_->stopping = true;
   }
   parts_->cv.notify_all();
-  parts_->grpc->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  parts_->ready.store(false, std::memory_order_release);
+  // Both fronts drain at once, against one deadline.
+  const absl::Time deadline = absl::Now() + grace;
+  parts_->http->BeginShutdown();
+  parts_->grpc->Shutdown(absl::ToChronoTime(deadline));
   parts_->grpc->Wait();
+  parts_->http->Shutdown(deadline);
   if (parts_->evictor.joinable()) parts_->evictor.join();
   {
     std::lock_guard<std::mutex> lock(parts_->mu);

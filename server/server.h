@@ -1,10 +1,12 @@
 // One running gateway: the storage, the quota engine, the providers, the Gateway, and the
-// fronts that serve them (gRPC now; HTTP joins here), built from a validated ServerConfig.
+// fronts that serve them (gRPC, and HTTP: http_api.h over http_server.h), built from a
+// validated ServerConfig.
 // `anyai-server` is a thin main around it; the integration tests start one in-process on
 // port 0 with a temp data dir.
 //
 //   auto server = Server::Start(config);
 //   std::cout << "grpc listening on " << (*server)->grpc_address() << "\n";
+//   std::cout << "http listening on " << (*server)->http_address() << "\n";
 //   (*server)->Wait();  // until Shutdown() from another thread
 //
 // Thread safety: Shutdown() may be called from any thread, once; the accessors are safe to
@@ -28,6 +30,10 @@ struct ServerOptions {
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   // How often idle tenants are evicted from memory.
   absl::Duration eviction_period = absl::Seconds(10);
+  // The HTTP front's threads (http_server.h): I/O threads, and workers that run the handlers
+  // (providers may block them for seconds).
+  int http_io_threads = 2;
+  int http_worker_threads = 16;
 };
 
 class Server {
@@ -43,10 +49,13 @@ class Server {
   // "host:port" with the port really bound (port 0 in the config picks a free one).
   const std::string& grpc_address() const;
   int grpc_port() const;
+  const std::string& http_address() const;
+  int http_port() const;
   Gateway& gateway();
 
-  // Stops accepting calls, lets in-flight ones finish for up to `grace`, then cancels the
-  // rest; stops background work. Idempotent.
+  // Stops accepting calls (/readyz turns 503, idle HTTP connections close), lets in-flight
+  // ones finish for up to `grace` on both fronts, then cancels the rest; stops background
+  // work. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
   // Blocks until Shutdown() has completed.
   void Wait();
