@@ -14,7 +14,7 @@ add_library(anyai_server
 target_compile_definitions(anyai_server PRIVATE ANYAI_VERSION="${PROJECT_VERSION}")
 target_include_directories(anyai_server PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(anyai_server
-  PUBLIC anyai_domain anyai_providers anyai_config anyai_storage anyai_quota anyai_proto
+  PUBLIC anyai_domain anyai_providers anyai_openai anyai_config anyai_storage anyai_quota anyai_proto
          gRPC::grpc++ absl::flat_hash_map absl::status absl::statusor absl::time
          prometheus-cpp::core
   PRIVATE gRPC::grpc++_reflection absl::strings)

@@ -46,22 +46,14 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  anyai::v1::ServerConfig config = server::DefaultConfig();
-  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    absl::StatusOr<anyai::v1::ServerConfig> loaded = server::LoadConfigFile(path);
-    if (!loaded.ok()) return Fail(loaded.status());
-    config = *std::move(loaded);
-  }
-  if (absl::Status s = server::ApplyFlagOverrides(
-          config, server::FlagOverrides{.grpc_listen = absl::GetFlag(FLAGS_grpc_listen),
-                                        .http_listen = absl::GetFlag(FLAGS_http_listen),
-                                        .data_dir = absl::GetFlag(FLAGS_data_dir)});
-      !s.ok()) {
-    return Fail(s);
-  }
-  server::ApplyEnvironment(config);
+  absl::StatusOr<anyai::v1::ServerConfig> config = server::LoadServerConfig(
+      absl::GetFlag(FLAGS_config),
+      server::FlagOverrides{.grpc_listen = absl::GetFlag(FLAGS_grpc_listen),
+                            .http_listen = absl::GetFlag(FLAGS_http_listen),
+                            .data_dir = absl::GetFlag(FLAGS_data_dir)});
+  if (!config.ok()) return Fail(config.status());
 
-  absl::StatusOr<std::unique_ptr<server::Server>> running = server::Server::Start(config);
+  absl::StatusOr<std::unique_ptr<server::Server>> running = server::Server::Start(*config);
   if (!running.ok()) return Fail(running.status());
   std::cout << "grpc listening on " << (*running)->grpc_address() << std::endl;
   std::cout << "http listening on " << (*running)->http_address() << std::endl;

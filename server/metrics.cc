@@ -367,4 +367,18 @@ Endpoint Metrics::EndpointOfGrpcMethod(std::string_view method) {
   return Endpoint::kOther;
 }
 
+Endpoint Metrics::EndpointOfHttpRoute(std::string_view route) {
+  if (route.rfind("/v1/", 0) == 0) route.remove_prefix(3);
+  if (route == "/chat/completions") return Endpoint::kChatCompletions;
+  if (route == "/models" || route.rfind("/models/", 0) == 0) return Endpoint::kModels;
+  if (route == "/images/generations") return Endpoint::kImagesGenerations;
+  if (route == "/imagine") return Endpoint::kImagine;
+  if (route == "/ask") return Endpoint::kAsk;
+  if (route == "/images/vision") return Endpoint::kVision;
+  if (route == "/check") return Endpoint::kCheck;
+  if (route == "/healthz" || route == "/readyz") return Endpoint::kHealth;
+  if (route == "/metrics") return Endpoint::kMetrics;
+  return Endpoint::kOther;
+}
+
 }  // namespace anyai::server

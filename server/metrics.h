@@ -75,6 +75,9 @@ class Metrics {
   static const char* EndpointName(Endpoint endpoint);
   // The endpoint of a gRPC method path ("/anyai.v1.AnyAI/CreateChatCompletion").
   static Endpoint EndpointOfGrpcMethod(std::string_view method);
+  // The endpoint of an HTTP route as registered ("/v1/chat/completions", "/check"), with or
+  // without the "/v1" prefix; "" (no route matched) is kOther.
+  static Endpoint EndpointOfHttpRoute(std::string_view route);
 
  private:
   class ScrapeCollector;

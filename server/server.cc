@@ -16,12 +16,15 @@
 #include "quota/engine.h"
 #include "server/admin_service.h"
 #include "server/anyai_service.h"
-#include "server/builtin_provider.h"
 #include "server/catalogue.h"
 #include "server/config.h"
 #include "server/http_api.h"
 #include "server/http_router.h"
 #include "server/http_server.h"
+#include "server/grpc_metrics.h"
+#include "server/metered_provider.h"
+#include "server/metrics.h"
+#include "server/provider_registry.h"
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/usage_store.h"
@@ -48,35 +51,6 @@ std::vector<storage::ClassInfo> ClassInfos(const quota::PlanTable& plans) {
     out.push_back(storage::ClassInfo{name, shortest / 60, longest});
   }
   return out;
-}
-
-absl::StatusOr<Catalogue> CatalogueOf(const v1::ServerConfig& config) {
-  if (config.models().empty()) return Catalogue::Create(DefaultModels());
-  std::vector<ModelInfo> models;
-  for (const v1::ModelConfig& m : config.models()) {
-    models.push_back(ModelInfo{
-        .id = m.id(),
-        .owned_by = m.owned_by(),
-        .created = m.created(),
-        .feature_class = m.feature_class(),
-        .provider = m.provider().empty() ? config.default_chat_provider() : m.provider()});
-  }
-  absl::StatusOr<Catalogue> c = Catalogue::Create(std::move(models));
-  if (!c.ok()) return absl::InvalidArgumentError(absl::StrCat("models: ", c.status().message()));
-  return c;
-}
-
-EndpointModels EndpointModelsOf(const v1::EndpointConfig& endpoint, EndpointModels defaults) {
-  if (!endpoint.models().empty()) {
-    defaults.models.assign(endpoint.models().begin(), endpoint.models().end());
-    defaults.default_model = defaults.models.front();
-  }
-  if (!endpoint.default_model().empty()) defaults.default_model = endpoint.default_model();
-  return defaults;
-}
-
-std::string ProviderOf(const v1::EndpointConfig& endpoint) {
-  return endpoint.provider().empty() ? std::string("builtin") : endpoint.provider();
 }
 
 // The HTTP front's settings; a zero (unset) field means its DefaultConfig() value.
@@ -109,7 +83,10 @@ struct Server::Parts {
   std::unique_ptr<storage::UsageStore> usage;
   std::unique_ptr<quota::Engine> engine;
   std::unique_ptr<Catalogue> catalogue;
-  std::unique_ptr<BuiltinProvider> builtin;
+  ProviderRegistry providers;
+  std::unique_ptr<Metrics> metrics;
+  // The providers as the Gateway sees them: each wrapped to count its calls.
+  std::vector<std::unique_ptr<MeteredProvider>> metered;
   std::unique_ptr<Gateway> gateway;
   std::unique_ptr<AnyAIService> anyai_service;
   std::unique_ptr<AdminService> admin_service;
@@ -169,23 +146,39 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   if (!engine.ok()) return engine.status();
   p->engine = *std::move(engine);
 
-  absl::StatusOr<Catalogue> catalogue = CatalogueOf(config);
+  absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(config);
   if (!catalogue.ok()) return catalogue.status();
   p->catalogue = std::make_unique<Catalogue>(*std::move(catalogue));
-  p->builtin = std::make_unique<BuiltinProvider>(p->options.clock);
+  absl::StatusOr<ProviderRegistry> providers = MakeProviders(config, p->options.clock);
+  if (!providers.ok()) return providers.status();
+  p->providers = *std::move(providers);
+
+  MetricsSources sources;
+  sources.storage = {{"usage", [usage = p->usage.get()] { return usage->write_stats(); }},
+                     {"keys", [keys = p->keys.get()] { return keys->write_stats(); }}};
+  absl::flat_hash_map<std::string, Provider*> metered;
+  for (const auto& [name, provider] : p->providers.ByName()) {
+    sources.providers.push_back(name);
+  }
+  p->metrics = Metrics::Create(*p->engine, std::move(sources));
+  for (const auto& [name, provider] : p->providers.ByName()) {
+    p->metered.push_back(std::make_unique<MeteredProvider>(name, *provider, *p->metrics));
+    metered[name] = p->metered.back().get();
+  }
 
   GatewayParts parts{
       .engine = p->engine.get(),
       .keys = p->keys.get(),
       .catalogue = p->catalogue.get(),
-      .image_models = EndpointModelsOf(config.image_generation(), DefaultImageGenerationModels()),
-      .imagine_models = EndpointModelsOf(config.imagine(), DefaultImagineModels()),
-      .vision_models = EndpointModelsOf(config.vision(), DefaultVisionModels()),
-      .providers = {{"builtin", p->builtin.get()}},
-      .image_provider = ProviderOf(config.image_generation()),
-      .imagine_provider = ProviderOf(config.imagine()),
-      .ask_provider = ProviderOf(config.ask()),
-      .vision_provider = ProviderOf(config.vision()),
+      .image_models =
+          EndpointModelsFromConfig(config.image_generation(), DefaultImageGenerationModels()),
+      .imagine_models = EndpointModelsFromConfig(config.imagine(), DefaultImagineModels()),
+      .vision_models = EndpointModelsFromConfig(config.vision(), DefaultVisionModels()),
+      .providers = std::move(metered),
+      .image_provider = EndpointProvider(config.image_generation()),
+      .imagine_provider = EndpointProvider(config.imagine()),
+      .ask_provider = EndpointProvider(config.ask()),
+      .vision_provider = EndpointProvider(config.vision()),
       .anonymous_plan = config.anonymous_plan(),
       .admin_token = config.admin_token(),
       .storage_failure_policy =
@@ -195,14 +188,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
       .max_messages = config.max_messages() > 0 ? config.max_messages() : 256,
       .trusted_proxies = {},
       .clock = p->options.clock,
+      .metrics = p->metrics.get(),
   };
-  for (const v1::ProviderConfig& provider : config.providers()) {
-    if (provider.name() != "builtin") {
-      return absl::UnimplementedError(absl::StrCat(
-          "providers: \"", provider.name(),
-          "\": only the builtin provider is available in this build"));
-    }
-  }
   absl::StatusOr<TrustedProxies> proxies = TrustedProxies::Create(
       {config.trusted_proxies().begin(), config.trusted_proxies().end()});
   if (!proxies.ok()) return proxies.status();
@@ -220,6 +207,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
                            &p->grpc_port);
   builder.RegisterService(p->anyai_service.get());
   builder.RegisterService(p->admin_service.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeGrpcMetricsInterceptor(*p->metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   p->grpc = builder.BuildAndStart();
   if (p->grpc == nullptr || p->grpc_port == 0) {
     return absl::UnavailableError(
@@ -233,8 +223,25 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   p->http_api = std::make_unique<HttpApi>(
       *p->gateway, [raw] { return raw->ready.load(std::memory_order_acquire); });
   absl::Status routes = p->http_api->AddRoutes(*p->http_router);
+  if (routes.ok()) {
+    routes = p->http_router->Add(
+        "GET", "/metrics",
+        [raw](HttpExchange& exchange) {
+          exchange.Respond(HttpResponse{
+              .status = 200,
+              .headers = {{"content-type", "text/plain; version=0.0.4; charset=utf-8"}},
+              .body = raw->metrics->Render()});
+        },
+        HttpRouter::Dispatch::kWorker);
+  }
+  HttpServerOptions http_options = HttpOptionsOf(config, p->options);
+  http_options.on_response = [raw](std::string_view route, std::string_view, int status,
+                                   absl::Duration latency) {
+    raw->metrics->ObserveRequest(Metrics::EndpointOfHttpRoute(route), Transport::kHttp, status,
+                                 latency);
+  };
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
-      routes.ok() ? HttpServer::Start(HttpOptionsOf(config, p->options), *p->http_router)
+      routes.ok() ? HttpServer::Start(std::move(http_options), *p->http_router)
                   : absl::StatusOr<std::unique_ptr<HttpServer>>(routes);
   if (!http.ok()) {
     p->grpc->Shutdown();
