@@ -6,26 +6,21 @@
 //   ANYAI_SERVER_BINARY=build/bin/anyai-server node --test tests/e2e/node_grpc_test.mjs
 // The npm packages come from tests/e2e/node_modules: `scripts/install-deps.sh --tests`.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+
+import { missingPackages, startServer } from './anyai_server_process.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PROTO_DIR = resolve(HERE, '..', '..', 'proto');
 const SERVER_BINARY = process.env.ANYAI_SERVER_BINARY;
 const ADMIN_TOKEN = 'e2e-node-admin-token';
-const START_TIMEOUT_MS = 60_000; // generous: the same test runs against the ASan build
-const STOP_TIMEOUT_MS = 30_000;
 const CALL_TIMEOUT_MS = 30_000;
-const SETPRIV = '/usr/bin/setpriv';
 const OPEN_MODEL = 'llama-3-8b-chat'; // feature class "llm": free 10/min
 
-const missing = ['@grpc/grpc-js', '@grpc/proto-loader'].filter(
-  (name) => !existsSync(join(HERE, 'node_modules', ...name.split('/'), 'package.json')));
+const missing = missingPackages(join(HERE, 'node_modules'),
+  ['@grpc/grpc-js', '@grpc/proto-loader']);
 
 if (missing.length > 0 || !SERVER_BINARY) {
   // Fail loudly rather than skip: a missing dependency must not look like a pass.
@@ -41,83 +36,6 @@ if (missing.length > 0 || !SERVER_BINARY) {
   await runTests(grpc, protoLoader);
 }
 
-// One anyai-server child process; resolves once it printed its gRPC address.
-async function startServer() {
-  const dir = mkdtempSync(join(tmpdir(), 'anyai-e2e-node-'));
-  const args = [
-    SERVER_BINARY,
-    '--grpc_listen=127.0.0.1:0', '--http_listen=127.0.0.1:0', `--data_dir=${join(dir, 'data')}`,
-  ];
-  // Through util-linux's setpriv (it execs the server, same pid) when there is one, so that
-  // the server gets SIGKILL if this process dies without cleaning up (e.g. a ctest timeout).
-  const [command, ...commandArgs] = existsSync(SETPRIV)
-    ? [SETPRIV, '--pdeathsig', 'KILL', '--', ...args] : args;
-  const child = spawn(command, commandArgs, {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ANYAI_ADMIN_TOKEN: ADMIN_TOKEN },
-  });
-  const killOnExit = () => child.kill('SIGKILL');
-  process.on('exit', killOnExit); // never leave a server behind, even on a crash
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (text) => { stderr = (stderr + text).slice(-20_000); });
-  // Settles when the process is gone, or was never there (spawn failed: 'error', no 'exit').
-  let spawnError = null;
-  const exited = new Promise((resolveExit) => {
-    child.on('exit', (code, signal) => resolveExit({ code, signal }));
-    child.on('error', (error) => {
-      spawnError = error;
-      resolveExit({ code: null, signal: null });
-    });
-  });
-  const server = {
-    child, dir, exited, address: null, stderr: () => stderr,
-    async stop() {
-      let killed = false;
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => { killed = true; child.kill('SIGKILL'); }, STOP_TIMEOUT_MS);
-        await exited;
-        clearTimeout(timer);
-      }
-      process.off('exit', killOnExit);
-      rmSync(dir, { recursive: true, force: true });
-      const { code, signal } = await exited;
-      assert.ok(!killed && code === 0,
-        `anyai-server did not stop cleanly on SIGTERM (code ${code}, signal ${signal}` +
-        `${killed ? ', killed after timeout' : ''}); stderr:\n${stderr}`);
-    },
-  };
-  try {
-    server.address = await new Promise((resolveAddress, reject) => {
-      const timer = setTimeout(() => reject(new Error(
-        `anyai-server printed no 'grpc listening on' line within ${START_TIMEOUT_MS} ms; ` +
-        `stderr:\n${stderr}`)), START_TIMEOUT_MS);
-      const lines = createInterface({ input: child.stdout });
-      lines.on('line', (line) => {
-        const match = /^grpc listening on (\S+):(\d+)\s*$/.exec(line);
-        if (match) {
-          clearTimeout(timer);
-          resolveAddress(`127.0.0.1:${match[2]}`);
-        }
-      });
-      exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(spawnError
-          ? `cannot start ${SERVER_BINARY}: ${spawnError.message}`
-          : `anyai-server exited (code ${code}, signal ${signal}) before listening; ` +
-            `stderr:\n${stderr}`));
-      });
-    });
-  } catch (error) {
-    child.kill('SIGKILL');
-    await exited;
-    process.off('exit', killOnExit);
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
-  }
-  return server;
-}
-
 async function runTests(grpc, protoLoader) {
   const definition = protoLoader.loadSync(['anyai/v1/anyai.proto', 'anyai/v1/admin.proto'], {
     includeDirs: [PROTO_DIR, '/usr/include'], keepCase: true, longs: String, enums: String,
@@ -131,9 +49,9 @@ async function runTests(grpc, protoLoader) {
     let admin;
 
     before(async () => {
-      server = await startServer();
-      anyai = new v1.AnyAI(server.address, grpc.credentials.createInsecure());
-      admin = new v1.Admin(server.address, grpc.credentials.createInsecure());
+      server = await startServer(SERVER_BINARY, { adminToken: ADMIN_TOKEN });
+      anyai = new v1.AnyAI(server.grpcAddress, grpc.credentials.createInsecure());
+      admin = new v1.Admin(server.grpcAddress, grpc.credentials.createInsecure());
     });
 
     after(async () => {
