@@ -23,17 +23,23 @@ namespace {
 
 constexpr int64_t kT0 = 1'767'225'600'000'000;  // 2026-01-01, microseconds
 constexpr int kManyTenants = 1'000'000;
-// One class with the llm windows (1 min, 1 day) and limits no benchmark reaches, so that every
-// decision is an admission (the common, and costlier, path).
+// One class with the llm windows (1 min, 1 day). Plan "bench" has limits no benchmark reaches
+// (time advances kStepUs per decision per thread: at most 2 x 3.5M a day), so every decision
+// is an admission; plan "tight" is the seed's free llm row, for the refusal benchmarks.
 const std::vector<int64_t> kWindowsUs = {60'000'000, 86'400'000'000};
 const std::vector<int64_t> kLimits = {8'000'000, 8'000'000};
+const std::vector<int64_t> kTightLimits = {10, 2000};
+constexpr int64_t kStepUs = 25'000;
 
 quota::PlanTable BenchPlans() {
   quota::PlanTable t;
-  t.plans.push_back(quota::Plan{
-      .name = "bench",
-      .max_message_chars = 1,
-      .classes = {{"llm", {{absl::Minutes(1), kLimits[0]}, {absl::Hours(24), kLimits[1]}}}}});
+  for (const auto& [name, limits] :
+       {std::pair{"bench", kLimits}, std::pair{"tight", kTightLimits}}) {
+    t.plans.push_back(quota::Plan{
+        .name = name,
+        .max_message_chars = 1,
+        .classes = {{"llm", {{absl::Minutes(1), limits[0]}, {absl::Hours(24), limits[1]}}}}});
+  }
   return t;
 }
 
@@ -48,8 +54,10 @@ std::vector<std::string> TenantNames(int n) {
 struct Fixture {
   std::unique_ptr<quota::Engine> engine;
   quota::PlanId plan;
+  quota::PlanId tight;
   quota::ClassId cls;
   std::unique_ptr<MutexSlidingWindow> baseline;
+  std::unique_ptr<MutexSlidingWindow> tight_baseline;
   std::vector<std::string> names;
 
   static Fixture& Get() {
@@ -57,8 +65,10 @@ struct Fixture {
       auto* f = new Fixture;
       f->engine = *quota::Engine::Create(BenchPlans(), {});
       f->plan = *f->engine->FindPlan("bench");
+      f->tight = *f->engine->FindPlan("tight");
       f->cls = *f->engine->FindClass("llm");
       f->baseline = std::make_unique<MutexSlidingWindow>(kWindowsUs, kLimits);
+      f->tight_baseline = std::make_unique<MutexSlidingWindow>(kWindowsUs, kTightLimits);
       f->names = TenantNames(kManyTenants);
       // Make all 1M tenants resident in both, so the random-access runs measure lookups.
       for (const std::string& n : f->names) {
@@ -71,13 +81,20 @@ struct Fixture {
   }
 };
 
-// Time advances 1 µs per decision per thread, so sub-buckets roll over as in production.
+// The latest time any run reached: each run starts there, so that time never goes back for a
+// tenant across runs (the engine would treat an earlier time as the latest one seen, freezing
+// the clock and filling the windows).
+std::atomic<int64_t> g_latest_us{kT0 + 1'000'000};
+
+// Time advances kStepUs per decision per thread (step 0: frozen), so sub-buckets roll over.
 template <typename Decide>
-void Run(benchmark::State& state, Decide decide) {
-  int64_t now = kT0 + 1'000'000 + state.thread_index() * 7;
+void Run(benchmark::State& state, Decide decide, int64_t step_us = kStepUs) {
+  int64_t now = g_latest_us.load() + state.thread_index() * 7;
   for (auto _ : state) {
     benchmark::DoNotOptimize(decide(now));
-    ++now;
+    now += step_us;
+  }
+  for (int64_t seen = g_latest_us.load(); seen < now && !g_latest_us.compare_exchange_weak(seen, now);) {
   }
   state.counters["decisions_per_second"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
@@ -92,6 +109,22 @@ void BM_Engine_HotTenant(benchmark::State& state) {
 void BM_Mutex_HotTenant(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   Run(state, [&](int64_t now) { return f.baseline->Admit("hot", now); });
+}
+
+// A tenant over its limit (10 a minute) with a frozen clock: every decision is a refusal, which
+// also computes when to retry. What a 429 flood costs.
+void BM_Engine_RefusedTenant(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  Run(
+      state,
+      [&](int64_t now) {
+        return f.engine->Admit("flood", f.tight, f.cls, absl::FromUnixMicros(now))->admitted;
+      },
+      0);
+}
+void BM_Mutex_RefusedTenant(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  Run(state, [&](int64_t now) { return f.tight_baseline->Admit("flood", now); }, 0);
 }
 
 // Each thread its own hot tenant: the scaling case (no shared cache lines but the table's).
@@ -127,6 +160,8 @@ void BM_Mutex_1MTenantsRandom(benchmark::State& state) {
 #define THREADS ->Threads(1)->Threads(2)->UseRealTime()->MinTime(1.0)
 BENCHMARK(BM_Engine_HotTenant) THREADS;
 BENCHMARK(BM_Mutex_HotTenant) THREADS;
+BENCHMARK(BM_Engine_RefusedTenant) THREADS;
+BENCHMARK(BM_Mutex_RefusedTenant) THREADS;
 BENCHMARK(BM_Engine_DistinctTenants) THREADS;
 BENCHMARK(BM_Mutex_DistinctTenants) THREADS;
 BENCHMARK(BM_Engine_1MTenantsRandom) THREADS;

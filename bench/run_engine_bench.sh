@@ -11,11 +11,11 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build --target quota_bench >/dev/null
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-build/bin/quota_bench --benchmark_filter='HotTenant|DistinctTenants|1MTenantsRandom' \
+build/bin/quota_bench --benchmark_filter='HotTenant|RefusedTenant|DistinctTenants|1MTenantsRandom' \
   --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
   --benchmark_report_aggregates_only=true --benchmark_format=json >"$out/speed.json" 2>/dev/null
 for b in BM_Engine_MemoryPerTenant BM_Engine_MemoryPerTenantWithHistory BM_Mutex_MemoryPerTenant; do
-  build/bin/quota_bench --benchmark_filter="^$b\$" --benchmark_format=json >"$out/$b.json" 2>/dev/null
+  build/bin/quota_bench --benchmark_filter="^$b/" --benchmark_format=json >"$out/$b.json"
 done
 /usr/bin/python3 - "$out" <<'PY'
 import json, sys, glob, os
@@ -31,11 +31,13 @@ for b in speed["benchmarks"]:
     threads = int(parts[-1].split(":")[1])
     rate[(impl, case, threads)] = b["decisions_per_second"]
 ctx = speed["context"]
-print(f"Machine: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz; medians of "
-      f"{sys.argv[0] and ''}repetitions, decisions per second over all threads.\n")
+print(f"Machine: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz; medians of the repetitions; "
+      f"decisions per second over all threads.\n")
 print("| case | threads | engine decisions/s | engine ns/decision per thread | mutex baseline decisions/s | engine / baseline |")
 print("|---|---|---|---|---|---|")
-for case, label in [("HotTenant", "one hot tenant"), ("DistinctTenants", "one tenant per thread"),
+for case, label in [("HotTenant", "one hot tenant, admitted"),
+                    ("RefusedTenant", "one tenant over its limit, refused"),
+                    ("DistinctTenants", "one tenant per thread"),
                     ("1MTenantsRandom", "1M tenants, random access")]:
     for t in (1, 2):
         e, m = rate.get(("Engine", case, t)), rate.get(("Mutex", case, t))

@@ -61,7 +61,53 @@ SlidingWindows::SlidingWindows(const ClassGeometry& geometry)
   for (int i = 0; i < geometry.windows(); ++i) caches_[i].store(0, std::memory_order_relaxed);
 }
 
-SlidingWindows::~SlidingWindows() { delete[] slots_.load(std::memory_order_relaxed); }
+SlidingWindows::~SlidingWindows() {
+  delete[] slots_.load(std::memory_order_relaxed);
+  delete refusal_.load(std::memory_order_relaxed);
+}
+
+namespace {
+// Never an unsealed head (its sealed bit is set): the refusal cache's "being written" tag.
+constexpr uint64_t kWriting = ~uint64_t{0};
+}  // namespace
+
+bool SlidingWindows::ReadCachedRefusal(uint64_t head, WindowOutcome& out) const {
+  const RefusalCache* cache = refusal_.load(std::memory_order_acquire);
+  if (cache == nullptr || cache->tag.load(std::memory_order_acquire) != head) return false;
+  for (int w = 0; w < geometry_.windows(); ++w) {
+    out.windows[w] = WindowFigures{
+        .used = cache->fields[3 * w].load(std::memory_order_acquire),
+        .free_at_us = cache->fields[3 * w + 1].load(std::memory_order_acquire),
+        .retry_at_us = cache->fields[3 * w + 2].load(std::memory_order_acquire)};
+  }
+  return cache->tag.load(std::memory_order_acquire) == head &&
+         head_.load(std::memory_order_acquire) == head;
+}
+
+void SlidingWindows::CacheRefusal(uint64_t head, const WindowOutcome& out) {
+  RefusalCache* cache = refusal_.load(std::memory_order_acquire);
+  if (cache == nullptr) {
+    auto* fresh = new RefusalCache;
+    if (refusal_.compare_exchange_strong(cache, fresh, std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+      cache = fresh;
+    } else {
+      delete fresh;  // never seen by anyone
+    }
+  }
+  uint64_t tag = cache->tag.load(std::memory_order_relaxed);
+  if (tag == kWriting || tag == head ||
+      !cache->tag.compare_exchange_strong(tag, kWriting, std::memory_order_acq_rel,
+                                          std::memory_order_relaxed)) {
+    return;  // being written by another thread, or already there
+  }
+  for (int w = 0; w < geometry_.windows(); ++w) {
+    cache->fields[3 * w].store(out.windows[w].used, std::memory_order_release);
+    cache->fields[3 * w + 1].store(out.windows[w].free_at_us, std::memory_order_release);
+    cache->fields[3 * w + 2].store(out.windows[w].retry_at_us, std::memory_order_release);
+  }
+  cache->tag.store(head, std::memory_order_release);
+}
 
 std::atomic<uint64_t>* SlidingWindows::SlotsForWriting() {
   std::atomic<uint64_t>* slots = Slots();
@@ -259,10 +305,12 @@ WindowOutcome SlidingWindows::TryAdmit(int64_t now_us, absl::Span<const int64_t>
       }
       return out;
     }
-    FillRefusal(s, c, limits, out);
-    if (head_.load(std::memory_order_acquire) != h) continue;
     out.admitted = false;
     out.stamp = s;
+    if (ReadCachedRefusal(h, out)) return out;
+    FillRefusal(s, c, limits, out);
+    if (head_.load(std::memory_order_acquire) != h) continue;
+    CacheRefusal(h, out);
     return out;
   }
 }

@@ -120,6 +120,22 @@ class SlidingWindows {
   void FillRefusal(int64_t s, int64_t c, absl::Span<const int64_t> limits,
                    WindowOutcome& out) const;
 
+  // The figures of the last refusal, for the head value they were computed at: while the head
+  // stays unsealed at that value the slots are stable and no admission happens (a window is
+  // full), so the figures cannot change, and a flood of refusals reads them instead of
+  // rescanning 61 slots per window. A seqlock whose tag is the head value: a writer CASes the
+  // tag to kWriting (acq_rel), stores the fields with release, then stores the tag (release);
+  // a reader loads the tag, the fields and the tag again (acquire), and trusts them only if
+  // both tags equal its head and the head has not moved. A release field store seen by a
+  // reader makes the writer's kWriting visible to its second tag load. Allocated on the first
+  // refusal; writers that lose the CAS simply do not cache.
+  struct RefusalCache {
+    std::atomic<uint64_t> tag{0};
+    std::atomic<int64_t> fields[3 * kMaxWindowsPerClass];
+  };
+  bool ReadCachedRefusal(uint64_t head, WindowOutcome& out) const;
+  void CacheRefusal(uint64_t head, const WindowOutcome& out);
+
   // The slots, allocated by the first flush (most tenants never roll a count over, and the
   // slots are most of a tenant's memory); null reads as all-empty.
   std::atomic<uint64_t>* Slots() const { return slots_.load(std::memory_order_acquire); }
@@ -130,6 +146,7 @@ class SlidingWindows {
   std::unique_ptr<std::atomic<uint64_t>[]> caches_;
   // Window-major, kBucketsPerWindow each; owned, published once with a release CAS.
   std::atomic<std::atomic<uint64_t>*> slots_{nullptr};
+  std::atomic<RefusalCache*> refusal_{nullptr};  // owned; allocated like the slots
 };
 
 }  // namespace anyai::quota
