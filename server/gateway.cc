@@ -117,6 +117,14 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayParts parts) {
     }
     g->chat_routes_[m.id] = Route{*cls, p};
   }
+  g->models_.set_object("list");
+  for (const ModelInfo& m : g->parts_.catalogue->models()) {
+    v1::Model* model = g->models_.add_data();
+    model->set_id(m.id);
+    model->set_object("model");
+    model->set_created(m.created);
+    model->set_owned_by(m.owned_by);
+  }
   return g;
 }
 
@@ -198,9 +206,9 @@ absl::StatusOr<Admitted> Gateway::AdmitChat(const Caller& caller,
                                             const v1::ChatCompletionRequest& request) {
   absl::StatusOr<Principal> who = Authenticate(caller);
   if (!who.ok()) return who.status();
-  absl::StatusOr<const ModelInfo*> model = ValidateChatCompletion(
-      request, *parts_.catalogue, parts_.engine->plan(who->plan).max_message_chars,
-      parts_.max_messages);
+  absl::StatusOr<const ModelInfo*> model =
+      ValidateChatCompletion(request, *parts_.catalogue,
+                             parts_.engine->plan(who->plan).max_message_chars, parts_.max_messages);
   if (!model.ok()) return model.status();
   const Route& route = chat_routes_.at((*model)->id);
   return Admit(*who, route.feature_class, route.provider);
@@ -256,19 +264,6 @@ absl::StatusOr<Admitted> Gateway::AdmitMeta(const Caller& caller) {
   return Admit(*who, meta_class_, nullptr);
 }
 
-v1::ListModelsResponse Gateway::ListModels() const {
-  v1::ListModelsResponse out;
-  out.set_object("list");
-  for (const ModelInfo& m : parts_.catalogue->models()) {
-    v1::Model* model = out.add_data();
-    model->set_id(m.id);
-    model->set_object("model");
-    model->set_created(m.created);
-    model->set_owned_by(m.owned_by);
-  }
-  return out;
-}
-
 absl::StatusOr<v1::GetUsageResponse> Gateway::UsageOf(const Principal& principal) {
   absl::StatusOr<quota::UsageSnapshot> snapshot =
       parts_.engine->Usage(principal.tenant, principal.plan, parts_.clock());
@@ -284,8 +279,7 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::UsageOf(const Principal& principal
   return out;
 }
 
-absl::StatusOr<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller,
-                                                       std::string_view key,
+absl::StatusOr<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller, std::string_view key,
                                                        quota::Decision* decision) {
   absl::StatusOr<Admitted> meta = AdmitMeta(caller);
   if (!meta.ok()) return meta.status();
@@ -311,15 +305,16 @@ absl::Status Gateway::AuthorizeAdmin(std::string_view authorization) const {
   }
   std::optional<std::string_view> token = BearerToken(authorization);
   if (!token.has_value() || !storage::ConstantTimeEquals(*token, parts_.admin_token)) {
-    return absl::UnauthenticatedError("the Admin service needs authorization: Bearer <admin token>");
+    return absl::UnauthenticatedError(
+        "the Admin service needs authorization: Bearer <admin token>");
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<v1::CreateKeyResponse> Gateway::CreateKey(const v1::CreateKeyRequest& request) {
   if (!parts_.engine->FindPlan(request.plan()).ok()) {
-    return InvalidField("plan", absl::StrCat("no plan named \"", QuoteForMessage(request.plan()),
-                                             "\""));
+    return InvalidField("plan",
+                        absl::StrCat("no plan named \"", QuoteForMessage(request.plan()), "\""));
   }
   absl::StatusOr<storage::CreatedKey> created =
       parts_.keys->Create(request.plan(), request.label(), parts_.clock());
@@ -353,8 +348,8 @@ absl::StatusOr<v1::KeyRecord> Gateway::UpdateKey(const v1::UpdateKeyRequest& req
   storage::KeyUpdate update;
   if (request.has_plan()) {
     if (!parts_.engine->FindPlan(request.plan()).ok()) {
-      return InvalidField("plan", absl::StrCat("no plan named \"",
-                                               QuoteForMessage(request.plan()), "\""));
+      return InvalidField("plan",
+                          absl::StrCat("no plan named \"", QuoteForMessage(request.plan()), "\""));
     }
     update.plan = request.plan();
   }
@@ -365,8 +360,7 @@ absl::StatusOr<v1::KeyRecord> Gateway::UpdateKey(const v1::UpdateKeyRequest& req
 }
 
 absl::StatusOr<v1::KeyRecord> Gateway::RevokeKey(const v1::RevokeKeyRequest& request) {
-  absl::StatusOr<storage::KeyRecord> record =
-      parts_.keys->Revoke(request.key_id(), parts_.clock());
+  absl::StatusOr<storage::KeyRecord> record = parts_.keys->Revoke(request.key_id(), parts_.clock());
   if (!record.ok()) return record.status();
   return ToProto(*record);
 }
@@ -376,8 +370,7 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::GetUsage(const v1::GetUsageRequest
   switch (request.tenant_case()) {
     case v1::GetUsageRequest::kKey: {
       // Revoked keys too: the admin may look at what a revoked key used.
-      absl::StatusOr<storage::KeyRecord> r =
-          parts_.keys->Lookup(storage::Sha256(request.key()));
+      absl::StatusOr<storage::KeyRecord> r = parts_.keys->Lookup(storage::Sha256(request.key()));
       if (!r.ok()) {
         return r.status().code() == absl::StatusCode::kNotFound
                    ? absl::NotFoundError("no such API key")
@@ -391,7 +384,8 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::GetUsage(const v1::GetUsageRequest
       absl::StatusOr<storage::KeyRecord> r = parts_.keys->Get(request.key_id());
       if (!r.ok()) return r.status();
       absl::StatusOr<quota::PlanId> plan = parts_.engine->FindPlan(r->plan);
-      if (!plan.ok()) return absl::FailedPreconditionError("the key's plan is not offered any more");
+      if (!plan.ok())
+        return absl::FailedPreconditionError("the key's plan is not offered any more");
       principal = Principal{absl::StrCat("key:", r->key_id), *plan, r->plan, *r};
       break;
     }
@@ -401,8 +395,8 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::GetUsage(const v1::GetUsageRequest
         return InvalidField("ip", "not an IPv4 or IPv6 address");
       }
       principal = Principal{absl::StrCat("ip:", request.ip()),
-                            *parts_.engine->FindPlan(parts_.anonymous_plan),
-                            parts_.anonymous_plan, std::nullopt};
+                            *parts_.engine->FindPlan(parts_.anonymous_plan), parts_.anonymous_plan,
+                            std::nullopt};
       break;
     }
     default:

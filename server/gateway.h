@@ -101,7 +101,8 @@ class Gateway {
   // /models and /check: the anti-abuse `meta` class.
   absl::StatusOr<Admitted> AdmitMeta(const Caller& caller);
 
-  v1::ListModelsResponse ListModels() const;
+  // The catalogue as ListModels answers it; built once.
+  const v1::ListModelsResponse& ListModels() const { return models_; }
   // The usage report of `key` (the caller's own key or anonymous tenant when empty). Counts
   // against the caller's `meta` class first.
   absl::StatusOr<v1::CheckKeyResponse> CheckKey(const Caller& caller, std::string_view key,
@@ -135,6 +136,7 @@ class Gateway {
     Provider* provider;
   };
   absl::flat_hash_map<std::string, Route> chat_routes_;
+  v1::ListModelsResponse models_;
   quota::ClassId image_class_, imagine_class_, ask_class_, vision_class_;
 };
 

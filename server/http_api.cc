@@ -105,7 +105,9 @@ Caller CallerOf(const HttpRequest& request) {
 }
 
 HttpApi::HttpApi(Gateway& gateway, std::function<bool()> ready)
-    : gateway_(gateway), ready_(std::move(ready)) {}
+    : gateway_(gateway),
+      ready_(std::move(ready)),
+      models_json_(ModelListJson(gateway.ListModels())) {}
 
 absl::Status HttpApi::AddRoutes(HttpRouter& router) {
   using Handler = void (HttpApi::*)(HttpExchange&);
@@ -165,7 +167,7 @@ void HttpApi::ChatCompletions(HttpExchange& exchange) {
 void HttpApi::Models(HttpExchange& exchange) {
   absl::StatusOr<Admitted> admitted = gateway_.AdmitMeta(CallerOf(exchange.request()));
   if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  Send(exchange, JsonResponse(ModelListJson(gateway_.ListModels())), &admitted->decision);
+  Send(exchange, JsonResponse(models_json_), &admitted->decision);
 }
 
 void HttpApi::Model(HttpExchange& exchange) {
@@ -176,8 +178,7 @@ void HttpApi::Model(HttpExchange& exchange) {
   }
   absl::StatusOr<Admitted> admitted = gateway_.AdmitMeta(CallerOf(exchange.request()));
   if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  const v1::ListModelsResponse models = gateway_.ListModels();
-  for (const v1::Model& m : models.data()) {
+  for (const v1::Model& m : gateway_.ListModels().data()) {
     if (m.id() == *id) return Send(exchange, JsonResponse(ModelJson(m)), &admitted->decision);
   }
   Send(exchange, ErrorResponse(UnknownModel("model", *id)), &admitted->decision);

@@ -61,6 +61,7 @@ class HttpApi {
 
   Gateway& gateway_;
   std::function<bool()> ready_;
+  const std::string models_json_;  // GET /models: the catalogue does not change
 };
 
 // The Gateway's Caller of an HTTP request; its views point into `request`.
