@@ -27,10 +27,20 @@ absl::Status Assign(absl::StatusOr<Response> result, Response* out) {
 }  // namespace
 
 Caller CallerOf(const grpc::ServerContextBase& context, const std::string& peer) {
+  // What a present but blank authorization becomes: not "Bearer <key>", so the Gateway
+  // refuses it (UNAUTHENTICATED) instead of treating the caller as anonymous (SPEC §3).
+  constexpr std::string_view kBlankAuthorization = " ";
   Caller caller;
   const auto& metadata = context.client_metadata();
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
-    caller.authorization = std::string_view(it->second.data(), it->second.size());
+    caller.authorization = it->second.empty()
+                               ? kBlankAuthorization
+                               : std::string_view(it->second.data(), it->second.size());
+  }
+  // A proxy in front (deploy/nginx) passes the client's address; the Gateway believes it
+  // only from trusted_proxies.
+  if (auto it = metadata.find("x-forwarded-for"); it != metadata.end()) {
+    caller.forwarded_for = std::string_view(it->second.data(), it->second.size());
   }
   caller.peer = peer;
   return caller;
@@ -42,8 +52,7 @@ grpc::ServerUnaryReactor* AnyAIService::CreateChatCompletion(
   const std::string peer = AddressOfGrpcPeer(context->peer());
   absl::StatusOr<Admitted> admitted = gateway_.AdmitChat(CallerOf(*context, peer), *request);
   if (!admitted.ok()) return Finish(context, admitted.status(), nullptr);
-  return Finish(context, Assign(admitted->provider->Chat(*request), response),
-                &admitted->decision);
+  return Finish(context, Assign(admitted->provider->Chat(*request), response), &admitted->decision);
 }
 
 grpc::Status AnyAIService::StreamChatCompletion(

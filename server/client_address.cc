@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -32,6 +33,21 @@ std::optional<std::array<uint8_t, 16>> ParseAddress(std::string_view text) {
 }
 
 }  // namespace
+
+std::optional<std::string> CanonicalAddress(std::string_view address) {
+  const std::optional<std::array<uint8_t, 16>> bytes = ParseAddress(address);
+  if (!bytes.has_value()) return std::nullopt;
+  char text[INET6_ADDRSTRLEN];
+  const bool v4 =
+      std::all_of(bytes->begin(), bytes->begin() + 10, [](uint8_t b) { return b == 0; }) &&
+      (*bytes)[10] == 0xff && (*bytes)[11] == 0xff;
+  if (v4) {
+    if (inet_ntop(AF_INET, bytes->data() + 12, text, sizeof(text)) == nullptr) return std::nullopt;
+  } else if (inet_ntop(AF_INET6, bytes->data(), text, sizeof(text)) == nullptr) {
+    return std::nullopt;
+  }
+  return std::string(text);
+}
 
 std::string AddressOfGrpcPeer(std::string_view peer_view) {
   // Debian's Abseil has its own string_view: convert once.
@@ -75,8 +91,8 @@ absl::StatusOr<TrustedProxies> TrustedProxies::Create(const std::vector<std::str
       }
     }
     if (!bytes.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat("trusted_proxies[", i, "]: \"", cidr,
-                                                     "\" is not an address or CIDR"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trusted_proxies[", i, "]: \"", cidr, "\" is not an address or CIDR"));
     }
     t.ranges_.push_back(Range{*bytes, prefix});
   }
@@ -104,15 +120,16 @@ bool TrustedProxies::Contains(std::string_view address) const {
 
 std::string TrustedProxies::ClientAddress(std::string_view peer,
                                           std::string_view forwarded_for) const {
-  std::string client(peer);
+  std::string client = CanonicalAddress(peer).value_or(std::string(peer));
   if (forwarded_for.empty() || !Contains(peer)) return client;
   std::vector<absl::string_view> hops =
       absl::StrSplit(absl::string_view(forwarded_for.data(), forwarded_for.size()), ',');
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
     const absl::string_view stripped = absl::StripAsciiWhitespace(*it);
     const std::string_view hop(stripped.data(), stripped.size());
-    if (!ParseAddress(hop).has_value()) break;
-    client = std::string(hop);
+    const std::optional<std::string> canonical = CanonicalAddress(hop);
+    if (!canonical.has_value()) break;
+    client = *canonical;
     if (!Contains(hop)) break;
   }
   return client;

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,11 @@ namespace anyai::server {
 // "ipv6:[::1]:5555" -> "::1"); the input unchanged when it has neither form ("unix:..." etc).
 std::string AddressOfGrpcPeer(std::string_view peer);
 
+// The canonical text of an IP address (inet_ntop of its bytes; an IPv4-mapped IPv6 address
+// as the IPv4 one), so that one client is one tenant however its address was written; nullopt
+// when `address` is not an IP address.
+std::optional<std::string> CanonicalAddress(std::string_view address);
+
 class TrustedProxies {
  public:
   // CIDRs such as "10.0.0.0/8" or "::1/128"; a bare address means a single host.
@@ -27,9 +33,10 @@ class TrustedProxies {
 
   bool Contains(std::string_view address) const;
 
-  // The client's address: `peer` itself, unless `peer` is trusted and `forwarded_for` is set,
-  // in which case the right-most address of X-Forwarded-For that is not itself a trusted
-  // proxy (the first hop our proxies did not add). Malformed entries end the walk.
+  // The client's address, canonical (CanonicalAddress): `peer` itself, unless `peer` is trusted
+  // and `forwarded_for` is set, in which case the right-most address of X-Forwarded-For that
+  // is not itself a trusted proxy (the first hop our proxies did not add). Malformed entries
+  // end the walk.
   std::string ClientAddress(std::string_view peer, std::string_view forwarded_for) const;
 
  private:

@@ -281,18 +281,24 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::UsageOf(const Principal& principal
 
 absl::StatusOr<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller, std::string_view key,
                                                        quota::Decision* decision) {
+  // The key asked about is checked first: a bad key is a 401 that counts nothing.
+  std::optional<Principal> asked;
+  if (!key.empty()) {
+    absl::StatusOr<Principal> p = PrincipalOfKey(key);
+    if (!p.ok()) return p.status();
+    asked = *std::move(p);
+  }
   absl::StatusOr<Admitted> meta = AdmitMeta(caller);
   if (!meta.ok()) return meta.status();
   if (decision != nullptr) *decision = meta->decision;
-  absl::StatusOr<Principal> target = key.empty() ? meta->principal : PrincipalOfKey(key);
-  if (!target.ok()) return target.status();
-  absl::StatusOr<v1::GetUsageResponse> usage = UsageOf(*target);
+  const Principal& target = asked.has_value() ? *asked : meta->principal;
+  absl::StatusOr<v1::GetUsageResponse> usage = UsageOf(target);
   if (!usage.ok()) return usage.status();
   v1::CheckKeyResponse out;
   out.set_plan(usage->plan());
-  if (target->key.has_value()) {
-    out.set_masked_key(target->key->masked_key);
-    out.set_created(absl::ToUnixSeconds(target->key->created));
+  if (target.key.has_value()) {
+    out.set_masked_key(target.key->masked_key);
+    out.set_created(absl::ToUnixSeconds(target.key->created));
   }
   *out.mutable_classes() = std::move(*usage->mutable_classes());
   return out;
@@ -390,13 +396,11 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::GetUsage(const v1::GetUsageRequest
       break;
     }
     case v1::GetUsageRequest::kIp: {
-      if (!TrustedProxies::Create({request.ip()}).ok() ||
-          request.ip().find('/') != std::string::npos) {
-        return InvalidField("ip", "not an IPv4 or IPv6 address");
-      }
-      principal = Principal{absl::StrCat("ip:", request.ip()),
-                            *parts_.engine->FindPlan(parts_.anonymous_plan), parts_.anonymous_plan,
-                            std::nullopt};
+      const std::optional<std::string> ip = CanonicalAddress(request.ip());
+      if (!ip.has_value()) return InvalidField("ip", "not an IPv4 or IPv6 address");
+      principal =
+          Principal{absl::StrCat("ip:", *ip), *parts_.engine->FindPlan(parts_.anonymous_plan),
+                    parts_.anonymous_plan, std::nullopt};
       break;
     }
     default:

@@ -245,7 +245,7 @@ std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSou
            .Name("anyai_quota_admit_duration_seconds")
            .Help("Time of one quota engine Admit(), including the durable write of an "
                  "admission to storage. Every decision is observed: two clock reads and the "
-                 "metric updates cost about 3% of a persisted Admit (bench/RESULTS.md).")
+                 "metric updates cost under 3% of a persisted Admit (bench/RESULTS.md).")
            .Register(*m->registry_)
            .Add({}, DecisionBuckets());
   auto& upstream = prometheus::BuildCounter()

@@ -18,10 +18,10 @@
 #include "server/anyai_service.h"
 #include "server/catalogue.h"
 #include "server/config.h"
+#include "server/grpc_metrics.h"
 #include "server/http_api.h"
 #include "server/http_router.h"
 #include "server/http_server.h"
-#include "server/grpc_metrics.h"
 #include "server/metered_provider.h"
 #include "server/metrics.h"
 #include "server/provider_registry.h"
@@ -116,16 +116,21 @@ Server::~Server() { Shutdown(absl::ZeroDuration()); }
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& config,
                                                       ServerOptions options) {
   if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
+  if (!config.postgres_dsn().empty()) {
+    return absl::UnimplementedError(
+        "postgres_dsn: cluster mode (key records in PostgreSQL, SPEC §9) is not implemented in "
+        "this build; leave it empty to keep keys in the embedded RocksDB");
+  }
   auto p = std::make_unique<Parts>();
   p->options = std::move(options);
 
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(config);
   if (!plans.ok()) return plans.status();
-  absl::StatusOr<std::unique_ptr<storage::Database>> db = storage::Database::Open(
-      {.data_dir = config.data_dir(),
-       .durability = config.durability() == v1::DURABILITY_FSYNC
-                         ? storage::Durability::kFsync
-                         : storage::Durability::kProcessCrash});
+  absl::StatusOr<std::unique_ptr<storage::Database>> db =
+      storage::Database::Open({.data_dir = config.data_dir(),
+                               .durability = config.durability() == v1::DURABILITY_FSYNC
+                                                 ? storage::Durability::kFsync
+                                                 : storage::Durability::kProcessCrash});
   if (!db.ok()) return db.status();
   p->database = *std::move(db);
   absl::StatusOr<std::unique_ptr<storage::RocksDbKeyStore>> keys =
@@ -190,8 +195,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
       .clock = p->options.clock,
       .metrics = p->metrics.get(),
   };
-  absl::StatusOr<TrustedProxies> proxies = TrustedProxies::Create(
-      {config.trusted_proxies().begin(), config.trusted_proxies().end()});
+  absl::StatusOr<TrustedProxies> proxies =
+      TrustedProxies::Create({config.trusted_proxies().begin(), config.trusted_proxies().end()});
   if (!proxies.ok()) return proxies.status();
   parts.trusted_proxies = *std::move(proxies);
   absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Create(std::move(parts));
@@ -203,8 +208,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.grpc_listen(), grpc::InsecureServerCredentials(),
-                           &p->grpc_port);
+  builder.AddListeningPort(config.grpc_listen(), grpc::InsecureServerCredentials(), &p->grpc_port);
   builder.RegisterService(p->anyai_service.get());
   builder.RegisterService(p->admin_service.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;

@@ -107,10 +107,10 @@ TEST_F(GatewayTest, NothingIsCountedBeforeAuthenticationAndValidationPass) {
   bad.add_messages()->set_role("system");
   EXPECT_THAT(gateway_->AdmitChat(anonymous_, bad),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
-  EXPECT_THAT(gateway_->AdmitChat({.authorization = "Bearer sk-nope", .peer = "203.0.113.7",
-                                   .forwarded_for = ""},
-                                  Chat()),
-              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  EXPECT_THAT(
+      gateway_->AdmitChat(
+          {.authorization = "Bearer sk-nope", .peer = "203.0.113.7", .forwarded_for = ""}, Chat()),
+      StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
   absl::StatusOr<quota::UsageSnapshot> usage =
       engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
   ASSERT_THAT(usage, IsOk());
@@ -121,6 +121,36 @@ TEST_F(GatewayTest, XForwardedForCountsOnlyFromTrustedProxies) {
   Build(StorageFailurePolicy::kFailClosed);
   const Caller direct{.authorization = "", .peer = "198.51.100.1", .forwarded_for = "10.9.9.9"};
   EXPECT_EQ(gateway_->Authenticate(direct)->tenant, "ip:198.51.100.1");
+}
+
+TEST_F(GatewayTest, OneClientIsOneTenantHoweverItsAddressIsWritten) {
+  Build(StorageFailurePolicy::kFailClosed);
+  EXPECT_EQ(
+      gateway_
+          ->Authenticate({.authorization = "", .peer = "::ffff:203.0.113.7", .forwarded_for = ""})
+          ->tenant,
+      "ip:203.0.113.7");
+  EXPECT_EQ(
+      gateway_->Authenticate({.authorization = "", .peer = "2001:DB8:0:0::1", .forwarded_for = ""})
+          ->tenant,
+      "ip:2001:db8::1");
+  v1::GetUsageRequest by_ip;
+  by_ip.set_ip("::FFFF:203.0.113.7");
+  EXPECT_EQ(gateway_->GetUsage(by_ip)->tenant(), "ip:203.0.113.7");
+}
+
+TEST_F(GatewayTest, CheckingABadKeyCountsNothing) {
+  Build(StorageFailurePolicy::kFailClosed);
+  EXPECT_THAT(gateway_->CheckKey(anonymous_, "sk-anyai-nope", nullptr),
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  absl::StatusOr<quota::UsageSnapshot> usage =
+      engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
+  ASSERT_THAT(usage, IsOk());
+  for (const quota::ClassUsage& c : usage->classes) {
+    if (c.feature_class == quota::kMeta) {
+      EXPECT_EQ(c.windows[0].used, 0);
+    }
+  }
 }
 
 }  // namespace

@@ -403,6 +403,14 @@ TEST_F(GrpcServerTest, UnknownMalformedAndRevokedKeysAreUnauthenticated) {
   EXPECT_EQ(CallChat(Chat("phi-2"), "sk-anyai-" + std::string(64, '0')).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(CallChat(Chat("phi-2"), "nonsense").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  {
+    // Present but blank: refused, never taken for anonymous.
+    auto c = Context();
+    c->AddMetadata("authorization", "");
+    v1::ChatCompletion resp;
+    EXPECT_EQ(anyai_->CreateChatCompletion(c.get(), Chat("phi-2"), &resp).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
   const std::string key = CreateKey("premium");
   ASSERT_TRUE(CallChat(Chat("phi-2"), key).ok());
   v1::KeyRecord record;
