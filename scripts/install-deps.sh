@@ -33,7 +33,10 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
 fi
 if ((${#missing[@]})); then
   sudo_cmd=()
-  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "run as root (or install sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+  fi
   echo "installing: ${missing[*]}"
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
@@ -41,7 +44,8 @@ if ((${#missing[@]})); then
 fi
 
 if [[ "${1:-}" == "--tests" && -f tests/e2e/package.json ]]; then
-  if [[ ! -d tests/e2e/node_modules ]] || [[ tests/e2e/package.json -nt tests/e2e/node_modules ]]; then
+  if [[ ! -d tests/e2e/node_modules ]] || [[ tests/e2e/package.json -nt tests/e2e/node_modules ]] ||
+     [[ tests/e2e/package-lock.json -nt tests/e2e/node_modules ]]; then
     (cd tests/e2e && npm "$([[ -f package-lock.json ]] && echo ci || echo install)" --no-audit --no-fund --loglevel=error)
     touch tests/e2e/node_modules
   fi

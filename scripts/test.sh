@@ -29,10 +29,11 @@ for config in "${configs[@]}"; do
   esac
   echo "=== $config: configure and build ($dir)"
   start=$(date +%s)
+  # A configuration that does not build counts as one failure in the total.
   if ! cmake -S . -B "$dir" -G Ninja "${args[@]}" >"$dir.configure.log" 2>&1; then
-    cat "$dir.configure.log"; status=1; continue
+    cat "$dir.configure.log"; status=1; failed=$((failed + 1)); continue
   fi
-  if ! cmake --build "$dir"; then status=1; continue; fi
+  if ! cmake --build "$dir"; then status=1; failed=$((failed + 1)); continue; fi
   echo "=== $config: built in $(( $(date +%s) - start )) s; ctest"
   log=$(mktemp)
   ctest --test-dir "$dir" --output-on-failure --timeout 900 -j2 2>&1 | tee "$log"
@@ -43,6 +44,7 @@ for config in "${configs[@]}"; do
     passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
   else
     status=1
+    failed=$((failed + 1))  # ctest printed no summary: count the run as a failure
   fi
   rm -f "$log"
 done

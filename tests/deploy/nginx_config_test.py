@@ -52,13 +52,22 @@ class NginxConfigTest(unittest.TestCase):
                 self.assertEqual(len(servers), 3, servers)
                 self.assertTrue(all(s.startswith("127.0.0.1:") for s in servers), servers)
 
-    def test_tenant_is_the_authorization_header_else_the_client_ip(self):
+    def test_tenant_is_the_bearer_token_else_the_client_ip(self):
         maps = dict(re.findall(r"(?ms)^map\s+\S+\s+(\$\S+)\s*\{(.*?)^\}", self.text))
         tenant = maps["$anyai_tenant"]
         self.assertRegex(self.text, r"map\s+\$http_authorization\s+\$anyai_tenant")
-        self.assertRegex(tenant, r"default\s+\$http_authorization;")
+        # The token, however "Bearer" is spelled or spaced: one key is one tenant.
+        token_var = re.search(r"default\s+(\$\S+);", tenant).group(1)
+        self.assertRegex(maps[token_var], r"~\*\^bearer")
         fallback = re.search(r'""\s+(\$\S+);', tenant).group(1)
         self.assertRegex(maps[fallback], r'""\s+\$remote_addr;')
+
+    def test_access_log_leaves_query_strings_out(self):
+        # /check?key= carries API keys, which are never logged (SPEC §3).
+        self.assertNotIn("$request ", self.text.replace("$request_method", ""))
+        logs = re.findall(r"access_log\s+\S+\s+(\S+);", self.text)
+        self.assertEqual(len(logs), 2, logs)
+        self.assertTrue(all(name == "anyai_no_query" for name in logs), logs)
 
     def test_http_is_proxied_and_grpc_is_grpc_passed(self):
         self.assertIn("proxy_pass http://anyai_http;", self.text)
