@@ -7,10 +7,11 @@
 namespace anyai::server {
 namespace {
 
-// Finishes a unary call: on success, x-ratelimit-* and OK; on error, the mapped status.
+// Finishes a unary call with the mapped status; x-ratelimit-* whenever the call was metered
+// (`decision` set: admitted, whatever the provider then answered), and on a 429.
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status,
                                  const quota::Decision* decision) {
-  if (status.ok() && decision != nullptr) AddRateLimitMetadata(*context, *decision);
+  if (decision != nullptr) AddRateLimitMetadata(*context, *decision);
   if (!status.ok()) AddRateLimitTrailers(*context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
