@@ -25,8 +25,8 @@ uint64_t HashOf(std::string_view tenant) { return absl::Hash<std::string_view>{}
 
 // Per-class geometry, and per plan and class the limit of each of the class's windows.
 struct Engine::Layout {
-  std::vector<ClassGeometry> geometry;                   // by class
-  std::vector<std::vector<std::vector<int64_t>>> limits;  // [plan][class][window], 0 = none
+  std::vector<ClassGeometry> geometry;                     // by class
+  std::vector<std::vector<std::vector<int64_t>>> limits;   // [plan][class][window], 0 = none
   std::vector<std::vector<std::vector<int>>> plan_window;  // [plan][class][i] -> window index
 };
 
@@ -59,8 +59,8 @@ Engine::Engine(PlanTable plans, EngineOptions options)
       const ClassGeometry& g = layout_->geometry[c];
       limits[c].assign(g.windows(), 0);
       for (const Window& w : p.Find(class_names_[c])->windows) {
-        const auto it = std::find(g.window_us.begin(), g.window_us.end(),
-                                  absl::ToInt64Microseconds(w.length));
+        const auto it =
+            std::find(g.window_us.begin(), g.window_us.end(), absl::ToInt64Microseconds(w.length));
         const int index = static_cast<int>(it - g.window_us.begin());
         limits[c][index] = w.max_requests;
         order[c].push_back(index);
@@ -83,9 +83,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(PlanTable plans, EngineOp
       }
     }
     if (lengths.size() > kMaxWindowsPerClass) {
-      return absl::InvalidArgumentError(absl::StrCat("class \"", c, "\": more than ",
-                                                     kMaxWindowsPerClass,
-                                                     " distinct windows across plans"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "class \"", c, "\": more than ", kMaxWindowsPerClass, " distinct windows across plans"));
     }
   }
   if (options.idle_timeout <= absl::ZeroDuration()) {
@@ -153,8 +152,8 @@ SlidingWindows& Engine::WindowsOf(Tenant& tenant, int feature_class) {
   return *w;  // another thread published first; ours was never shared
 }
 
-absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan,
-                                       ClassId feature_class, absl::Time now) {
+absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan, ClassId feature_class,
+                                       absl::Time now) {
   if (plan.index < 0 || plan.index >= static_cast<int>(plans_.plans.size()) ||
       feature_class.index < 0 || feature_class.index >= class_count()) {
     return absl::InvalidArgumentError("unknown plan or feature class id");
@@ -162,11 +161,19 @@ absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan,
   const int64_t now_us = ToMicros(now);
   WindowOutcome outcome;  // filled by TryAdmit
   {
+    // The guard also covers the sink: until an admission is recorded, the tenant it was counted
+    // in cannot be freed, so an eviction meanwhile brings that tenant back rather than
+    // restoring a copy that misses the count (tenant_table.h).
     EpochGuard guard;
     absl::StatusOr<Tenant*> t = Resident(tenant, now_us);
     if (!t.ok()) return t.status();
     outcome = WindowsOf(**t, feature_class.index)
                   .TryAdmit(now_us, layout_->limits[plan.index][feature_class.index]);
+    if (outcome.admitted && options_.sink != nullptr) {
+      absl::Status s = options_.sink->Record(
+          Admission{.tenant = tenant, .feature_class = feature_class, .bucket = outcome.stamp});
+      if (!s.ok()) return s;
+    }
   }
   const ClassGeometry& g = layout_->geometry[feature_class.index];
   const std::vector<int64_t>& limits = layout_->limits[plan.index][feature_class.index];
@@ -199,16 +206,10 @@ absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan,
     d.retry_after = Until(retry_at, now_us);
     return d;
   }
-  if (options_.sink != nullptr) {
-    absl::Status s = options_.sink->Record(
-        Admission{.tenant = tenant, .feature_class = feature_class, .bucket = outcome.stamp});
-    if (!s.ok()) return s;
-  }
   return d;
 }
 
-absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan,
-                                            absl::Time now) {
+absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan, absl::Time now) {
   if (plan.index < 0 || plan.index >= static_cast<int>(plans_.plans.size())) {
     return absl::InvalidArgumentError("unknown plan id");
   }
@@ -230,12 +231,12 @@ absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan
     usage.feature_class = cl.feature_class;
     for (int index : layout_->plan_window[plan.index][c]) {
       const WindowFigures& f = outcome.windows[index];
-      usage.windows.push_back(WindowUsage{
-          .window = absl::Microseconds(layout_->geometry[c].window_us[index]),
-          .used = f.used,
-          .limit = limits[index],
-          .remaining = std::max<int64_t>(0, limits[index] - f.used),
-          .reset = Until(f.free_at_us, now_us)});
+      usage.windows.push_back(
+          WindowUsage{.window = absl::Microseconds(layout_->geometry[c].window_us[index]),
+                      .used = f.used,
+                      .limit = limits[index],
+                      .remaining = std::max<int64_t>(0, limits[index] - f.used),
+                      .reset = Until(f.free_at_us, now_us)});
     }
   }
   return snapshot;

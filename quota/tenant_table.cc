@@ -3,6 +3,7 @@
 #include <bit>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "quota/epoch.h"
 
 namespace anyai::quota {
@@ -25,7 +26,8 @@ Tenant::~Tenant() {
 }
 
 struct TenantTable::Slots {
-  explicit Slots(size_t capacity) : mask(capacity - 1), entries(new std::atomic<Tenant*>[capacity]) {
+  explicit Slots(size_t capacity)
+      : mask(capacity - 1), entries(new std::atomic<Tenant*>[capacity]) {
     for (size_t i = 0; i < capacity; ++i) entries[i].store(nullptr, std::memory_order_relaxed);
   }
   const size_t mask;
@@ -44,6 +46,10 @@ struct TenantTable::Shard {
   size_t live ABSL_GUARDED_BY(mu) = 0;
   size_t tombstones ABSL_GUARDED_BY(mu) = 0;
   std::vector<Retired> retired ABSL_GUARDED_BY(mu);
+  // Evicted tenants not yet freed, by id: a thread may still be deciding on one (inside its
+  // EpochGuard, until its admission is recorded by the sink), so a new copy restored from
+  // storage could miss that admission. Insert() therefore brings such a tenant back instead.
+  absl::flat_hash_map<std::string, Retired> evicted ABSL_GUARDED_BY(mu);
 
   ~Shard() {
     Slots* s = slots.load(std::memory_order_relaxed);
@@ -66,7 +72,8 @@ struct TenantTable::Shard {
         Tenant* t = old->entries[i].load(std::memory_order_relaxed);
         if (t == nullptr || t == kTombstone) continue;
         size_t j = t->hash & fresh->mask;
-        while (fresh->entries[j].load(std::memory_order_relaxed) != nullptr) j = (j + 1) & fresh->mask;
+        while (fresh->entries[j].load(std::memory_order_relaxed) != nullptr)
+          j = (j + 1) & fresh->mask;
         fresh->entries[j].store(t, std::memory_order_relaxed);
       }
     }
@@ -100,6 +107,10 @@ Tenant* TenantTable::Insert(std::unique_ptr<Tenant> fresh) {
   Shard& shard = ShardFor(fresh->hash);
   MutexLock lock(&shard.mu);
   if (Tenant* existing = Find(fresh->id, fresh->hash)) return existing;
+  if (auto it = shard.evicted.find(fresh->id); it != shard.evicted.end()) {
+    fresh = std::move(it->second.tenant);  // the evicted copy has every count; `fresh` is dropped
+    shard.evicted.erase(it);
+  }
   Slots* s = shard.slots.load(std::memory_order_relaxed);
   if (s == nullptr || 2 * (shard.live + shard.tombstones + 1) > s->mask + 1) {
     shard.Grow();
@@ -135,7 +146,14 @@ size_t TenantTable::EvictIf(absl::FunctionRef<bool(Tenant&)> evict) {
       ++shard.tombstones;
       ++evicted;
       size_.fetch_sub(1, std::memory_order_relaxed);
-      shard.retired.push_back({CurrentEpoch(), std::unique_ptr<Tenant>(t), nullptr});
+      // At most one evicted copy per id (Insert brings it back before a new copy can exist);
+      // should one be there all the same, it is retired, never freed early.
+      if (auto it = shard.evicted.find(t->id); it != shard.evicted.end()) {
+        shard.retired.push_back(std::move(it->second));
+        shard.evicted.erase(it);
+      }
+      shard.evicted.emplace(t->id,
+                            Shard::Retired{CurrentEpoch(), std::unique_ptr<Tenant>(t), nullptr});
     }
   }
   return evicted;
@@ -147,6 +165,7 @@ void TenantTable::Reclaim() {
     Shard& shard = shards_[n];
     MutexLock lock(&shard.mu);
     std::erase_if(shard.retired, [](const Shard::Retired& r) { return SafeToFree(r.epoch); });
+    absl::erase_if(shard.evicted, [](const auto& e) { return SafeToFree(e.second.epoch); });
   }
 }
 

@@ -7,7 +7,9 @@
 // shard's slot array through an acquire load of its pointer; writers fill a slot before
 // publishing it with a release store. A removed tenant, or a replaced slot array, is retired
 // with the epoch at which it became unreachable and freed once SafeToFree() says no reader
-// can hold it (see epoch.h).
+// can hold it (see epoch.h). Until then an evicted tenant can be brought back by Insert(): a
+// thread that found it just before the eviction may still be counting into it, and a copy
+// restored from storage meanwhile could miss that count (over-admission).
 #ifndef ANYAI_QUOTA_TENANT_TABLE_H_
 #define ANYAI_QUOTA_TENANT_TABLE_H_
 
@@ -53,8 +55,9 @@ class TenantTable {
 
   // Inside an EpochGuard. Null when the tenant is not resident.
   Tenant* Find(std::string_view id, uint64_t hash) const;
-  // Inside an EpochGuard. Inserts `fresh` unless its id is already resident; returns the
-  // resident tenant either way (`fresh` is dropped if it lost).
+  // Inside an EpochGuard. Inserts `fresh` unless its id is already resident, or was evicted
+  // so recently that a reader may still hold it (then that tenant comes back instead);
+  // returns the resident tenant either way (`fresh` is dropped if it lost).
   Tenant* Insert(std::unique_ptr<Tenant> fresh);
   // Removes (and retires) every tenant for which `evict` returns true. Returns the count.
   size_t EvictIf(absl::FunctionRef<bool(Tenant&)> evict);
