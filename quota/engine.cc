@@ -114,6 +114,9 @@ absl::Duration Engine::SubBucketWidth(ClassId id) const {
 absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us) {
   const uint64_t hash = HashOf(tenant);
   Tenant* t = tenants_->Find(tenant, hash);
+  // Missed: an evicted copy some thread may still be counting into comes back; only when there
+  // is none can a load from storage be complete (tenant_table.h).
+  if (t == nullptr) t = tenants_->FindOrRevive(tenant, hash);
   if (t == nullptr) {
     auto fresh = std::make_unique<Tenant>(hash, tenant, class_count());
     if (options_.loader != nullptr) {

@@ -61,6 +61,27 @@ struct TenantTable::Shard {
     delete s;
   }
 
+  // Puts a tenant that is not resident into the table; returns it.
+  Tenant* Place(std::unique_ptr<Tenant> tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    Slots* s = slots.load(std::memory_order_relaxed);
+    if (s == nullptr || 2 * (live + tombstones + 1) > s->mask + 1) {
+      Grow();
+      s = slots.load(std::memory_order_relaxed);
+    }
+    size_t i = tenant->hash & s->mask;
+    for (;; i = (i + 1) & s->mask) {
+      Tenant* t = s->entries[i].load(std::memory_order_relaxed);
+      if (t == nullptr || t == kTombstone) {
+        if (t == kTombstone) --tombstones;
+        break;
+      }
+    }
+    Tenant* placed = tenant.release();
+    s->entries[i].store(placed, std::memory_order_release);
+    ++live;
+    return placed;
+  }
+
   // Rebuilds the slot array with room for `live + 1` at a load of at most 1/2.
   void Grow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     Slots* old = slots.load(std::memory_order_relaxed);
@@ -103,6 +124,18 @@ Tenant* TenantTable::Find(std::string_view id, uint64_t hash) const {
   }
 }
 
+Tenant* TenantTable::FindOrRevive(std::string_view id, uint64_t hash) {
+  Shard& shard = ShardFor(hash);
+  MutexLock lock(&shard.mu);
+  if (Tenant* existing = Find(id, hash)) return existing;
+  auto it = shard.evicted.find(std::string(id));
+  if (it == shard.evicted.end()) return nullptr;
+  std::unique_ptr<Tenant> revived = std::move(it->second.tenant);
+  shard.evicted.erase(it);
+  size_.fetch_add(1, std::memory_order_relaxed);
+  return shard.Place(std::move(revived));
+}
+
 Tenant* TenantTable::Insert(std::unique_ptr<Tenant> fresh) {
   Shard& shard = ShardFor(fresh->hash);
   MutexLock lock(&shard.mu);
@@ -111,24 +144,8 @@ Tenant* TenantTable::Insert(std::unique_ptr<Tenant> fresh) {
     fresh = std::move(it->second.tenant);  // the evicted copy has every count; `fresh` is dropped
     shard.evicted.erase(it);
   }
-  Slots* s = shard.slots.load(std::memory_order_relaxed);
-  if (s == nullptr || 2 * (shard.live + shard.tombstones + 1) > s->mask + 1) {
-    shard.Grow();
-    s = shard.slots.load(std::memory_order_relaxed);
-  }
-  size_t i = fresh->hash & s->mask;
-  for (;; i = (i + 1) & s->mask) {
-    Tenant* t = s->entries[i].load(std::memory_order_relaxed);
-    if (t == nullptr || t == kTombstone) {
-      if (t == kTombstone) --shard.tombstones;
-      break;
-    }
-  }
-  Tenant* placed = fresh.release();
-  s->entries[i].store(placed, std::memory_order_release);
-  ++shard.live;
   size_.fetch_add(1, std::memory_order_relaxed);
-  return placed;
+  return shard.Place(std::move(fresh));
 }
 
 size_t TenantTable::EvictIf(absl::FunctionRef<bool(Tenant&)> evict) {

@@ -55,6 +55,11 @@ class TenantTable {
 
   // Inside an EpochGuard. Null when the tenant is not resident.
   Tenant* Find(std::string_view id, uint64_t hash) const;
+  // Inside an EpochGuard, after Find() missed and before loading the tenant from storage:
+  // under the shard's mutex, the resident tenant, or the evicted one brought back, or null.
+  // Null means no copy of the tenant can still be counting (any earlier one was freed, so
+  // every admission counted in it has been recorded): a load that starts now is complete.
+  Tenant* FindOrRevive(std::string_view id, uint64_t hash);
   // Inside an EpochGuard. Inserts `fresh` unless its id is already resident, or was evicted
   // so recently that a reader may still hold it (then that tenant comes back instead);
   // returns the resident tenant either way (`fresh` is dropped if it lost).
