@@ -18,6 +18,14 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const abs
   return reactor;
 }
 
+// Ends a synchronous unary call the same way.
+grpc::Status Finish(grpc::ServerContext* context, const absl::Status& status,
+                    const quota::Decision* decision) {
+  if (decision != nullptr) AddRateLimitMetadata(*context, *decision);
+  if (!status.ok()) AddRateLimitTrailers(*context, status);
+  return ToGrpcStatus(status);
+}
+
 template <typename Response>
 absl::Status Assign(absl::StatusOr<Response> result, Response* out) {
   if (!result.ok()) return result.status();
@@ -47,9 +55,9 @@ Caller CallerOf(const grpc::ServerContextBase& context, const std::string& peer)
   return caller;
 }
 
-grpc::ServerUnaryReactor* AnyAIService::CreateChatCompletion(
-    grpc::CallbackServerContext* context, const v1::ChatCompletionRequest* request,
-    v1::ChatCompletion* response) {
+grpc::Status AnyAIService::CreateChatCompletion(grpc::ServerContext* context,
+                                                const v1::ChatCompletionRequest* request,
+                                                v1::ChatCompletion* response) {
   const std::string peer = AddressOfGrpcPeer(context->peer());
   absl::StatusOr<Admitted> admitted = gateway_.AdmitChat(CallerOf(*context, peer), *request);
   if (!admitted.ok()) return Finish(context, admitted.status(), nullptr);
@@ -80,9 +88,9 @@ grpc::ServerUnaryReactor* AnyAIService::ListModels(grpc::CallbackServerContext* 
   return Finish(context, absl::OkStatus(), &admitted->decision);
 }
 
-grpc::ServerUnaryReactor* AnyAIService::GenerateImages(grpc::CallbackServerContext* context,
-                                                       const v1::GenerateImagesRequest* request,
-                                                       v1::GenerateImagesResponse* response) {
+grpc::Status AnyAIService::GenerateImages(grpc::ServerContext* context,
+                                          const v1::GenerateImagesRequest* request,
+                                          v1::GenerateImagesResponse* response) {
   const std::string peer = AddressOfGrpcPeer(context->peer());
   v1::GenerateImagesRequest filled = *request;
   absl::StatusOr<Admitted> admitted = gateway_.AdmitImages(CallerOf(*context, peer), filled);
@@ -91,9 +99,9 @@ grpc::ServerUnaryReactor* AnyAIService::GenerateImages(grpc::CallbackServerConte
                 &admitted->decision);
 }
 
-grpc::ServerUnaryReactor* AnyAIService::Imagine(grpc::CallbackServerContext* context,
-                                                const v1::ImagineRequest* request,
-                                                v1::ImagineResponse* response) {
+grpc::Status AnyAIService::Imagine(grpc::ServerContext* context,
+                                   const v1::ImagineRequest* request,
+                                   v1::ImagineResponse* response) {
   const std::string peer = AddressOfGrpcPeer(context->peer());
   v1::ImagineRequest filled = *request;
   absl::StatusOr<Admitted> admitted = gateway_.AdmitImagine(CallerOf(*context, peer), filled);
@@ -115,9 +123,9 @@ grpc::Status AnyAIService::Ask(grpc::ServerContext* context, const v1::AskReques
       *request, [&](const v1::AskChunk& chunk) { return writer->Write(chunk); }));
 }
 
-grpc::ServerUnaryReactor* AnyAIService::DescribeImage(grpc::CallbackServerContext* context,
-                                                      const v1::DescribeImageRequest* request,
-                                                      v1::DescribeImageResponse* response) {
+grpc::Status AnyAIService::DescribeImage(grpc::ServerContext* context,
+                                         const v1::DescribeImageRequest* request,
+                                         v1::DescribeImageResponse* response) {
   const std::string peer = AddressOfGrpcPeer(context->peer());
   v1::DescribeImageRequest filled = *request;
   absl::StatusOr<Admitted> admitted = gateway_.AdmitVision(CallerOf(*context, peer), filled);

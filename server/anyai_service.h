@@ -1,8 +1,11 @@
 // The gRPC front of the AnyAI service (SPEC §4): each method turns its call into a Gateway
-// call (authenticate, validate, admit) and a Provider call, and the result back. Unary methods
-// use the callback API; the two server-streaming methods use the synchronous API, whose
-// blocking ServerWriter::Write matches the providers' `emit` contract exactly (a chunk leaves
-// as soon as the provider yields it; a vanished client stops the provider).
+// call (authenticate, validate, admit) and a Provider call, and the result back. The methods
+// that call a provider use the synchronous API: a provider may block for as long as its
+// upstream takes (the openai provider: seconds), which the sync API's thread pool is made for
+// and the callback API's few threads are not; and for the two streams its blocking
+// ServerWriter::Write matches the providers' `emit` contract exactly (a chunk leaves as soon
+// as the provider yields it; a vanished client stops the provider). ListModels and CheckKey,
+// which never block on a provider, use the callback API.
 //
 // Thread safety: thread-safe; gRPC calls the methods concurrently.
 #ifndef ANYAI_SERVER_ANYAI_SERVICE_H_
@@ -13,35 +16,32 @@
 
 namespace anyai::server {
 
-using AnyAIServiceBase = v1::AnyAI::WithCallbackMethod_CreateChatCompletion<
-    v1::AnyAI::WithCallbackMethod_ListModels<v1::AnyAI::WithCallbackMethod_GenerateImages<
-        v1::AnyAI::WithCallbackMethod_Imagine<v1::AnyAI::WithCallbackMethod_DescribeImage<
-            v1::AnyAI::WithCallbackMethod_CheckKey<v1::AnyAI::Service>>>>>>;
+using AnyAIServiceBase = v1::AnyAI::WithCallbackMethod_ListModels<
+    v1::AnyAI::WithCallbackMethod_CheckKey<v1::AnyAI::Service>>;
 
 class AnyAIService final : public AnyAIServiceBase {
  public:
   explicit AnyAIService(Gateway& gateway) : gateway_(gateway) {}
 
-  grpc::ServerUnaryReactor* CreateChatCompletion(grpc::CallbackServerContext* context,
-                                                 const v1::ChatCompletionRequest* request,
-                                                 v1::ChatCompletion* response) override;
+  grpc::Status CreateChatCompletion(grpc::ServerContext* context,
+                                    const v1::ChatCompletionRequest* request,
+                                    v1::ChatCompletion* response) override;
   grpc::Status StreamChatCompletion(grpc::ServerContext* context,
                                     const v1::ChatCompletionRequest* request,
                                     grpc::ServerWriter<v1::ChatCompletionChunk>* writer) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
-  grpc::ServerUnaryReactor* GenerateImages(grpc::CallbackServerContext* context,
-                                           const v1::GenerateImagesRequest* request,
-                                           v1::GenerateImagesResponse* response) override;
-  grpc::ServerUnaryReactor* Imagine(grpc::CallbackServerContext* context,
-                                    const v1::ImagineRequest* request,
-                                    v1::ImagineResponse* response) override;
+  grpc::Status GenerateImages(grpc::ServerContext* context,
+                              const v1::GenerateImagesRequest* request,
+                              v1::GenerateImagesResponse* response) override;
+  grpc::Status Imagine(grpc::ServerContext* context, const v1::ImagineRequest* request,
+                       v1::ImagineResponse* response) override;
   grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
                    grpc::ServerWriter<v1::AskChunk>* writer) override;
-  grpc::ServerUnaryReactor* DescribeImage(grpc::CallbackServerContext* context,
-                                          const v1::DescribeImageRequest* request,
-                                          v1::DescribeImageResponse* response) override;
+  grpc::Status DescribeImage(grpc::ServerContext* context,
+                             const v1::DescribeImageRequest* request,
+                             v1::DescribeImageResponse* response) override;
   grpc::ServerUnaryReactor* CheckKey(grpc::CallbackServerContext* context,
                                      const v1::CheckKeyRequest* request,
                                      v1::CheckKeyResponse* response) override;
