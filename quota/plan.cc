@@ -65,17 +65,17 @@ absl::Status ValidatePlanTable(const PlanTable& table) {
         const std::string wwhere =
             absl::StrCat(cwhere, ", window ", absl::FormatDuration(w.length));
         if (w.length < kMinWindow) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(wwhere, ": a window must be at least ", absl::FormatDuration(kMinWindow)));
+          return absl::InvalidArgumentError(absl::StrCat(wwhere, ": a window must be at least ",
+                                                         absl::FormatDuration(kMinWindow)));
         }
         if (w.length % absl::Microseconds(1) != absl::ZeroDuration()) {
           return absl::InvalidArgumentError(
               absl::StrCat(wwhere, ": not a whole number of microseconds"));
         }
         if (w.max_requests < 1 || w.max_requests > kMaxRequestsPerWindow) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              wwhere, ": max_requests ", w.max_requests, " is outside [1, ", kMaxRequestsPerWindow,
-              "]"));
+          return absl::InvalidArgumentError(absl::StrCat(wwhere, ": max_requests ", w.max_requests,
+                                                         " is outside [1, ", kMaxRequestsPerWindow,
+                                                         "]"));
         }
         if (!lengths.insert(absl::ToInt64Microseconds(w.length)).second) {
           return absl::InvalidArgumentError(absl::StrCat(wwhere, ": window defined twice"));
@@ -97,12 +97,13 @@ absl::Status ValidatePlanTable(const PlanTable& table) {
       const int64_t base = absl::ToInt64Microseconds(shortest[limits.feature_class]);
       for (const Window& w : limits.windows) {
         const int64_t len = absl::ToInt64Microseconds(w.length);
-        if (len % base != 0 || len / base > kMaxWindowRatio) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "plan \"", plan.name, "\", class \"", limits.feature_class, "\", window ",
-              absl::FormatDuration(w.length), ": must be a whole multiple (at most ",
-              kMaxWindowRatio, "x) of the class's shortest window ",
-              absl::FormatDuration(absl::Microseconds(base))));
+        if (len % base != 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("plan \"", plan.name, "\", class \"", limits.feature_class,
+                           "\", window ", absl::FormatDuration(w.length),
+                           ": must be a whole multiple of the class's "
+                           "shortest window ",
+                           absl::FormatDuration(absl::Microseconds(base))));
         }
       }
     }
@@ -120,30 +121,28 @@ Window PerDay(int64_t n) { return {absl::Hours(24), n}; }
 
 PlanTable DefaultPlanTable() {
   PlanTable table;
-  table.plans.push_back(Plan{
-      .name = kFreePlan,
-      .max_message_chars = 1000,
-      .classes = {
-          {kLlm, {PerMinute(10), PerDay(2000)}},
-          {kClosedLlm, {PerHour(25), PerDay(100)}},
-          {kImageGeneration, {PerMinute(120), PerDay(750)}},
-          {kGlobalAsk, {PerMinute(120), PerDay(750)}},
-          {kImagine, {PerDay(20)}},
-          {kVision, {PerHour(25), PerDay(100)}},
-          {kMeta, {PerMinute(600)}},
-      }});
-  table.plans.push_back(Plan{
-      .name = kPremiumPlan,
-      .max_message_chars = 5000,
-      .classes = {
-          {kLlm, {PerMinute(30), PerDay(5000)}},
-          {kClosedLlm, {PerHour(50), PerDay(300)}},
-          {kImageGeneration, {PerMinute(120), PerDay(750)}},
-          {kGlobalAsk, {PerMinute(120), PerDay(750)}},
-          {kImagine, {PerDay(20)}},
-          {kVision, {PerHour(25), PerDay(100)}},
-          {kMeta, {PerMinute(600)}},
-      }});
+  table.plans.push_back(Plan{.name = kFreePlan,
+                             .max_message_chars = 1000,
+                             .classes = {
+                                 {kLlm, {PerMinute(10), PerDay(2000)}},
+                                 {kClosedLlm, {PerHour(25), PerDay(100)}},
+                                 {kImageGeneration, {PerMinute(120), PerDay(750)}},
+                                 {kGlobalAsk, {PerMinute(120), PerDay(750)}},
+                                 {kImagine, {PerDay(20)}},
+                                 {kVision, {PerHour(25), PerDay(100)}},
+                                 {kMeta, {PerMinute(600)}},
+                             }});
+  table.plans.push_back(Plan{.name = kPremiumPlan,
+                             .max_message_chars = 5000,
+                             .classes = {
+                                 {kLlm, {PerMinute(30), PerDay(5000)}},
+                                 {kClosedLlm, {PerHour(50), PerDay(300)}},
+                                 {kImageGeneration, {PerMinute(120), PerDay(750)}},
+                                 {kGlobalAsk, {PerMinute(120), PerDay(750)}},
+                                 {kImagine, {PerDay(20)}},
+                                 {kVision, {PerHour(25), PerDay(100)}},
+                                 {kMeta, {PerMinute(600)}},
+                             }});
   return table;
 }
 

@@ -70,14 +70,13 @@ struct PlanTable {
 // Limits of the engine's packed counters (see sliding_window.h for why).
 inline constexpr int64_t kMaxRequestsPerWindow = (int64_t{1} << 23) - 1;
 inline constexpr absl::Duration kMinWindow = absl::Seconds(1);
-inline constexpr int64_t kMaxWindowRatio = (int64_t{1} << 17) - 1;
 
 // Refuses, naming the plan, class and window: an empty table or plan name; duplicate plans,
 // classes or window lengths; a window shorter than kMinWindow or not a whole number of
 // microseconds; a limit outside [1, kMaxRequestsPerWindow]; a negative max_message_chars; a
 // plan missing a class another plan meters; and, per class across all plans, a window whose
-// length is not a whole multiple of the class's shortest window (at most kMaxWindowRatio
-// times it), which is what lets one counter serve every window of a class.
+// length is not a whole multiple of the class's shortest window, which is what lets one
+// counter serve every window of a class.
 absl::Status ValidatePlanTable(const PlanTable& table);
 
 // The seed's free and premium plans, cell by cell, plus the `meta` anti-abuse class

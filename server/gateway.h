@@ -140,7 +140,7 @@ class Gateway {
   quota::ClassId image_class_, imagine_class_, ask_class_, vision_class_;
 };
 
-// The engine's plan table entry and the proto usage report for a snapshot.
+// The proto forms of a usage snapshot and of a key record, as both fronts report them.
 void ToProto(const quota::UsageSnapshot& snapshot,
              google::protobuf::RepeatedPtrField<v1::ClassUsage>* out);
 v1::KeyRecord ToProto(const storage::KeyRecord& record);

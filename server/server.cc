@@ -27,6 +27,7 @@
 #include "server/provider_registry.h"
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
+#include "storage/usage_schema.h"
 #include "storage/usage_store.h"
 
 namespace anyai::server {
@@ -34,23 +35,6 @@ namespace {
 
 absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-// The storage's description of the engine's classes, in the engine's ClassId order.
-std::vector<storage::ClassInfo> ClassInfos(const quota::PlanTable& plans) {
-  std::vector<storage::ClassInfo> out;
-  for (const std::string& name : plans.FeatureClasses()) {
-    absl::Duration shortest = absl::InfiniteDuration();
-    absl::Duration longest = absl::ZeroDuration();
-    for (const quota::Plan& p : plans.plans) {
-      for (const quota::Window& w : p.Find(name)->windows) {
-        shortest = std::min(shortest, w.length);
-        longest = std::max(longest, w.length);
-      }
-    }
-    out.push_back(storage::ClassInfo{name, shortest / 60, longest});
-  }
-  return out;
 }
 
 // The HTTP front's settings; a zero (unset) field means its DefaultConfig() value.
@@ -137,8 +121,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
       storage::RocksDbKeyStore::Open(*p->database);
   if (!keys.ok()) return keys.status();
   p->keys = *std::move(keys);
-  absl::StatusOr<std::unique_ptr<storage::UsageStore>> usage =
-      storage::UsageStore::Open(*p->database, ClassInfos(*plans), {.clock = p->options.clock});
+  // The usage store must exist before the engine that writes to it, and describes the
+  // engine's classes: a sink-less engine on the same plans gives their layout.
+  absl::StatusOr<std::unique_ptr<quota::Engine>> layout = quota::Engine::Create(*plans, {});
+  if (!layout.ok()) return layout.status();
+  absl::StatusOr<std::unique_ptr<storage::UsageStore>> usage = storage::UsageStore::Open(
+      *p->database, storage::UsageClassesOf(**layout), {.clock = p->options.clock});
   if (!usage.ok()) return usage.status();
   p->usage = *std::move(usage);
 
