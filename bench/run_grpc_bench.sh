@@ -78,3 +78,7 @@ for what in anchor anchor_callback DURABILITY_PROCESS_CRASH DURABILITY_FSYNC; do
   printf '| %s | %.0f | %.2f | %s | %s |\n' "$name" "$r" "$(awk -v x="$r" -v y="$a" 'BEGIN{print x/y}')" \
     "$(median "${p50[$what]}")" "$(median "${p99[$what]}")"
 done
+d=$(median "${rps[DURABILITY_PROCESS_CRASH]}")
+f=$(median "${rps[DURABILITY_FSYNC]}")
+echo
+echo "DURABILITY_FSYNC / DURABILITY_PROCESS_CRASH = $(awk -v x="$f" -v y="$d" 'BEGIN{printf "%.2f", x/y}')"
