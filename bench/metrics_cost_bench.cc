@@ -9,7 +9,7 @@
 
 #include "benchmark/benchmark.h"
 #include "quota/engine.h"
-#include "server/metrics.h"
+#include "server/metrics/metrics.h"
 #include "storage/database.h"
 #include "storage/usage_store.h"
 

@@ -5,7 +5,7 @@ Where the list of metric families comes from, printed by the test:
   1. a live scrape: a real anyai-server on port 0, GET /metrics on its HTTP port (metric names,
      types, label names and label values: an equality matcher on a value the server never
      exports, e.g. code="428", fails);
-  2. while anyai-server has no HTTP /metrics yet: the declarations in server/metrics.cc (names,
+  2. while anyai-server has no HTTP /metrics yet: the declarations in server/metrics/metrics.cc (names,
      types, and label names only). deploy_live_metrics fails meanwhile, so this fallback cannot
      hide a missing /metrics.
 
@@ -63,7 +63,7 @@ class DashboardMetricsTest(unittest.TestCase):
                   % len(cls.families))
         else:
             cls.families = families_from_source()
-            print("metric source: FALLBACK to the declarations in server/metrics.cc (%d "
+            print("metric source: FALLBACK to the declarations in server/metrics/metrics.cc (%d "
                   "families), because no live scrape: %s" % (len(cls.families), why_not))
 
     # --- What is queried exists -----------------------------------------------------------------

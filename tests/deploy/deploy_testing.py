@@ -6,7 +6,7 @@
 - promql_selectors(): the metric names, label matchers and grouping labels of a PromQL
   expression, without a PromQL library (none is packaged for Debian's Python).
 - families_from_exposition() / families_from_source(): the metric families the server exports,
-  from a live scrape (the truth) or from server/metrics.cc (the declarations).
+  from a live scrape (the truth) or from server/metrics/metrics.cc (the declarations).
 - run_tests(): unittest.main() after taking this suite's own --flags off argv.
 
 Not thread-safe; each test process uses it from one thread.
@@ -278,8 +278,8 @@ def families_from_exposition(text):
     return families
 
 
-def families_from_source(path=os.path.join(REPO, "server", "metrics.cc")):
-    """{family name: Family} as declared in server/metrics.cc, with every label name declared
+def families_from_source(path=os.path.join(REPO, "server", "metrics", "metrics.cc")):
+    """{family name: Family} as declared in server/metrics/metrics.cc, with every label name declared
     anywhere in that file on each family (values unknown): the declarations, not the truth."""
     with open(path) as f:
         source = f.read()

@@ -1,0 +1,1050 @@
+#include "server/config/config.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "anyai/v1/config.pb.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/duration.pb.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "quota/plan.h"
+#include "server/gateway/catalogue.h"
+
+namespace anyai::server {
+namespace {
+
+using ::google::protobuf::FieldDescriptor;
+using ::google::protobuf::Message;
+using ::google::protobuf::Reflection;
+
+// The compiled-in defaults, as config.proto's comments state them.
+constexpr char kDefaultGrpcListen[] = "0.0.0.0:50051";
+constexpr char kDefaultHttpListen[] = "0.0.0.0:8080";
+constexpr char kDefaultDataDir[] = "data";
+constexpr absl::Duration kDefaultIdleTenantTimeout = absl::Minutes(10);
+constexpr int64_t kDefaultMaxBodyBytes = int64_t{1} << 20;
+constexpr int64_t kDefaultMaxHeaderBytes = int64_t{16} << 10;
+constexpr absl::Duration kDefaultHttpIdleTimeout = absl::Seconds(60);
+constexpr absl::Duration kDefaultHttpReadTimeout = absl::Seconds(30);
+constexpr int32_t kDefaultMaxMessages = 256;
+constexpr absl::Duration kDefaultKeyCacheTtl = absl::Seconds(5);
+constexpr absl::Duration kDefaultProviderTimeout = absl::Seconds(60);
+
+// A config file larger than this is refused rather than read into memory.
+constexpr size_t kMaxConfigFileBytes = size_t{16} << 20;
+
+constexpr char kRedacted[] = "<redacted>";
+
+absl::Status Invalid(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": ", std::string(problem)));
+}
+
+std::string Quoted(absl::string_view s) { return absl::StrCat("\"", std::string(s), "\""); }
+
+// --- Durations ---
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  absl::Duration rem;
+  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &rem);
+  google::protobuf::Duration out;
+  out.set_seconds(seconds);
+  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(rem)));
+  return out;
+}
+
+// The value of `d`, or InvalidArgument naming `field` when it breaks Duration's own rules
+// (the range of ±10000 years, nanos within a second and of the seconds' sign).
+absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d,
+                                         absl::string_view field) {
+  constexpr int64_t kMaxSeconds = 315576000000;
+  const bool bad_range = d.seconds() < -kMaxSeconds || d.seconds() > kMaxSeconds ||
+                         d.nanos() <= -1000000000 || d.nanos() >= 1000000000;
+  const bool bad_sign = (d.seconds() > 0 && d.nanos() < 0) || (d.seconds() < 0 && d.nanos() > 0);
+  if (bad_range || bad_sign) return Invalid(field, "not a valid google.protobuf.Duration");
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+// --- Merging ---
+
+void CopySingular(const Message& from, const FieldDescriptor* f, Message* to) {
+  const Reflection* rf = from.GetReflection();
+  const Reflection* rt = to->GetReflection();
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+      rt->SetInt32(to, f, rf->GetInt32(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_INT64:
+      rt->SetInt64(to, f, rf->GetInt64(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_UINT32:
+      rt->SetUInt32(to, f, rf->GetUInt32(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_UINT64:
+      rt->SetUInt64(to, f, rf->GetUInt64(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      rt->SetDouble(to, f, rf->GetDouble(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      rt->SetFloat(to, f, rf->GetFloat(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      rt->SetBool(to, f, rf->GetBool(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_ENUM:
+      rt->SetEnumValue(to, f, rf->GetEnumValue(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_STRING:
+      rt->SetString(to, f, rf->GetString(from, f));
+      break;
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      rt->MutableMessage(to, f)->CopyFrom(rf->GetMessage(from, f));
+      break;
+  }
+}
+
+void ReplaceRepeated(const Message& from, const FieldDescriptor* f, Message* to) {
+  const Reflection* rf = from.GetReflection();
+  const Reflection* rt = to->GetReflection();
+  rt->ClearField(to, f);
+  const int n = rf->FieldSize(from, f);
+  for (int i = 0; i < n; ++i) {
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32:
+        rt->AddInt32(to, f, rf->GetRepeatedInt32(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_INT64:
+        rt->AddInt64(to, f, rf->GetRepeatedInt64(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_UINT32:
+        rt->AddUInt32(to, f, rf->GetRepeatedUInt32(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_UINT64:
+        rt->AddUInt64(to, f, rf->GetRepeatedUInt64(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+        rt->AddDouble(to, f, rf->GetRepeatedDouble(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_FLOAT:
+        rt->AddFloat(to, f, rf->GetRepeatedFloat(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_BOOL:
+        rt->AddBool(to, f, rf->GetRepeatedBool(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_ENUM:
+        rt->AddEnumValue(to, f, rf->GetRepeatedEnumValue(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        rt->AddString(to, f, rf->GetRepeatedString(from, f, i));
+        break;
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        rt->AddMessage(to, f)->CopyFrom(rf->GetRepeatedMessage(from, f, i));
+        break;
+    }
+  }
+}
+
+// Merges `from` over `to` by the rules in config.h. ListFields lists exactly the fields `from`
+// sets: non-zero scalars, non-empty repeated fields, present messages.
+void MergeOver(const Message& from, Message* to) {
+  std::vector<const FieldDescriptor*> fields;
+  from.GetReflection()->ListFields(from, &fields);
+  for (const FieldDescriptor* f : fields) {
+    if (f->is_repeated()) {
+      ReplaceRepeated(from, f, to);
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
+               f->message_type() != google::protobuf::Duration::descriptor()) {
+      MergeOver(from.GetReflection()->GetMessage(from, f),
+                to->GetReflection()->MutableMessage(to, f));
+    } else {
+      CopySingular(from, f, to);
+    }
+  }
+}
+
+void WriteDerivedDefaults(v1::ServerConfig& config) {
+  for (v1::ModelConfig& model : *config.mutable_models()) {
+    if (model.feature_class().empty()) model.set_feature_class(DefaultFeatureClass(model.id()));
+  }
+  for (v1::ProviderConfig& provider : *config.mutable_providers()) {
+    if (!provider.has_timeout()) *provider.mutable_timeout() = ToProto(kDefaultProviderTimeout);
+  }
+}
+
+// --- Parsing ---
+
+class FirstErrorCollector final : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (has_error_) return;
+    has_error_ = true;
+    line_ = line;
+    column_ = column;
+    message_ = message;
+  }
+
+  // "<source>:<line>:<column>: <message>", 1-based. TextFormat's value errors ("Expected
+  // integer, got: ...") do not say whose value it was, so the field named on that line
+  // before the error is added when the message does not already name it.
+  std::string Describe(absl::string_view text, absl::string_view source) const {
+    if (!has_error_) return absl::StrCat(std::string(source), ": cannot be parsed as textproto");
+    if (line_ < 0) return absl::StrCat(std::string(source), ": ", message_);
+    std::string out =
+        absl::StrCat(std::string(source), ":", line_ + 1, ":", column_ + 1, ": ", message_);
+    const std::string field = FieldBefore(text);
+    if (!field.empty() && !absl::StrContains(message_, Quoted(field))) {
+      absl::StrAppend(&out, " (field ", Quoted(field), ")");
+    }
+    return out;
+  }
+
+ private:
+  // The last `name:` on the error's line before its column, or "".
+  std::string FieldBefore(absl::string_view text) const {
+    size_t begin = 0;
+    for (int line = 0; line < line_ && begin != absl::string_view::npos; ++line) {
+      begin = text.find('\n', begin);
+      if (begin != absl::string_view::npos) ++begin;
+    }
+    if (begin == absl::string_view::npos) return "";
+    absl::string_view line = text.substr(begin, text.find('\n', begin) - begin);
+    line = line.substr(0, std::min(line.size(), static_cast<size_t>(std::max(column_, 0))));
+    const size_t colon = line.rfind(':');
+    if (colon == absl::string_view::npos) return "";
+    size_t end = colon;
+    while (end > 0 && absl::ascii_isspace(static_cast<unsigned char>(line[end - 1]))) --end;
+    size_t start = end;
+    while (start > 0 && (absl::ascii_isalnum(static_cast<unsigned char>(line[start - 1])) ||
+                         line[start - 1] == '_')) {
+      --start;
+    }
+    return std::string(line.substr(start, end - start));
+  }
+
+  bool has_error_ = false;
+  int line_ = -1;
+  int column_ = -1;
+  std::string message_;
+};
+
+// The 1-based line of the first `"name"` used as a JSON key in `text`, or 0.
+int LineOfJsonKey(absl::string_view text, absl::string_view name) {
+  const std::string needle = Quoted(name);
+  for (size_t at = text.find(needle); at != absl::string_view::npos;
+       at = text.find(needle, at + 1)) {
+    size_t after = at + needle.size();
+    while (after < text.size() && absl::ascii_isspace(static_cast<unsigned char>(text[after]))) {
+      ++after;
+    }
+    if (after < text.size() && text[after] == ':') {
+      return 1 + static_cast<int>(std::count(text.begin(), text.begin() + at, '\n'));
+    }
+  }
+  return 0;
+}
+
+// Rewrites protobuf's JSON errors ("(plans[0].classes[0]) windowz: Cannot find field.") into
+// "<source>:<line>: unknown field "windowz" in plans[0].classes[0]".
+std::string DescribeJsonError(absl::string_view text, absl::string_view source,
+                              absl::string_view message) {
+  constexpr absl::string_view kUnknown = ": Cannot find field.";
+  if (absl::EndsWith(message, kUnknown)) {
+    absl::string_view rest = message.substr(0, message.size() - kUnknown.size());
+    std::string where;
+    if (absl::StartsWith(rest, "(")) {
+      const size_t close = rest.find(") ");
+      if (close != absl::string_view::npos) {
+        where = absl::StrCat(" in ", std::string(rest.substr(1, close - 1)));
+        rest.remove_prefix(close + 2);
+      }
+    }
+    const int line = LineOfJsonKey(text, rest);
+    return absl::StrCat(std::string(source), line > 0 ? absl::StrCat(":", line) : "",
+                        ": unknown field ", Quoted(rest), where);
+  }
+  return absl::StrCat(std::string(source), ": ", std::string(message));
+}
+
+absl::Status FileError(const std::string& path, int error) {
+  const std::string message =
+      absl::StrCat("config file ", Quoted(path), ": ", std::generic_category().message(error));
+  switch (error) {
+    case ENOENT:
+    case ENOTDIR:
+      return absl::NotFoundError(message);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
+    default:
+      return absl::FailedPreconditionError(message);
+  }
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                       &std::fclose);
+  if (file == nullptr) return FileError(path, errno);
+  std::string contents;
+  char buffer[1 << 16];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) {
+    contents.append(buffer, n);
+    if (contents.size() > kMaxConfigFileBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("config file ", Quoted(path), ": larger than ",
+                                                     kMaxConfigFileBytes, " bytes"));
+    }
+  }
+  if (std::ferror(file.get())) return FileError(path, errno);
+  return contents;
+}
+
+// --- Syntax of addresses ---
+
+bool IsIpv4(const std::string& s) {
+  in_addr addr;
+  return inet_pton(AF_INET, s.c_str(), &addr) == 1;
+}
+
+bool IsIpv6(const std::string& s) {
+  in6_addr addr;
+  return inet_pton(AF_INET6, s.c_str(), &addr) == 1;
+}
+
+// A host name: dot-separated labels of letters, digits, inner hyphens and underscores (which
+// DNS forbids but container service names use), 1 to 63 characters each, 253 in all.
+bool IsHostName(absl::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t label = 0;
+  for (size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '.') {
+      if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-') return false;
+      label = 0;
+    } else if (absl::ascii_isalnum(static_cast<unsigned char>(s[i])) || s[i] == '-' ||
+               s[i] == '_') {
+      ++label;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+struct HostPort {
+  std::string host;  // without brackets
+  int port = 0;
+};
+
+// "HOST:PORT" with HOST an IPv4 address, a DNS name or a bracketed IPv6 address.
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view s) {
+  const std::string shown = Quoted(s);
+  const auto not_host_port = [&shown](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        shown, " is not HOST:PORT (e.g. 0.0.0.0:8080 or [::]:8080): ", std::string(why)));
+  };
+  HostPort out;
+  absl::string_view port;
+  if (absl::StartsWith(s, "[")) {
+    const size_t close = s.find(']');
+    if (close == absl::string_view::npos) return not_host_port("no closing ']'");
+    out.host = std::string(s.substr(1, close - 1));
+    if (!IsIpv6(out.host)) return not_host_port("not an IPv6 address between the brackets");
+    if (s.substr(close + 1, 1) != ":") return not_host_port("no ':PORT' after the ']'");
+    port = s.substr(close + 2);
+  } else {
+    const size_t colon = s.rfind(':');
+    if (colon == absl::string_view::npos) return not_host_port("no ':PORT'");
+    out.host = std::string(s.substr(0, colon));
+    port = s.substr(colon + 1);
+    if (out.host.empty()) return not_host_port("no HOST");
+    if (absl::StrContains(out.host, ':')) {
+      return not_host_port("an IPv6 address must be in brackets");
+    }
+    const bool looks_numeric = std::all_of(out.host.begin(), out.host.end(), [](char c) {
+      return absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.';
+    });
+    if (looks_numeric ? !IsIpv4(out.host) : !IsHostName(out.host)) {
+      return not_host_port("not an IP address or host name");
+    }
+  }
+  const bool digits =
+      !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c));
+      });
+  if (!digits || !absl::SimpleAtoi(port, &out.port) || out.port > 65535) {
+    return not_host_port("the port must be a number in [0, 65535]");
+  }
+  return out;
+}
+
+bool IsWildcard(const std::string& host) {
+  return host == "0.0.0.0" || host == "::" ||
+         (IsIpv6(host) && host.find_first_not_of(":0") == std::string::npos);
+}
+
+// OK for "ADDRESS/PREFIX" (prefix 0..32 for IPv4, 0..128 for IPv6) or a bare address.
+absl::Status CheckCidr(absl::string_view s) {
+  const size_t slash = s.find('/');
+  const std::string address(s.substr(0, slash));
+  const bool v4 = IsIpv4(address);
+  if (!v4 && !IsIpv6(address)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Quoted(s), " is not a CIDR (e.g. 10.0.0.0/8 or ::1/128): ", Quoted(address),
+                     " is not an IP address"));
+  }
+  if (slash == absl::string_view::npos) return absl::OkStatus();
+  const absl::string_view prefix = s.substr(slash + 1);
+  const int max_prefix = v4 ? 32 : 128;
+  int bits = -1;
+  const bool digits = !prefix.empty() && prefix.size() <= 3 &&
+                      std::all_of(prefix.begin(), prefix.end(), [](char c) {
+                        return absl::ascii_isdigit(static_cast<unsigned char>(c));
+                      });
+  if (!digits || !absl::SimpleAtoi(prefix, &bits) || bits > max_prefix) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Quoted(s), " is not a CIDR: the prefix length must be in [0, ", max_prefix, "]"));
+  }
+  return absl::OkStatus();
+}
+
+// --- Validation ---
+
+std::string Path(absl::string_view list, int i) {
+  return absl::StrCat(std::string(list), "[", i, "]");
+}
+
+absl::Status CheckPositiveDuration(const v1::ServerConfig& config, const FieldDescriptor* f,
+                                   bool zero_allowed) {
+  const Reflection* r = config.GetReflection();
+  if (!r->HasField(config, f)) return absl::OkStatus();
+  const auto& proto = static_cast<const google::protobuf::Duration&>(r->GetMessage(config, f));
+  absl::StatusOr<absl::Duration> d = FromProto(proto, f->name());
+  if (!d.ok()) return d.status();
+  if (*d < absl::ZeroDuration() || (*d == absl::ZeroDuration() && !zero_allowed)) {
+    return Invalid(f->name(), absl::StrCat("must be ", zero_allowed ? "at least 0" : "positive",
+                                           ", got ", absl::FormatDuration(*d)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePlanFields(const v1::ServerConfig& config) {
+  std::vector<std::string> names;
+  for (int i = 0; i < config.plans_size(); ++i) {
+    const v1::PlanConfig& plan = config.plans(i);
+    const std::string at = Path("plans", i);
+    if (plan.name().empty()) return Invalid(at + ".name", "required");
+    const auto seen = std::find(names.begin(), names.end(), plan.name());
+    if (seen != names.end()) {
+      return Invalid(at + ".name", absl::StrCat(Quoted(plan.name()), " is defined twice (also ",
+                                                Path("plans", seen - names.begin()), ")"));
+    }
+    names.push_back(plan.name());
+    if (plan.max_message_chars() < 0) {
+      return Invalid(at + ".max_message_chars",
+                     absl::StrCat("must be at least 0, got ", plan.max_message_chars()));
+    }
+    if (plan.classes().empty()) return Invalid(at + ".classes", "at least one class is needed");
+    std::vector<std::string> classes;
+    for (int j = 0; j < plan.classes_size(); ++j) {
+      const v1::FeatureClassLimits& limits = plan.classes(j);
+      const std::string cat = absl::StrCat(at, ".", Path("classes", j));
+      if (limits.feature_class().empty()) return Invalid(cat + ".feature_class", "required");
+      if (std::find(classes.begin(), classes.end(), limits.feature_class()) != classes.end()) {
+        return Invalid(cat + ".feature_class",
+                       absl::StrCat(Quoted(limits.feature_class()), " is listed twice in ",
+                                    Quoted(plan.name())));
+      }
+      classes.push_back(limits.feature_class());
+      if (limits.windows().empty()) {
+        return Invalid(cat + ".windows", "at least one window is needed");
+      }
+      std::vector<absl::Duration> lengths;
+      for (int k = 0; k < limits.windows_size(); ++k) {
+        const v1::WindowLimit& window = limits.windows(k);
+        const std::string wat = absl::StrCat(cat, ".", Path("windows", k));
+        if (!window.has_length()) return Invalid(wat + ".length", "required");
+        absl::StatusOr<absl::Duration> length = FromProto(window.length(), wat + ".length");
+        if (!length.ok()) return length.status();
+        if (*length < quota::kMinWindow) {
+          return Invalid(wat + ".length",
+                         absl::StrCat("must be at least ", absl::FormatDuration(quota::kMinWindow),
+                                      ", got ", absl::FormatDuration(*length)));
+        }
+        if (*length % absl::Microseconds(1) != absl::ZeroDuration()) {
+          return Invalid(wat + ".length", "must be a whole number of microseconds");
+        }
+        if (std::find(lengths.begin(), lengths.end(), *length) != lengths.end()) {
+          return Invalid(
+              wat + ".length",
+              absl::StrCat("a second window of ", absl::FormatDuration(*length), " in this class"));
+        }
+        lengths.push_back(*length);
+        if (window.max_requests() < 1 || window.max_requests() > quota::kMaxRequestsPerWindow) {
+          return Invalid(wat + ".max_requests",
+                         absl::StrCat("must be in [1, ", quota::kMaxRequestsPerWindow, "], got ",
+                                      window.max_requests()));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The classes a request can count against: every endpoint's, and every model's.
+struct ClassUse {
+  std::string feature_class;
+  std::string user;  // who counts against it, for the message
+  // From config.models: an unmetered class is then reported at the model (ValidateModels).
+  bool configured_model = false;
+};
+
+std::vector<ClassUse> UsedClasses(const v1::ServerConfig& config) {
+  std::vector<ClassUse> uses = {
+      {quota::kImageGeneration, "POST /v1/images/generations"},
+      {quota::kImagine, "GET /v1/imagine"},
+      {quota::kGlobalAsk, "GET /v1/ask"},
+      {quota::kVision, "GET /v1/images/vision"},
+      {quota::kMeta, "GET /v1/models and GET /check"},
+  };
+  if (config.models().empty()) {
+    for (const ModelInfo& m : DefaultModels()) {
+      uses.push_back({m.feature_class, absl::StrCat("the default model ", Quoted(m.id))});
+    }
+  } else {
+    for (int i = 0; i < config.models_size(); ++i) {
+      const v1::ModelConfig& m = config.models(i);
+      uses.push_back({m.feature_class().empty() ? DefaultFeatureClass(m.id()) : m.feature_class(),
+                      absl::StrCat(Path("models", i), " (", Quoted(m.id()), ")"), true});
+    }
+  }
+  return uses;
+}
+
+std::vector<std::string> ProviderNames(const v1::ServerConfig& config) {
+  std::vector<std::string> names = {kBuiltinProvider};
+  for (const v1::ProviderConfig& p : config.providers()) names.push_back(p.name());
+  return names;
+}
+
+absl::Status CheckProviderReference(absl::string_view field, absl::string_view name,
+                                    const std::vector<std::string>& known) {
+  if (std::find(known.begin(), known.end(), name) != known.end()) return absl::OkStatus();
+  return Invalid(
+      field,
+      absl::StrCat(Quoted(name), " is not a provider (known: ", absl::StrJoin(known, ", "), ")"));
+}
+
+bool IsEnvName(absl::string_view s) {
+  if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+absl::Status ValidateProviders(const v1::ServerConfig& config) {
+  std::vector<std::string> names;
+  for (int i = 0; i < config.providers_size(); ++i) {
+    const v1::ProviderConfig& p = config.providers(i);
+    const std::string at = Path("providers", i);
+    if (p.name().empty()) return Invalid(at + ".name", "required");
+    if (p.name() == kBuiltinProvider) {
+      return Invalid(at + ".name", "\"builtin\" is predefined and may not be redefined");
+    }
+    const auto seen = std::find(names.begin(), names.end(), p.name());
+    if (seen != names.end()) {
+      return Invalid(at + ".name", absl::StrCat(Quoted(p.name()), " is defined twice (also ",
+                                                Path("providers", seen - names.begin()), ")"));
+    }
+    names.push_back(p.name());
+    switch (p.type()) {
+      case v1::PROVIDER_TYPE_BUILTIN:
+        for (const auto& [field, set] :
+             {std::pair<const char*, bool>{"base_url", !p.base_url().empty()},
+              {"api_key", !p.api_key().empty()},
+              {"api_key_env", !p.api_key_env().empty()},
+              {"model_map", !p.model_map().empty()}}) {
+          if (set) {
+            return Invalid(absl::StrCat(at, ".", field),
+                           "only a PROVIDER_TYPE_OPENAI provider takes it");
+          }
+        }
+        break;
+      case v1::PROVIDER_TYPE_OPENAI: {
+        const std::string& url = p.base_url();
+        if (url.empty()) return Invalid(at + ".base_url", "required for PROVIDER_TYPE_OPENAI");
+        const bool http = absl::StartsWith(url, "http://") || absl::StartsWith(url, "https://");
+        const absl::string_view rest = absl::string_view(url).substr(url.find("://") + 3);
+        if (!http || rest.empty() || rest[0] == '/' || absl::StrContains(url, '?') ||
+            absl::StrContains(url, '#') || absl::StrContains(url, ' ')) {
+          return Invalid(at + ".base_url", absl::StrCat(Quoted(url),
+                                                        " is not an http(s) base URL such as "
+                                                        "\"https://upstream.example/v1\""));
+        }
+        if (!p.api_key_env().empty() && !IsEnvName(p.api_key_env())) {
+          return Invalid(at + ".api_key_env", absl::StrCat(Quoted(p.api_key_env()),
+                                                           " is not an environment variable "
+                                                           "name"));
+        }
+        for (const auto& [ours, theirs] : p.model_map()) {
+          if (ours.empty() || theirs.empty()) {
+            return Invalid(at + ".model_map", "model ids may not be empty");
+          }
+        }
+        break;
+      }
+      default:
+        return Invalid(at + ".type",
+                       p.type() == v1::PROVIDER_TYPE_UNSPECIFIED
+                           ? std::string("required (PROVIDER_TYPE_BUILTIN or PROVIDER_TYPE_OPENAI)")
+                           : absl::StrCat("unknown value ", static_cast<int>(p.type())));
+    }
+    if (p.has_timeout()) {
+      absl::StatusOr<absl::Duration> timeout = FromProto(p.timeout(), at + ".timeout");
+      if (!timeout.ok()) return timeout.status();
+      if (*timeout <= absl::ZeroDuration()) {
+        return Invalid(at + ".timeout",
+                       absl::StrCat("must be positive, got ", absl::FormatDuration(*timeout)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModels(const v1::ServerConfig& config, const quota::PlanTable& plans,
+                            const std::vector<std::string>& providers) {
+  const std::vector<std::string> classes = plans.FeatureClasses();
+  std::vector<std::string> ids;
+  for (int i = 0; i < config.models_size(); ++i) {
+    const v1::ModelConfig& m = config.models(i);
+    const std::string at = Path("models", i);
+    if (m.id().empty()) return Invalid(at + ".id", "required");
+    const auto seen = std::find(ids.begin(), ids.end(), m.id());
+    if (seen != ids.end()) {
+      return Invalid(at + ".id", absl::StrCat(Quoted(m.id()), " is listed twice (also ",
+                                              Path("models", seen - ids.begin()), ")"));
+    }
+    ids.push_back(m.id());
+    if (m.created() < 0) {
+      return Invalid(at + ".created", absl::StrCat("must be at least 0, got ", m.created()));
+    }
+    const std::string feature_class =
+        m.feature_class().empty() ? DefaultFeatureClass(m.id()) : m.feature_class();
+    if (std::find(classes.begin(), classes.end(), feature_class) == classes.end()) {
+      return Invalid(at + ".feature_class",
+                     absl::StrCat(Quoted(feature_class), " is not a class of the plans (",
+                                  absl::StrJoin(classes, ", "), ")"));
+    }
+    if (!m.provider().empty()) {
+      absl::Status s = CheckProviderReference(at + ".provider", m.provider(), providers);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEndpoint(absl::string_view name, const v1::EndpointConfig& endpoint,
+                              const std::optional<EndpointModels>& defaults,
+                              const std::vector<std::string>& providers) {
+  const std::string at(name);
+  if (!defaults.has_value()) {
+    if (!endpoint.models().empty()) return Invalid(at + ".models", "this endpoint takes no model");
+    if (!endpoint.default_model().empty()) {
+      return Invalid(at + ".default_model", "this endpoint takes no model");
+    }
+  } else {
+    const EndpointModels models = EndpointModelsFromConfig(endpoint, *defaults);
+    for (size_t i = 0; i < models.models.size(); ++i) {
+      const std::string& m = models.models[i];
+      const std::string mat = absl::StrCat(at, ".", Path("models", static_cast<int>(i)));
+      if (m.empty()) return Invalid(mat, "may not be empty");
+      if (std::find(models.models.begin(), models.models.begin() + i, m) !=
+          models.models.begin() + i) {
+        return Invalid(mat, absl::StrCat(Quoted(m), " is listed twice"));
+      }
+    }
+    if (!models.Contains(models.default_model)) {
+      return Invalid(at + ".default_model",
+                     absl::StrCat(Quoted(models.default_model), " is not in ", at, ".models (",
+                                  absl::StrJoin(models.models, ", "), ")"));
+    }
+  }
+  return CheckProviderReference(at + ".provider", EndpointProvider(endpoint), providers);
+}
+
+absl::Status ValidateListen(const v1::ServerConfig& config) {
+  std::optional<HostPort> grpc;
+  std::optional<HostPort> http;
+  if (!config.grpc_listen().empty()) {
+    absl::StatusOr<HostPort> hp = ParseHostPort(config.grpc_listen());
+    if (!hp.ok()) return Invalid("grpc_listen", hp.status().message());
+    grpc = *hp;
+  }
+  if (!config.http_listen().empty()) {
+    absl::StatusOr<HostPort> hp = ParseHostPort(config.http_listen());
+    if (!hp.ok()) return Invalid("http_listen", hp.status().message());
+    http = *hp;
+  }
+  const HostPort g = grpc.has_value() ? *grpc : *ParseHostPort(kDefaultGrpcListen);
+  const HostPort h = http.has_value() ? *http : *ParseHostPort(kDefaultHttpListen);
+  if (g.port != 0 && g.port == h.port &&
+      (g.host == h.host || IsWildcard(g.host) || IsWildcard(h.host))) {
+    return Invalid("http_listen", absl::StrCat("port ", h.port, " is grpc_listen's port too"));
+  }
+  return absl::OkStatus();
+}
+
+void AddClass(v1::PlanConfig& plan, const quota::ClassLimits& limits) {
+  v1::FeatureClassLimits* out = plan.add_classes();
+  out->set_feature_class(limits.feature_class);
+  for (const quota::Window& w : limits.windows) {
+    v1::WindowLimit* window = out->add_windows();
+    *window->mutable_length() = ToProto(w.length);
+    window->set_max_requests(w.max_requests);
+  }
+}
+
+v1::EndpointConfig ToProto(const EndpointModels& models) {
+  v1::EndpointConfig out;
+  for (const std::string& m : models.models) out.add_models(m);
+  out.set_default_model(models.default_model);
+  out.set_provider(kBuiltinProvider);
+  return out;
+}
+
+}  // namespace
+
+v1::ServerConfig DefaultConfig() {
+  v1::ServerConfig config;
+  config.set_grpc_listen(kDefaultGrpcListen);
+  config.set_http_listen(kDefaultHttpListen);
+  config.set_data_dir(kDefaultDataDir);
+  config.set_durability(v1::DURABILITY_PROCESS_CRASH);
+  config.set_storage_failure_policy(v1::STORAGE_FAILURE_POLICY_FAIL_CLOSED);
+  for (const quota::Plan& plan : quota::DefaultPlanTable().plans) {
+    v1::PlanConfig* out = config.add_plans();
+    out->set_name(plan.name);
+    out->set_max_message_chars(plan.max_message_chars);
+    for (const quota::ClassLimits& limits : plan.classes) AddClass(*out, limits);
+  }
+  config.set_anonymous_plan(quota::kFreePlan);
+  for (const ModelInfo& model : DefaultModels()) {
+    v1::ModelConfig* out = config.add_models();
+    out->set_id(model.id);
+    out->set_owned_by(model.owned_by);
+    out->set_created(model.created);
+    out->set_feature_class(model.feature_class);
+    // provider stays empty: such a model follows default_chat_provider.
+  }
+  config.set_default_chat_provider(kBuiltinProvider);
+  *config.mutable_image_generation() = ToProto(DefaultImageGenerationModels());
+  *config.mutable_imagine() = ToProto(DefaultImagineModels());
+  config.mutable_ask()->set_provider(kBuiltinProvider);
+  *config.mutable_vision() = ToProto(DefaultVisionModels());
+  *config.mutable_idle_tenant_timeout() = ToProto(kDefaultIdleTenantTimeout);
+  config.set_max_body_bytes(kDefaultMaxBodyBytes);
+  config.set_max_header_bytes(kDefaultMaxHeaderBytes);
+  *config.mutable_http_idle_timeout() = ToProto(kDefaultHttpIdleTimeout);
+  *config.mutable_http_read_timeout() = ToProto(kDefaultHttpReadTimeout);
+  config.set_max_messages(kDefaultMaxMessages);
+  *config.mutable_key_cache_ttl() = ToProto(kDefaultKeyCacheTtl);
+  return config;
+}
+
+v1::ServerConfig MergeOverDefaults(const v1::ServerConfig& overrides) {
+  v1::ServerConfig config = DefaultConfig();
+  MergeOver(overrides, &config);
+  // An endpoint whose models the overrides replace without naming a default defaults to the
+  // first of its new models, not to the old default (which may not be among them).
+  for (const auto& [from, to] :
+       {std::pair{&overrides.image_generation(), config.mutable_image_generation()},
+        std::pair{&overrides.imagine(), config.mutable_imagine()},
+        std::pair{&overrides.vision(), config.mutable_vision()}}) {
+    if (!from->models().empty() && from->default_model().empty()) {
+      to->set_default_model(from->models(0));
+    }
+  }
+  WriteDerivedDefaults(config);
+  return config;
+}
+
+absl::StatusOr<v1::ServerConfig> ParseConfig(absl::string_view text, ConfigFormat format,
+                                             absl::string_view source) {
+  v1::ServerConfig file;
+  switch (format) {
+    case ConfigFormat::kTextproto: {
+      FirstErrorCollector errors;
+      google::protobuf::TextFormat::Parser parser;
+      parser.RecordErrorsTo(&errors);
+      if (!parser.ParseFromString(std::string(text), &file)) {
+        return absl::InvalidArgumentError(errors.Describe(text, source));
+      }
+      break;
+    }
+    case ConfigFormat::kJson: {
+      google::protobuf::util::JsonParseOptions options;
+      options.ignore_unknown_fields = false;
+      const auto status = google::protobuf::util::JsonStringToMessage(
+          google::protobuf::StringPiece(text.data(), text.size()), &file, options);
+      if (!status.ok()) {
+        const auto message = status.message();
+        return absl::InvalidArgumentError(
+            DescribeJsonError(text, source, absl::string_view(message.data(), message.size())));
+      }
+      break;
+    }
+  }
+  return MergeOverDefaults(file);
+}
+
+absl::StatusOr<v1::ServerConfig> LoadConfigFile(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  const size_t slash = path.rfind('/');
+  const std::string extension =
+      dot == std::string::npos || (slash != std::string::npos && dot < slash)
+          ? ""
+          : absl::AsciiStrToLower(path.substr(dot + 1));
+  ConfigFormat format;
+  if (extension == "textproto" || extension == "txtpb" || extension == "pbtxt" ||
+      extension == "textpb") {
+    format = ConfigFormat::kTextproto;
+  } else if (extension == "json") {
+    format = ConfigFormat::kJson;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config file ", Quoted(path),
+        ": unknown format; name it *.textproto, *.txtpb, *.pbtxt, *.textpb or *.json"));
+  }
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  return ParseConfig(*text, format, path);
+}
+
+absl::Status ApplyFlagOverrides(v1::ServerConfig& config, const FlagOverrides& flags) {
+  for (const auto& [flag, value] : {std::pair<const char*, const std::optional<std::string>*>{
+                                        "--grpc_listen", &flags.grpc_listen},
+                                    {"--http_listen", &flags.http_listen}}) {
+    if (!value->has_value()) continue;
+    absl::StatusOr<HostPort> hp = ParseHostPort(**value);
+    if (!hp.ok()) return Invalid(flag, hp.status().message());
+  }
+  if (flags.data_dir.has_value() && flags.data_dir->empty()) {
+    return Invalid("--data_dir", "may not be empty");
+  }
+  if (flags.grpc_listen.has_value()) config.set_grpc_listen(*flags.grpc_listen);
+  if (flags.http_listen.has_value()) config.set_http_listen(*flags.http_listen);
+  if (flags.data_dir.has_value()) config.set_data_dir(*flags.data_dir);
+  return absl::OkStatus();
+}
+
+void ApplyEnvironment(v1::ServerConfig& config) {
+  const char* token = std::getenv(kAdminTokenEnv);
+  if (token != nullptr && *token != '\0') config.set_admin_token(token);
+}
+
+absl::Status ValidateConfig(const v1::ServerConfig& config) {
+  if (absl::Status s = ValidateListen(config); !s.ok()) return s;
+  if (!v1::Durability_IsValid(config.durability())) {
+    return Invalid("durability",
+                   absl::StrCat("unknown value ", static_cast<int>(config.durability())));
+  }
+  if (!v1::StorageFailurePolicy_IsValid(config.storage_failure_policy())) {
+    return Invalid(
+        "storage_failure_policy",
+        absl::StrCat("unknown value ", static_cast<int>(config.storage_failure_policy())));
+  }
+
+  if (absl::Status s = ValidatePlanFields(config); !s.ok()) return s;
+  absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(config);
+  if (!plans.ok()) return plans.status();
+  const std::vector<std::string> classes = plans->FeatureClasses();
+  for (const ClassUse& use : UsedClasses(config)) {
+    if (std::find(classes.begin(), classes.end(), use.feature_class) != classes.end()) continue;
+    if (use.configured_model) continue;
+    return Invalid(config.plans().empty() ? "plans" : "plans[0].classes",
+                   absl::StrCat("no class ", Quoted(use.feature_class), ", which ", use.user,
+                                " counts against"));
+  }
+  const std::string anonymous =
+      config.anonymous_plan().empty() ? std::string(quota::kFreePlan) : config.anonymous_plan();
+  if (plans->Find(anonymous) == nullptr) {
+    std::vector<std::string> names;
+    for (const quota::Plan& p : plans->plans) names.push_back(p.name);
+    return Invalid("anonymous_plan", absl::StrCat(Quoted(anonymous), " is not a plan (",
+                                                  absl::StrJoin(names, ", "), ")"));
+  }
+
+  if (absl::Status s = ValidateProviders(config); !s.ok()) return s;
+  const std::vector<std::string> providers = ProviderNames(config);
+  if (absl::Status s = ValidateModels(config, *plans, providers); !s.ok()) return s;
+  if (!config.default_chat_provider().empty()) {
+    if (absl::Status s = CheckProviderReference("default_chat_provider",
+                                                config.default_chat_provider(), providers);
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (const auto& [name, endpoint, defaults] :
+       {std::tuple<const char*, const v1::EndpointConfig*, std::optional<EndpointModels>>{
+            "image_generation", &config.image_generation(), DefaultImageGenerationModels()},
+        {"imagine", &config.imagine(), DefaultImagineModels()},
+        {"ask", &config.ask(), std::nullopt},
+        {"vision", &config.vision(), DefaultVisionModels()}}) {
+    if (absl::Status s = ValidateEndpoint(name, *endpoint, defaults, providers); !s.ok()) {
+      return s;
+    }
+  }
+
+  for (int i = 0; i < config.trusted_proxies_size(); ++i) {
+    if (absl::Status s = CheckCidr(config.trusted_proxies(i)); !s.ok()) {
+      return Invalid(Path("trusted_proxies", i), s.message());
+    }
+  }
+  for (int i = 0; i < config.ssrf_allowlist_size(); ++i) {
+    const std::string& entry = config.ssrf_allowlist(i);
+    const bool address_like =
+        absl::StrContains(entry, '/') || absl::StrContains(entry, ':') || IsIpv4(entry);
+    if (address_like) {
+      if (absl::Status s = CheckCidr(entry); !s.ok()) {
+        return Invalid(Path("ssrf_allowlist", i), s.message());
+      }
+    } else if (!IsHostName(entry)) {
+      return Invalid(Path("ssrf_allowlist", i),
+                     absl::StrCat(Quoted(entry), " is neither a host name nor a CIDR"));
+    }
+  }
+
+  const google::protobuf::Descriptor* d = v1::ServerConfig::descriptor();
+  for (const auto& [field, zero_allowed] :
+       {std::pair<const char*, bool>{"idle_tenant_timeout", false},
+        {"http_idle_timeout", false},
+        {"http_read_timeout", false},
+        {"key_cache_ttl", true}}) {
+    if (absl::Status s = CheckPositiveDuration(config, d->FindFieldByName(field), zero_allowed);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (config.max_body_bytes() < 0) {
+    return Invalid("max_body_bytes",
+                   absl::StrCat("must be at least 1, got ", config.max_body_bytes()));
+  }
+  if (config.max_header_bytes() < 0) {
+    return Invalid("max_header_bytes",
+                   absl::StrCat("must be at least 1, got ", config.max_header_bytes()));
+  }
+  if (config.max_messages() < 0) {
+    return Invalid("max_messages", absl::StrCat("must be at least 1, got ", config.max_messages()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<quota::PlanTable> PlanTableFromConfig(const v1::ServerConfig& config) {
+  if (config.plans().empty()) return quota::DefaultPlanTable();
+  quota::PlanTable table;
+  for (int i = 0; i < config.plans_size(); ++i) {
+    const v1::PlanConfig& plan = config.plans(i);
+    quota::Plan& out = table.plans.emplace_back();
+    out.name = plan.name();
+    out.max_message_chars = plan.max_message_chars();
+    for (int j = 0; j < plan.classes_size(); ++j) {
+      const v1::FeatureClassLimits& limits = plan.classes(j);
+      quota::ClassLimits& class_out = out.classes.emplace_back();
+      class_out.feature_class = limits.feature_class();
+      for (int k = 0; k < limits.windows_size(); ++k) {
+        absl::StatusOr<absl::Duration> length =
+            FromProto(limits.windows(k).length(),
+                      absl::StrCat("plans[", i, "].classes[", j, "].windows[", k, "].length"));
+        if (!length.ok()) return length.status();
+        class_out.windows.push_back({*length, limits.windows(k).max_requests()});
+      }
+    }
+  }
+  if (absl::Status s = quota::ValidatePlanTable(table); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("plans: ", std::string(s.message())));
+  }
+  return table;
+}
+
+absl::StatusOr<Catalogue> CatalogueFromConfig(const v1::ServerConfig& config) {
+  const std::string default_provider = config.default_chat_provider().empty()
+                                           ? std::string(kBuiltinProvider)
+                                           : config.default_chat_provider();
+  std::vector<ModelInfo> models;
+  if (config.models().empty()) {
+    models = DefaultModels();
+    for (ModelInfo& m : models) m.provider = default_provider;
+  } else {
+    for (const v1::ModelConfig& m : config.models()) {
+      models.push_back(
+          ModelInfo{m.id(), m.owned_by(), m.created(),
+                    m.feature_class().empty() ? DefaultFeatureClass(m.id()) : m.feature_class(),
+                    m.provider().empty() ? default_provider : m.provider()});
+    }
+  }
+  return Catalogue::Create(std::move(models));
+}
+
+EndpointModels EndpointModelsFromConfig(const v1::EndpointConfig& endpoint,
+                                        const EndpointModels& defaults) {
+  EndpointModels out = defaults;
+  if (!endpoint.models().empty()) {
+    out.models.assign(endpoint.models().begin(), endpoint.models().end());
+    out.default_model = out.models.front();
+  }
+  if (!endpoint.default_model().empty()) out.default_model = endpoint.default_model();
+  return out;
+}
+
+std::string EndpointProvider(const v1::EndpointConfig& endpoint) {
+  return endpoint.provider().empty() ? std::string(kBuiltinProvider) : endpoint.provider();
+}
+
+std::string RedactedConfigText(const v1::ServerConfig& config) {
+  v1::ServerConfig copy = config;
+  if (!copy.admin_token().empty()) copy.set_admin_token(kRedacted);
+  if (!copy.postgres_dsn().empty()) copy.set_postgres_dsn(kRedacted);
+  for (v1::ProviderConfig& p : *copy.mutable_providers()) {
+    if (!p.api_key().empty()) p.set_api_key(kRedacted);
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(copy, &text);
+  return text;
+}
+
+absl::StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& config_path,
+                                                  const FlagOverrides& flags) {
+  absl::StatusOr<v1::ServerConfig> config =
+      config_path.empty() ? DefaultConfig() : LoadConfigFile(config_path);
+  if (!config.ok()) return config.status();
+  if (absl::Status s = ApplyFlagOverrides(*config, flags); !s.ok()) return s;
+  ApplyEnvironment(*config);
+  if (absl::Status s = ValidateConfig(*config); !s.ok()) return s;
+  return config;
+}
+
+}  // namespace anyai::server

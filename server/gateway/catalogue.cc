@@ -1,0 +1,203 @@
+#include "server/gateway/catalogue.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "quota/plan.h"
+
+namespace anyai::server {
+namespace {
+
+absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+struct SeedRow {
+  const char* id;
+  const char* owned_by;
+  int64_t created;
+};
+
+// The seed's `/models` response (../shared/seed/anyai-api.md), row for row and in its order,
+// spellings included: it is the public catalogue clients already know.
+constexpr SeedRow kSeedModels[] = {
+    {"claude-3-haiku-20240307", "anthorpic", 1686935002},
+    {"claude-3-sonnet-20240229", "anthorpic", 1686935002},
+    {"claude-3-5-sonnet-20240620", "anthorpic", 1686935002},
+    {"claude-3-opus-20240229", "anthorpic", 1686935002},
+    {"gpt-4", "openai", 1686935002},
+    {"gpt-4-0613", "openai", 1686935002},
+    {"gpt-4-turbo", "openai", 1686935002},
+    {"gpt-4o-mini-2024-07-18", "openai", 1686935002},
+    {"gpt-4o-mini", "openai", 1686935002},
+    {"gpt-3.5-turbo", "openai", 1686935002},
+    {"gpt-3.5-turbo-0125", "openai", 1686935002},
+    {"gpt-3.5-turbo-1106", "openai", 1686935002},
+    {"gpt-3.5-turbo-16k", "openai", 1686935002},
+    {"gpt-3.5-turbo-0613", "openai", 1686935002},
+    {"gpt-3.5-turbo-16k-0613", "openai", 1686935002},
+    {"gpt-4o", "openai", 1686935002},
+    {"llama-3-70b-chat", "meta-llama", 0},
+    {"llama-3-70b-chat-turbo", "meta-llama", 0},
+    {"llama-3-8b-chat", "meta-llama", 0},
+    {"llama-3-8b-chat-turbo", "meta-llama", 0},
+    {"llama-3-70b-chat-lite", "meta-llama", 0},
+    {"llama-3-8b-chat-lite", "meta-llama", 0},
+    {"llama-2-70b-chat", "meta-llama", 0},
+    {"llama-2-13b-chat", "meta-llama", 0},
+    {"llama-2-7b-chat", "meta-llama", 0},
+    {"llama-3.1-405b-turbo", "meta-llama", 0},
+    {"llama-3.1-70b-turbo", "meta-llama", 0},
+    {"llama-3.1-8b-turbo", "meta-llama", 0},
+    {"LlamaGuard-2-8b", "meta-llama", 0},
+    {"Yi-34B-Chat", "01-ai", 0},
+    {"Yi-34B", "01-ai", 0},
+    {"Yi-6B", "01-ai", 0},
+    {"Mixtral-8x7B-v0.1", "mistral-ai", 0},
+    {"Mixtral-8x22B", "mistral-ai", 0},
+    {"Mixtral-8x7B-Instruct-v0.1", "mistral-ai", 0},
+    {"Mixtral-8x22B-Instruct-v0.1", "mistral-ai", 0},
+    {"Mistral-7B-Instruct-v0.1", "mistral-ai", 0},
+    {"Mistral-7B-Instruct-v0.2", "mistral-ai", 0},
+    {"Mistral-7B-Instruct-v0.3", "mistral-ai", 0},
+    {"openchat-3.5", "openchat", 0},
+    {"WizardLM-13B-V1.2", "wizardlm", 0},
+    {"WizardCoder-Python-34B-V1.0", "wizardlm", 0},
+    {"Qwen1.5-0.5B-Chat", "qwen", 0},
+    {"Qwen1.5-1.8B-Chat", "qwen", 0},
+    {"Qwen1.5-4B-Chat", "qwen", 0},
+    {"Qwen1.5-7B-Chat", "qwen", 0},
+    {"Qwen1.5-14B-Chat", "qwen", 0},
+    {"Qwen1.5-72B-Chat", "qwen", 0},
+    {"Qwen1.5-110B-Chat", "qwen", 0},
+    {"Qwen2-72B-Instruct", "qwen", 0},
+    {"gemma-2b-it", "google", 0},
+    {"gemma-7b-it", "google", 0},
+    {"gemma-2b", "google", 0},
+    {"gemma-7b", "google", 0},
+    {"dbrx-instruct", "databricks", 0},
+    {"vicuna-7b-v1.5", "lmsys", 0},
+    {"vicuna-13b-v1.5", "lmsys", 0},
+    {"dolphin-2.5-mixtral-8x7b", "cognitivecomputations", 0},
+    {"deepseek-coder-33b-instruct", "deepseek-ai", 0},
+    {"deepseek-coder-67b-instruct", "deepseek-ai", 0},
+    {"deepseek-llm-67b-chat", "deepseek-ai", 0},
+    {"Nous-Capybara-7B-V1p9", "NousResearch", 0},
+    {"Nous-Hermes-2-Mixtral-8x7B-DPO", "NousResearch", 0},
+    {"Nous-Hermes-2-Mixtral-8x7B-SFT", "NousResearch", 0},
+    {"Nous-Hermes-llama-2-7b", "NousResearch", 0},
+    {"Nous-Hermes-Llama2-13b", "NousResearch", 0},
+    {"Nous-Hermes-2-Yi-34B", "NousResearch", 0},
+    {"Mistral-7B-OpenOrca", "Open-Orca", 0},
+    {"alpaca-7b", "togethercomputer", 0},
+    {"OpenHermes-2-Mistral-7B", "teknium", 0},
+    {"OpenHermes-2.5-Mistral-7B", "teknium", 0},
+    {"phi-2", "microsoft", 0},
+    {"phi-3", "microsoft", 0},
+    {"WizardLM-2-8x22B", "microsoft", 0},
+    {"NexusRaven-V2-13B", "Nexusflow", 0},
+    {"Phind-CodeLlama-34B-v2", "Phind", 0},
+    {"CodeLlama-7b-Python-hf", "codellama", 0},
+    {"CodeLlama-7b-Python", "codellama", 0},
+    {"CodeLlama-13b-Python-hf", "codellama", 0},
+    {"CodeLlama-34b-Python-hf", "codellama", 0},
+    {"CodeLlama-70b-Python-hf", "codellama", 0},
+    {"snowflake-arctic-instruct", "Snoflake", 0},
+    {"SOLAR-10.7B-Instruct-v1.0", "upstage", 0},
+    {"StripedHyena-Hessian-7B", "togethercomputer", 0},
+    {"StripedHyena-Nous-7B", "togethercomputer", 0},
+    {"Llama-2-7B-32K-Instruct", "togethercomputer", 0},
+    {"CodeLlama-13b-Instruct", "togethercomputer", 0},
+    {"evo-1-131k-base", "togethercomputer", 0},
+    {"OLMo-7B-Instruct", "allenai", 0},
+    {"Platypus2-70B-instruct", "garage-bAInd", 0},
+    {"Snorkel-Mistral-PairRM-DPO", "snorkelai", 0},
+    {"ReMM-SLERP-L2-13B", "Undi95", 0},
+    {"MythoMax-L2-13b", "Gryphe", 0},
+    {"chronos-hermes-13b", "Autism", 0},
+    {"Llama-Guard-7b", "Meta-Llama", 0},
+    {"gemma-2-9b-it", "google", 0},
+    {"gemma-2-27b-it", "google", 0},
+    {"Toppy-M-7B", "Undi95", 0},
+    {"gemini-1.5-flash", "google/getlazy.ai", 1686935002},
+    {"gemini-1.5-pro", "google/getlazy.ai", 1686935002},
+    {"gemini-1.0-pro", "google/getlazy.ai", 1686935002},
+    {"command-r+", "cohere", 0},
+    {"sparkdesk", "iFlytek", 0},
+};
+
+}  // namespace
+
+std::string DefaultFeatureClass(std::string_view model_id) {
+  const absl::string_view id = ToAbsl(model_id);
+  if (absl::StartsWith(id, "gpt-") || absl::StartsWith(id, "claude-") ||
+      absl::StartsWith(id, "gemini-") || id == "sparkdesk") {
+    return quota::kClosedLlm;
+  }
+  return quota::kLlm;
+}
+
+std::vector<ModelInfo> DefaultModels() {
+  std::vector<ModelInfo> models;
+  models.reserve(std::size(kSeedModels));
+  for (const SeedRow& row : kSeedModels) {
+    models.push_back(ModelInfo{row.id, row.owned_by, row.created, DefaultFeatureClass(row.id),
+                               kBuiltinProvider});
+  }
+  return models;
+}
+
+absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models) {
+  Catalogue catalogue;
+  catalogue.index_.reserve(models.size());
+  for (size_t i = 0; i < models.size(); ++i) {
+    const ModelInfo& model = models[i];
+    if (model.id.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("models[", i, "].id: required"));
+    }
+    if (model.feature_class.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("models[", i, "].feature_class: required"));
+    }
+    auto [it, inserted] = catalogue.index_.try_emplace(model.id, i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat("models[", i, "].id: \"", model.id,
+                                                     "\" repeats models[", it->second, "].id"));
+    }
+  }
+  catalogue.models_ = std::move(models);
+  return catalogue;
+}
+
+const ModelInfo* Catalogue::Find(std::string_view id) const {
+  auto it = index_.find(ToAbsl(id));
+  return it == index_.end() ? nullptr : &models_[it->second];
+}
+
+bool EndpointModels::Contains(std::string_view model) const {
+  for (const std::string& m : models) {
+    if (m == model) return true;
+  }
+  return false;
+}
+
+std::string_view EndpointModels::Resolve(std::string_view requested) const {
+  return requested.empty() ? std::string_view(default_model) : requested;
+}
+
+EndpointModels DefaultImageGenerationModels() { return {{kDallE3, kDallE2}, kDallE3}; }
+
+EndpointModels DefaultImagineModels() { return {{kSdxl, kPluto, kDallE2, kDallE3}, kSdxl}; }
+
+EndpointModels DefaultVisionModels() {
+  return {{kGpt4o, kGpt4oMini, kGeminiProVision}, kGeminiProVision};
+}
+
+}  // namespace anyai::server

@@ -1,0 +1,104 @@
+// The model catalogue: which chat models exist (ListModels, `GET /v1/models`), who owns them,
+// and which feature class a request for each counts against (SPEC §2). The compiled-in default
+// is the seed's `/models` list verbatim (DefaultModels()); a config may replace it.
+//
+// Also the model lists of the non-chat endpoints (image generation, imagine, vision), whose
+// `model` values are not chat models and so are not in the catalogue; their compiled-in
+// defaults are those written in proto/anyai/v1/config.proto's ServerConfig comments.
+//
+//   absl::StatusOr<Catalogue> catalogue = Catalogue::Create(DefaultModels());
+//   if (const ModelInfo* m = catalogue->Find("gpt-4o")) { ... m->feature_class ... }
+//
+// Thread safety: a Catalogue and an EndpointModels are immutable once built; any number of
+// threads may read them concurrently.
+#ifndef ANYAI_SERVER_GATEWAY_CATALOGUE_H_
+#define ANYAI_SERVER_GATEWAY_CATALOGUE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+
+namespace anyai::server {
+
+// The provider of a model or endpoint whose config names none: the offline stand-in (SPEC §5).
+inline constexpr char kBuiltinProvider[] = "builtin";
+
+// One chat model.
+struct ModelInfo {
+  std::string id;             // what requests name, e.g. "gpt-4o"; case-sensitive
+  std::string owned_by;       // as ListModels shows it, e.g. "openai"
+  int64_t created = 0;        // seconds since the Unix epoch; 0 when unknown
+  std::string feature_class;  // "llm", "closed_llm", or a class the config defines
+  std::string provider;       // the ProviderConfig name that answers it, e.g. "builtin"
+
+  friend bool operator==(const ModelInfo&, const ModelInfo&) = default;
+};
+
+// SPEC §2's default class of a chat model id: "closed_llm" for every id starting with "gpt-",
+// "claude-" or "gemini-" and for "sparkdesk" (case-sensitive), "llm" for every other id. The
+// same rule fills an empty ModelConfig.feature_class.
+std::string DefaultFeatureClass(std::string_view model_id);
+
+// The seed's `/models` list, verbatim and in its order (103 models: ids, owned_by with the
+// seed's own spellings such as "anthorpic" and "Snoflake", created), each with its
+// DefaultFeatureClass and provider "builtin".
+std::vector<ModelInfo> DefaultModels();
+
+// An immutable, indexed list of chat models.
+class Catalogue {
+ public:
+  // InvalidArgument, naming the entry ("models[3].id: ..."), when an id is empty or repeated
+  // or a feature_class is empty. The provider may be empty (the config resolves it).
+  static absl::StatusOr<Catalogue> Create(std::vector<ModelInfo> models);
+
+  // The model with exactly this id (case-sensitive), or nullptr. O(1). The pointer is valid as
+  // long as the Catalogue is alive and not moved from or assigned to.
+  const ModelInfo* Find(std::string_view id) const;
+
+  // Every model, in catalogue order (the order ListModels shows).
+  const std::vector<ModelInfo>& models() const { return models_; }
+  size_t size() const { return models_.size(); }
+
+ private:
+  Catalogue() = default;
+
+  std::vector<ModelInfo> models_;
+  absl::flat_hash_map<std::string, size_t> index_;  // id -> position in models_
+};
+
+// The `model` values one non-chat endpoint accepts, and the one used when a request names none.
+struct EndpointModels {
+  std::vector<std::string> models;
+  std::string default_model;  // one of `models`
+
+  // Whether `model` is one of `models` (exact, case-sensitive).
+  bool Contains(std::string_view model) const;
+  // `requested`, or default_model when `requested` is empty.
+  std::string_view Resolve(std::string_view requested) const;
+};
+
+// Model names of the non-chat endpoints.
+inline constexpr char kDallE2[] = "dall-e-2";
+inline constexpr char kDallE3[] = "dall-e-3";
+inline constexpr char kSdxl[] = "sdxl";
+inline constexpr char kPluto[] = "pluto";  // Imagine: accepts only prompt and negative_prompt
+inline constexpr char kGpt4o[] = "gpt-4o";
+inline constexpr char kGpt4oMini[] = "gpt-4o-mini";
+inline constexpr char kGeminiProVision[] = "gemini-pro-vision";
+
+// `/v1/images/generations`: {"dall-e-3", "dall-e-2"}, default "dall-e-3".
+EndpointModels DefaultImageGenerationModels();
+// `/v1/imagine`: {"sdxl", "pluto", "dall-e-2", "dall-e-3"}, default "sdxl".
+EndpointModels DefaultImagineModels();
+// `/v1/images/vision`: {"gpt-4o", "gpt-4o-mini", "gemini-pro-vision"}, default
+// "gemini-pro-vision".
+EndpointModels DefaultVisionModels();
+
+}  // namespace anyai::server
+
+#endif  // ANYAI_SERVER_GATEWAY_CATALOGUE_H_

@@ -1,0 +1,127 @@
+// The gateway's one vocabulary of errors, shared by the gRPC and HTTP fronts (SPEC §4). Every
+// error the domain returns is an absl::Status whose code is the gRPC code and whose payloads
+// are google.rpc detail messages (google/rpc/error_details.proto), each stored under its
+// `type.googleapis.com/google.rpc.<Name>` type URL, serialized:
+//
+//   InvalidRequest / InvalidField  INVALID_ARGUMENT    BadRequest (one FieldViolation per field)
+//   UnknownModel                   NOT_FOUND           ResourceInfo{"model"},
+//                                                      ErrorInfo{reason: "MODEL_NOT_FOUND"}
+//   RateLimited                    RESOURCE_EXHAUSTED  QuotaFailure, RetryInfo,
+//                                                      ErrorInfo{reason: "RATE_LIMIT_EXCEEDED"}
+//   Unauthenticated                UNAUTHENTICATED     ErrorInfo{reason: "API_KEY_INVALID"}
+//
+// Every ErrorInfo has domain "anyai.v1". At the edges:
+//   gRPC:  ToRpcStatus(status) gives the google.rpc.Status to serialize into
+//          `grpc-status-details-bin`, with grpc::Status(code, message, rpc.SerializeAsString()).
+//   HTTP:  status.code() picks the HTTP status; ErrorField(status) is OpenAI's `param`; the
+//          accessors (GetRetryInfo, GetErrorInfo, ...) give Retry-After and the error `code`.
+//
+// Messages are safe to show to the caller and to put in JSON: user-supplied text echoed in
+// them (a model id) is truncated and escaped to printable ASCII.
+//
+// Thread-safe: pure functions with no shared state.
+#ifndef ANYAI_SERVER_GATEWAY_ERRORS_H_
+#define ANYAI_SERVER_GATEWAY_ERRORS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+
+namespace anyai::server {
+
+// Type URLs of the payloads, as google.protobuf.Any names them.
+inline constexpr char kBadRequestTypeUrl[] = "type.googleapis.com/google.rpc.BadRequest";
+inline constexpr char kQuotaFailureTypeUrl[] = "type.googleapis.com/google.rpc.QuotaFailure";
+inline constexpr char kRetryInfoTypeUrl[] = "type.googleapis.com/google.rpc.RetryInfo";
+inline constexpr char kErrorInfoTypeUrl[] = "type.googleapis.com/google.rpc.ErrorInfo";
+inline constexpr char kResourceInfoTypeUrl[] = "type.googleapis.com/google.rpc.ResourceInfo";
+
+// ErrorInfo.domain of every error of ours.
+inline constexpr char kErrorDomain[] = "anyai.v1";
+// ErrorInfo.reason values.
+inline constexpr char kRateLimitExceededReason[] = "RATE_LIMIT_EXCEEDED";
+inline constexpr char kModelNotFoundReason[] = "MODEL_NOT_FOUND";
+inline constexpr char kApiKeyInvalidReason[] = "API_KEY_INVALID";
+
+// One bad field of a request. `field` is a JSON-style path into the request message, with the
+// proto/JSON field names: "model", "messages[2].content", "max_tokens".
+struct FieldViolation {
+  std::string field;
+  std::string description;
+
+  friend bool operator==(const FieldViolation&, const FieldViolation&) = default;
+};
+
+// INVALID_ARGUMENT. Message: the first violation as "field: description"; payload: BadRequest
+// with every violation, in order. An empty list gives the message "invalid request".
+absl::Status InvalidRequest(std::vector<FieldViolation> violations);
+
+// InvalidRequest with one violation.
+absl::Status InvalidField(std::string field, std::string description);
+
+// NOT_FOUND: the request's `field` (usually "model") names a model that the catalogue or the
+// endpoint does not have. Message: `field: the model "x" does not exist`; payloads:
+// ResourceInfo{resource_type: "model", resource_name: x} and ErrorInfo{reason:
+// "MODEL_NOT_FOUND", metadata {field, model}}.
+absl::Status UnknownModel(std::string field, std::string model);
+
+// What a refusal by the quota engine says (SPEC §2, §4): the class and window that refused.
+struct RateLimitInfo {
+  std::string feature_class;   // e.g. "llm"
+  std::string plan;            // e.g. "free"
+  absl::Duration window;       // the refusing window's length, e.g. absl::Minutes(1)
+  int64_t limit = 0;           // its max_requests
+  absl::Duration retry_after;  // until a request can be admitted
+  // Optional, shown in the message in parentheses, e.g. "key sk-ab…wxyz". Must never be a raw
+  // API key: messages reach logs.
+  std::string tenant_description;
+};
+
+// RESOURCE_EXHAUSTED, e.g. "Rate limit exceeded for llm: 10 requests per 1m on the free plan;
+// retry after 12s" (the retry in whole seconds, rounded up). Payloads:
+//   QuotaFailure{violations [{subject: "feature_class:llm", description: "10 requests per 1m
+//                on the free plan"}]}
+//   RetryInfo{retry_delay: retry_after, exact, at least 0}
+//   ErrorInfo{reason: "RATE_LIMIT_EXCEEDED", domain: "anyai.v1", metadata {feature_class,
+//             window_seconds ("60", or "1.5" for a fractional window), limit, plan}}
+absl::Status RateLimited(const RateLimitInfo& info);
+
+// UNAUTHENTICATED with message `why` (e.g. "unknown or revoked API key"); payload ErrorInfo
+// {reason: "API_KEY_INVALID"}. `why` must not contain the key.
+absl::Status Unauthenticated(std::string why);
+
+// The detail of type T attached to `status`, or nullopt when there is none (or it does not
+// parse).
+std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status);
+std::optional<google::rpc::QuotaFailure> GetQuotaFailure(const absl::Status& status);
+std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status);
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);
+std::optional<google::rpc::ResourceInfo> GetResourceInfo(const absl::Status& status);
+
+// The request field an error is about, for OpenAI's `param`: the first BadRequest violation's
+// field, or the ErrorInfo metadata "field" (UnknownModel); empty when none.
+std::string ErrorField(const absl::Status& status);
+
+// The status as google.rpc.Status: code, message, and every payload whose type URL starts with
+// "type.googleapis.com/" as a google.protobuf.Any (type URL and serialized bytes unchanged),
+// sorted by type URL so that the encoding is deterministic. OK gives code 0 and nothing else.
+google::rpc::Status ToRpcStatus(const absl::Status& status);
+
+// The inverse of ToRpcStatus, for clients and tests: code (UNKNOWN when out of range),
+// message and every detail as a payload. Code 0 gives OK (details dropped).
+absl::Status FromRpcStatus(const google::rpc::Status& rpc);
+
+// `text` made safe to quote in an error message: at most `max_bytes` of it, with every byte
+// that is not printable ASCII C-escaped ("\xc3\xa9"), and "..." appended when truncated.
+std::string QuoteForMessage(std::string_view text, size_t max_bytes = 100);
+
+}  // namespace anyai::server
+
+#endif  // ANYAI_SERVER_GATEWAY_ERRORS_H_

@@ -1,0 +1,70 @@
+#include "server/grpc/admin_service.h"
+
+#include <string>
+
+#include "server/grpc/grpc_status.h"
+
+namespace anyai::server {
+namespace {
+
+std::string_view Authorization(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return {};
+  return std::string_view(it->second.data(), it->second.size());
+}
+
+// Authorizes, runs `call`, stores its result in `response` and finishes.
+template <typename Response, typename Call>
+grpc::ServerUnaryReactor* Serve(Gateway& gateway, grpc::CallbackServerContext* context,
+                                Response* response, Call call) {
+  absl::Status status = gateway.AuthorizeAdmin(Authorization(*context));
+  if (status.ok()) {
+    absl::StatusOr<Response> result = call();
+    status = result.status();
+    if (result.ok()) *response = *std::move(result);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* context,
+                                                  const v1::CreateKeyRequest* request,
+                                                  v1::CreateKeyResponse* response) {
+  return Serve(gateway_, context, response, [&] { return gateway_.CreateKey(*request); });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetKey(grpc::CallbackServerContext* context,
+                                               const v1::GetKeyRequest* request,
+                                               v1::KeyRecord* response) {
+  return Serve(gateway_, context, response, [&] { return gateway_.GetKey(*request); });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* context,
+                                                 const v1::ListKeysRequest* request,
+                                                 v1::ListKeysResponse* response) {
+  return Serve(gateway_, context, response, [&] { return gateway_.ListKeys(*request); });
+}
+
+grpc::ServerUnaryReactor* AdminService::UpdateKey(grpc::CallbackServerContext* context,
+                                                  const v1::UpdateKeyRequest* request,
+                                                  v1::KeyRecord* response) {
+  return Serve(gateway_, context, response, [&] { return gateway_.UpdateKey(*request); });
+}
+
+grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* context,
+                                                  const v1::RevokeKeyRequest* request,
+                                                  v1::KeyRecord* response) {
+  return Serve(gateway_, context, response, [&] { return gateway_.RevokeKey(*request); });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetUsage(grpc::CallbackServerContext* context,
+                                                 const v1::GetUsageRequest* request,
+                                                 v1::GetUsageResponse* response) {
+  return Serve(gateway_, context, response, [&] { return gateway_.GetUsage(*request); });
+}
+
+}  // namespace anyai::server

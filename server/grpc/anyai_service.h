@@ -1,0 +1,59 @@
+// The gRPC front of the AnyAI service (SPEC §4): each method turns its call into a Gateway
+// call (authenticate, validate, admit) and a Provider call, and the result back. The methods
+// that call a provider use the synchronous API: a provider may block for as long as its
+// upstream takes (the openai provider: seconds), which the sync API's thread pool is made for
+// and the callback API's few threads are not; and for the two streams its blocking
+// ServerWriter::Write matches the providers' `emit` contract exactly (a chunk leaves as soon
+// as the provider yields it; a vanished client stops the provider). ListModels and CheckKey,
+// which never block on a provider, use the callback API.
+//
+// Thread safety: thread-safe; gRPC calls the methods concurrently.
+#ifndef ANYAI_SERVER_GRPC_ANYAI_SERVICE_H_
+#define ANYAI_SERVER_GRPC_ANYAI_SERVICE_H_
+
+#include "anyai/v1/anyai.grpc.pb.h"
+#include "server/gateway/gateway.h"
+
+namespace anyai::server {
+
+using AnyAIServiceBase = v1::AnyAI::WithCallbackMethod_ListModels<
+    v1::AnyAI::WithCallbackMethod_CheckKey<v1::AnyAI::Service>>;
+
+class AnyAIService final : public AnyAIServiceBase {
+ public:
+  explicit AnyAIService(Gateway& gateway) : gateway_(gateway) {}
+
+  grpc::Status CreateChatCompletion(grpc::ServerContext* context,
+                                    const v1::ChatCompletionRequest* request,
+                                    v1::ChatCompletion* response) override;
+  grpc::Status StreamChatCompletion(grpc::ServerContext* context,
+                                    const v1::ChatCompletionRequest* request,
+                                    grpc::ServerWriter<v1::ChatCompletionChunk>* writer) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::Status GenerateImages(grpc::ServerContext* context,
+                              const v1::GenerateImagesRequest* request,
+                              v1::GenerateImagesResponse* response) override;
+  grpc::Status Imagine(grpc::ServerContext* context, const v1::ImagineRequest* request,
+                       v1::ImagineResponse* response) override;
+  grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
+                   grpc::ServerWriter<v1::AskChunk>* writer) override;
+  grpc::Status DescribeImage(grpc::ServerContext* context,
+                             const v1::DescribeImageRequest* request,
+                             v1::DescribeImageResponse* response) override;
+  grpc::ServerUnaryReactor* CheckKey(grpc::CallbackServerContext* context,
+                                     const v1::CheckKeyRequest* request,
+                                     v1::CheckKeyResponse* response) override;
+
+ private:
+  Gateway& gateway_;
+};
+
+// The Caller of a gRPC call: its authorization metadata and peer address. The strings point
+// into `context` and `peer`, which must outlive the Caller.
+Caller CallerOf(const grpc::ServerContextBase& context, const std::string& peer);
+
+}  // namespace anyai::server
+
+#endif  // ANYAI_SERVER_GRPC_ANYAI_SERVICE_H_

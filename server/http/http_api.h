@@ -1,0 +1,72 @@
+// The endpoints of the OpenAI-compatible HTTP API (SPEC §4), as routes of an HttpRouter. Each
+// turns its request (a JSON body: http_json.h; a query string: http_query.h) into the very
+// Gateway call the gRPC front makes (anyai_service.cc): authenticate, validate and admit,
+// then the provider, then the answer in OpenAI's shape. No rule lives here; errors map to
+// HTTP in http_status.h.
+//
+//   method  path (also under /v1)  answer
+//   POST    /chat/completions      chat.completion JSON, or with "stream": true a
+//                                  text/event-stream of `data: {chat.completion.chunk}` events
+//                                  ending with `data: [DONE]`
+//   GET     /models                {"object": "list", "data": [...]}
+//   GET     /models/{id}           one model (as OpenAI's models.retrieve), or 404
+//   POST    /images/generations    {"created", "data": [{"url"} | {"b64_json"}]}
+//   GET     /imagine               the image (image/png)
+//   GET     /ask                   text/event-stream of `data: {"message", "url"}` events
+//   GET     /images/vision         the description as text/plain, or {"description", "model"}
+//                                  when the Accept header asks for application/json
+//   GET     /check                 the key's usage (http_json.h's CheckKeyJson); the key comes
+//                                  from ?key= or Authorization: Bearer; neither is 401
+//   GET     /healthz               200 while the process serves (answered on the I/O thread)
+//   GET     /readyz                200 while `ready()`, else 503
+//
+// Callers: the Authorization header (a present but blank one is malformed, 401, never
+// anonymous), the peer address and X-Forwarded-For, which the Gateway believes only from a
+// trusted proxy. Every metered answer, success or not, carries x-ratelimit-*; a 429 also
+// Retry-After. A stream that fails after its head is out ends with an error event, `data:
+// {"error": {...}}`, instead of [DONE]; a client that goes away stops its provider.
+//
+// Thread safety: thread-safe; the handlers run concurrently on the HTTP server's workers.
+#ifndef ANYAI_SERVER_HTTP_HTTP_API_H_
+#define ANYAI_SERVER_HTTP_HTTP_API_H_
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "server/gateway/gateway.h"
+#include "server/http/http_message.h"
+#include "server/http/http_router.h"
+
+namespace anyai::server {
+
+class HttpApi {
+ public:
+  // `gateway` must outlive this object, which must outlive the routes it adds. `ready` says
+  // whether /readyz answers 200.
+  HttpApi(Gateway& gateway, std::function<bool()> ready);
+
+  absl::Status AddRoutes(HttpRouter& router);
+
+ private:
+  void ChatCompletions(HttpExchange& exchange);
+  void Models(HttpExchange& exchange);
+  void Model(HttpExchange& exchange);
+  void GenerateImages(HttpExchange& exchange);
+  void Imagine(HttpExchange& exchange);
+  void Ask(HttpExchange& exchange);
+  void Vision(HttpExchange& exchange);
+  void Check(HttpExchange& exchange);
+  void Healthz(HttpExchange& exchange);
+  void Readyz(HttpExchange& exchange);
+
+  Gateway& gateway_;
+  std::function<bool()> ready_;
+  const std::string models_json_;  // GET /models: the catalogue does not change
+};
+
+// The Gateway's Caller of an HTTP request; its views point into `request`.
+Caller CallerOf(const HttpRequest& request);
+
+}  // namespace anyai::server
+
+#endif  // ANYAI_SERVER_HTTP_HTTP_API_H_

@@ -1,0 +1,808 @@
+#include "server/http/http_server.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <future>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/gateway/errors.h"
+#include "server/http/http_status.h"
+
+namespace anyai::server {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+constexpr char kServerName[] = "anyai-gateway";
+constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+// Bytes asked of the socket while waiting for a request's first byte.
+constexpr size_t kIdleReadBytes = 4096;
+// A lingering close drains the unread rest of a refused request for at most this long and
+// this many bytes, so that the client reads our answer rather than a TCP reset.
+constexpr absl::Duration kLingerTimeout = absl::Seconds(2);
+constexpr size_t kMaxLingerBytes = 4 << 20;
+// After the last worker is done, how long Shutdown waits for connections to wind down.
+constexpr absl::Duration kFinalDrain = absl::Seconds(10);
+
+std::chrono::steady_clock::duration Chrono(absl::Duration d) {
+  d = std::min(d, absl::Hours(24 * 365));
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      absl::ToChronoNanoseconds(d));
+}
+
+std::string Str(beast::string_view s) { return std::string(s.data(), s.size()); }
+
+// A parse error of Beast's HTTP parser (malformed request), as opposed to a socket error.
+bool IsHttpParseError(const beast::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category();
+}
+
+HttpRequest ToHttpRequest(http::request<http::string_body>& message, std::string peer) {
+  HttpRequest r;
+  r.method = Str(message.method_string());
+  r.target = Str(message.target());
+  const size_t q = r.target.find('?');
+  r.path = r.target.substr(0, q);
+  if (q != std::string::npos) r.query = r.target.substr(q + 1);
+  r.version = message.version() == 10 ? 10 : 11;
+  absl::flat_hash_map<std::string, size_t> index;
+  for (const auto& field : message) {
+    std::string name = absl::AsciiStrToLower(Str(field.name_string()));
+    std::string value = Str(field.value());
+    auto [it, inserted] = index.try_emplace(name, r.headers.size());
+    if (inserted) {
+      r.headers.emplace_back(std::move(name), std::move(value));
+    } else {
+      absl::StrAppend(&r.headers[it->second].second, ", ", value);
+    }
+  }
+  r.body = std::move(message.body());
+  r.peer = std::move(peer);
+  return r;
+}
+
+class Session;
+
+// What every connection of one server shares: the options and routes, the registry of live
+// connections (for shutdown), and the worker pool. Outlives every Session: Shutdown waits for
+// them, and the io_context, which may hold the last references, is destroyed before it.
+class Context {
+ public:
+  Context(HttpServerOptions options, const HttpRouter& router)
+      : options(std::move(options)),
+        router(router),
+        workers_(static_cast<size_t>(this->options.worker_threads)) {}
+
+  const HttpServerOptions options;
+  const HttpRouter& router;
+
+  bool stopping() const { return stopping_.load(std::memory_order_seq_cst); }
+  // True for the call that set it.
+  bool SetStopping() { return !stopping_.exchange(true, std::memory_order_seq_cst); }
+
+  void Register(const std::shared_ptr<Session>& session) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    sessions_[session.get()] = session;
+  }
+  void Unregister(Session* session) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    sessions_.erase(session);
+  }
+  std::vector<std::shared_ptr<Session>> Sessions() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<std::shared_ptr<Session>> out;
+    absl::MutexLock lock(&mu_);
+    for (auto& [raw, weak] : sessions_) {
+      if (std::shared_ptr<Session> s = weak.lock()) out.push_back(std::move(s));
+    }
+    return out;
+  }
+  // True when no connection is left by `deadline`.
+  bool AwaitNoSessions(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithDeadline(absl::Condition(&NoSessions, this), deadline);
+  }
+
+  // Runs `work` on the worker pool; false (and `work` dropped) once the pool is closing.
+  bool Dispatch(std::function<void()> work) ABSL_LOCKS_EXCLUDED(work_mu_) {
+    absl::MutexLock lock(&work_mu_);
+    if (!work_open_) return false;
+    net::post(workers_, std::move(work));
+    return true;
+  }
+  // No more work; waits for what is running or queued.
+  void CloseAndJoinWorkers() ABSL_LOCKS_EXCLUDED(work_mu_) {
+    {
+      absl::MutexLock lock(&work_mu_);
+      work_open_ = false;
+    }
+    workers_.join();
+  }
+
+ private:
+  static bool NoSessions(Context* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+    return c->sessions_.empty();
+  }
+
+  std::atomic<bool> stopping_{false};
+  absl::Mutex mu_;
+  absl::flat_hash_map<Session*, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex work_mu_;
+  bool work_open_ ABSL_GUARDED_BY(work_mu_) = true;
+  net::thread_pool workers_;
+};
+
+// One connection. Every member below is touched only on the connection's strand (the
+// stream's executor); the public methods post there and may be called from any thread.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Context& context)
+      : stream_(std::move(socket)), context_(context), read_timer_(stream_.get_executor()) {
+    beast::error_code ec;
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+    if (!ec) {
+      net::ip::address address = remote.address();
+      if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+      }
+      peer_ = address.to_string();
+    }
+  }
+  ~Session() { context_.Unregister(this); }
+
+  void Start() {
+    context_.Register(shared_from_this());
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadIdle(); });
+  }
+
+  // The server is stopping: an idle connection closes now, a busy one after its answer.
+  void OnServerStopping() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->state_ == State::kIdle) self->Close();
+    });
+  }
+  void ForceClose() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+
+  // The Exchange's side: called from the handler's thread.
+  void PostResponse(HttpResponse response) {
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), response = std::move(response)]() mutable {
+                self->WriteResponse(std::move(response), /*close_after=*/false);
+              });
+  }
+  bool StartStreamAndWait(HttpResponse head) {
+    return RunAndWait([self = shared_from_this(), head = std::move(head)](Done done) mutable {
+      self->WriteStreamHead(std::move(head), std::move(done));
+    });
+  }
+  bool WriteChunkAndWait(std::string data) {
+    return RunAndWait([self = shared_from_this(), data = std::move(data)](Done done) mutable {
+      self->WriteStreamChunk(std::move(data), std::move(done));
+    });
+  }
+  void PostEndStream() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->EndStream(); });
+  }
+
+ private:
+  // kIdle: waiting for a request's first byte (nothing buffered). kReading: a request has
+  // begun. kHandling: its handler runs. kWriting: its answer is being written. kLingering:
+  // the answer is out, the rest of the request is being drained before closing.
+  enum class State { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+  using Done = std::function<void(bool)>;
+
+  // Runs `op` on the strand and blocks the calling (worker) thread until `op` calls its Done.
+  // A Done dropped uncalled (the io_context went away) counts as false.
+  bool RunAndWait(std::function<void(Done)> op) {
+    auto promise = std::make_shared<std::promise<bool>>();
+    std::future<bool> result = promise->get_future();
+    net::post(stream_.get_executor(), [op = std::move(op), promise]() mutable {
+      op([promise](bool ok) { promise->set_value(ok); });
+    });
+    try {
+      return result.get();
+    } catch (const std::future_error&) {
+      return false;
+    }
+  }
+
+  void ReadIdle() {
+    if (state_ == State::kClosed) return;
+    if (context_.stopping()) {
+      Close();
+      return;
+    }
+    state_ = State::kIdle;
+    if (buffer_.size() > 0) {  // a pipelined request is already here
+      ReadRequest();
+      return;
+    }
+    stream_.expires_after(Chrono(context_.options.idle_timeout));
+    stream_.async_read_some(buffer_.prepare(kIdleReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) {  // idle timeout, the client closed, or the server closed us
+                                self->Close();
+                                return;
+                              }
+                              self->buffer_.commit(n);
+                              self->ReadRequest();
+                            });
+  }
+
+  void ReadRequest() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kReading;
+    ++request_number_;
+    read_timed_out_ = false;
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(std::clamp<int64_t>(
+        context_.options.max_header_bytes, 1, std::numeric_limits<uint32_t>::max())));
+    parser_->body_limit(
+        static_cast<uint64_t>(std::max<int64_t>(0, context_.options.max_body_bytes)));
+    // The read timeout is our own timer, not the stream's expiry (which would close the
+    // socket), so that a slow client still gets its 408.
+    stream_.expires_never();
+    read_timer_.expires_after(Chrono(context_.options.read_timeout));
+    read_timer_.async_wait(
+        [self = shared_from_this(), number = request_number_](beast::error_code ec) {
+          if (ec || self->state_ != State::kReading || self->request_number_ != number) return;
+          self->read_timed_out_ = true;
+          self->stream_.cancel();
+        });
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) {
+      OnReadError(ec);
+      return;
+    }
+    if (!parser_->is_done() &&
+        beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      net::async_write(stream_, net::buffer(kContinue, sizeof(kContinue) - 1),
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         if (ec) {
+                           self->OnReadError(ec);
+                         } else {
+                           self->ReadBody();
+                         }
+                       });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (parser_->is_done()) {
+      OnRequest();
+      return;
+    }
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) {
+                         self->OnReadError(ec);
+                       } else {
+                         self->OnRequest();
+                       }
+                     });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (state_ == State::kClosed) return;
+    read_timer_.cancel();
+    int status = 0;
+    std::string message;
+    std::string code;
+    if (read_timed_out_) {
+      status = 408;
+      message = absl::StrCat("the request was not received within ",
+                             absl::FormatDuration(context_.options.read_timeout));
+      code = "request_timeout";
+    } else if (ec == http::error::header_limit) {
+      status = 431;
+      message = absl::StrCat("the request line and headers exceed ",
+                             context_.options.max_header_bytes, " bytes");
+      code = "request_header_fields_too_large";
+    } else if (ec == http::error::body_limit) {
+      status = 413;
+      message =
+          absl::StrCat("the request body exceeds ", context_.options.max_body_bytes, " bytes");
+      code = "request_too_large";
+    } else if (IsHttpParseError(ec) && ec != http::error::end_of_stream &&
+               ec != http::error::partial_message) {
+      status = 400;
+      message = absl::StrCat("malformed HTTP request: ", ec.message());
+      code = "invalid_http_request";
+    } else {  // the client went away (or we closed it)
+      Close();
+      return;
+    }
+    BeginExchange("", "");
+    keep_alive_ = false;
+    WriteResponse(ProtocolError(status, message, code), /*close_after=*/true);
+  }
+
+  void OnRequest() {
+    if (state_ == State::kClosed) return;
+    read_timer_.cancel();
+    state_ = State::kHandling;
+    http::request<http::string_body> message = parser_->release();
+    parser_.reset();
+    keep_alive_ = message.keep_alive();
+    version_ = message.version() == 10 ? 10 : 11;
+    HttpRequest request = ToHttpRequest(message, peer_);
+    const HttpRouter::Match match = context_.router.Find(request.method, request.path);
+    BeginExchange(match.route != nullptr ? match.route->path : "", request.method);
+    if (match.route == nullptr) {
+      HttpResponse response;
+      const std::string what =
+          QuoteForMessage(absl::StrCat(request.method, " ", request.path), 200);
+      if (match.status == 405) {
+        response = ProtocolError(
+            405, absl::StrCat("Method not allowed (", what, "); allowed: ", match.allow),
+            "method_not_allowed");
+        response.headers.emplace_back("allow", match.allow);
+      } else {
+        response = ProtocolError(404, absl::StrCat("Invalid URL (", what, ")"), "unknown_url");
+      }
+      WriteResponse(std::move(response), /*close_after=*/false);
+      return;
+    }
+    const HttpHandler* handler = &match.route->handler;  // the router outlives the server
+    if (match.route->dispatch == HttpRouter::Dispatch::kInline) {
+      auto exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), true);
+      RunHandler(*handler, *exchange);
+      return;  // the exchange answers (or sends a 500) as it goes out of scope
+    }
+    auto exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), false);
+    if (!context_.Dispatch([handler, exchange] { RunHandler(*handler, *exchange); })) {
+      exchange->Respond(ErrorResponse(absl::UnavailableError("the server is shutting down")));
+    }
+  }
+
+  void WriteResponse(HttpResponse response, bool close_after) {
+    if (state_ == State::kClosed || state_ == State::kLingering) {
+      Record(response.status);
+      return;
+    }
+    state_ = State::kWriting;
+    status_ = response.status;
+    keep_alive_ = keep_alive_ && !close_after && !context_.stopping();
+    response_.emplace();
+    http::response<http::string_body>& res = *response_;
+    res.version(version_);
+    res.result(static_cast<unsigned>(response.status));
+    res.set(http::field::server, kServerName);
+    for (auto& [name, value] : response.headers) res.insert(name, value);
+    res.body() = std::move(response.body);
+    res.keep_alive(keep_alive_);
+    res.prepare_payload();
+    stream_.expires_after(Chrono(context_.options.write_timeout));
+    http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->response_.reset();
+      self->Record(self->status_);
+      if (ec) {
+        self->Close();
+      } else {
+        self->Finished();
+      }
+    });
+  }
+
+  void WriteStreamHead(HttpResponse head, Done done) {
+    if (state_ == State::kClosed) {
+      done(false);
+      return;
+    }
+    state_ = State::kWriting;
+    status_ = head.status;
+    chunked_ = version_ == 11;
+    keep_alive_ = keep_alive_ && chunked_ && !context_.stopping();
+    stream_head_.emplace();
+    stream_head_->version(version_);
+    stream_head_->result(static_cast<unsigned>(head.status));
+    stream_head_->set(http::field::server, kServerName);
+    for (auto& [name, value] : head.headers) stream_head_->insert(name, value);
+    if (chunked_) stream_head_->chunked(true);
+    stream_head_->keep_alive(keep_alive_);
+    stream_serializer_.emplace(*stream_head_);
+    stream_.expires_after(Chrono(context_.options.write_timeout));
+    http::async_write_header(
+        stream_, *stream_serializer_,
+        [self = shared_from_this(), done = std::move(done)](beast::error_code ec, size_t) {
+          if (ec) self->Close();
+          done(!ec);
+        });
+  }
+
+  void WriteStreamChunk(std::string data, Done done) {
+    if (state_ != State::kWriting || stream_serializer_ == std::nullopt) {
+      done(false);
+      return;
+    }
+    if (data.empty()) {  // an empty chunk would end the body
+      done(true);
+      return;
+    }
+    chunk_ = std::move(data);
+    stream_.expires_after(Chrono(context_.options.write_timeout));
+    auto on_written = [self = shared_from_this(), done = std::move(done)](beast::error_code ec,
+                                                                          size_t) {
+      if (ec) self->Close();
+      done(!ec);
+    };
+    if (chunked_) {
+      net::async_write(stream_, http::make_chunk(net::buffer(chunk_)), std::move(on_written));
+    } else {
+      net::async_write(stream_, net::buffer(chunk_), std::move(on_written));
+    }
+  }
+
+  void EndStream() {
+    stream_serializer_.reset();
+    stream_head_.reset();
+    if (state_ != State::kWriting) {
+      Record(status_);
+      return;
+    }
+    if (!chunked_) {  // HTTP/1.0: the body ends with the connection
+      Record(status_);
+      keep_alive_ = false;
+      Finished();
+      return;
+    }
+    stream_.expires_after(Chrono(context_.options.write_timeout));
+    net::async_write(stream_, http::make_chunk_last(),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->Record(self->status_);
+                       if (ec) {
+                         self->Close();
+                       } else {
+                         self->Finished();
+                       }
+                     });
+  }
+
+  // The answer is out: next request, or close.
+  void Finished() {
+    if (keep_alive_ && !context_.stopping()) {
+      ReadIdle();
+    } else {
+      LingeringClose();
+    }
+  }
+
+  void LingeringClose() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kLingering;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) {
+      Close();
+      return;
+    }
+    drained_ = 0;
+    stream_.expires_after(Chrono(kLingerTimeout));
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(net::buffer(drain_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > kMaxLingerBytes) {
+                                self->Close();
+                              } else {
+                                self->Drain();
+                              }
+                            });
+  }
+
+  void Close() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    read_timer_.cancel();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  void BeginExchange(std::string route, std::string method) {
+    route_ = std::move(route);
+    method_ = std::move(method);
+    request_done_ = absl::Now();
+    recorded_ = false;
+  }
+
+  void Record(int status) {
+    if (recorded_) return;
+    recorded_ = true;
+    if (context_.options.on_response) {
+      context_.options.on_response(route_, method_, status, absl::Now() - request_done_);
+    }
+  }
+
+  // A handler's view of one request. Lives on the thread that runs the handler.
+  class Exchange final : public HttpExchange {
+   public:
+    Exchange(std::shared_ptr<Session> session, HttpRequest request, bool on_io_thread)
+        : session_(std::move(session)), request_(std::move(request)), on_io_thread_(on_io_thread) {}
+    ~Exchange() override {
+      if (!answered_) {
+        session_->PostResponse(
+            ErrorResponse(absl::InternalError("the server failed to answer this request")));
+      } else if (streaming_ && !ended_) {
+        EndStream();
+      }
+    }
+
+    const HttpRequest& request() const override { return request_; }
+
+    void Respond(HttpResponse response) override {
+      if (answered_) return;
+      answered_ = true;
+      session_->PostResponse(std::move(response));
+    }
+
+    bool StartStream(HttpResponse head) override {
+      // An inline handler runs on the strand that would have to do the writing.
+      if (answered_ || on_io_thread_) return false;
+      answered_ = streaming_ = true;
+      gone_ = !session_->StartStreamAndWait(std::move(head));
+      return !gone_;
+    }
+
+    bool WriteChunk(std::string data) override {
+      if (!streaming_ || ended_ || gone_) return false;
+      gone_ = !session_->WriteChunkAndWait(std::move(data));
+      return !gone_;
+    }
+
+    void EndStream() override {
+      if (!streaming_ || ended_) return;
+      ended_ = true;
+      session_->PostEndStream();
+    }
+
+   private:
+    std::shared_ptr<Session> session_;
+    HttpRequest request_;
+    const bool on_io_thread_;
+    bool answered_ = false;
+    bool streaming_ = false;
+    bool ended_ = false;
+    bool gone_ = false;
+  };
+
+  static void RunHandler(const HttpHandler& handler, HttpExchange& exchange) {
+    // No exception may escape into Asio's threads; the exchange then answers 500.
+    try {
+      handler(exchange);
+    } catch (const std::exception& e) {
+      std::cerr << "anyai-server: http handler for " << exchange.request().path
+                << " threw: " << e.what() << "\n";
+    } catch (...) {
+      std::cerr << "anyai-server: http handler for " << exchange.request().path << " threw\n";
+    }
+  }
+
+  beast::tcp_stream stream_;
+  Context& context_;
+  net::steady_timer read_timer_;
+  std::string peer_;
+  beast::flat_buffer buffer_;
+  State state_ = State::kIdle;
+  uint64_t request_number_ = 0;
+  bool read_timed_out_ = false;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+  // The answer in progress.
+  std::optional<http::response<http::string_body>> response_;
+  std::optional<http::response<http::empty_body>> stream_head_;
+  std::optional<http::response_serializer<http::empty_body>> stream_serializer_;
+  bool chunked_ = false;
+  std::string chunk_;
+  int status_ = 0;
+  // Lingering close.
+  std::array<char, 4096> drain_buffer_;
+  size_t drained_ = 0;
+  // For on_response.
+  std::string route_;
+  std::string method_;
+  absl::Time request_done_;
+  bool recorded_ = true;
+};
+
+struct HostPort {
+  std::string host;  // without brackets
+  std::string port;
+};
+
+absl::StatusOr<HostPort> SplitHostPort(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon + 1 == listen.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("http_listen: \"", listen, "\" is not HOST:PORT"));
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("http_listen: \"", listen, "\" has no valid port"));
+  }
+  return HostPort{host, listen.substr(colon + 1)};
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(HttpServerOptions options, const HttpRouter& router)
+      : context(std::move(options), router),
+        ioc(context.options.io_threads),
+        acceptor(net::make_strand(ioc)),
+        accept_timer(acceptor.get_executor()) {}
+
+  void Accept() {
+    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (!acceptor.is_open()) return;
+      if (ec) {
+        if (ec == net::error::operation_aborted) return;
+        // Out of descriptors or the like: try again shortly rather than spin.
+        accept_timer.expires_after(std::chrono::milliseconds(50));
+        accept_timer.async_wait([this](beast::error_code e) {
+          if (!e && acceptor.is_open()) Accept();
+        });
+        return;
+      }
+      if (context.stopping()) {
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else {
+        std::make_shared<Session>(std::move(socket), context)->Start();
+      }
+      Accept();
+    });
+  }
+
+  // Destroyed in reverse: the io_context (and any Session its handlers still hold) before the
+  // Context they point to.
+  Context context;
+  net::io_context ioc;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_guard;
+  tcp::acceptor acceptor;
+  net::steady_timer accept_timer;
+  std::vector<std::thread> threads;
+  std::string address;
+  int port = 0;
+  absl::Mutex shutdown_mu;
+  bool shut_down ABSL_GUARDED_BY(shutdown_mu) = false;
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() { Shutdown(absl::Now()); }
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
+                                                              const HttpRouter& router) {
+  if (options.io_threads < 1 || options.worker_threads < 1) {
+    return absl::InvalidArgumentError("http: io_threads and worker_threads must be at least 1");
+  }
+  if (options.max_body_bytes < 1 || options.max_header_bytes < 1) {
+    return absl::InvalidArgumentError("http: max_body_bytes and max_header_bytes must be >= 1");
+  }
+  absl::StatusOr<HostPort> hp = SplitHostPort(options.listen);
+  if (!hp.ok()) return hp.status();
+  const std::string listen = options.listen;
+  auto impl = std::make_unique<Impl>(std::move(options), router);
+
+  const auto cannot = [&](const beast::error_code& ec) {
+    return absl::UnavailableError(
+        absl::StrCat("http_listen: cannot listen on \"", listen, "\": ", ec.message()));
+  };
+  beast::error_code ec;
+  tcp::endpoint endpoint;
+  const net::ip::address address = net::ip::make_address(hp->host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, static_cast<uint16_t>(std::stoi(hp->port)));
+  } else {
+    tcp::resolver resolver(impl->ioc);
+    auto results = resolver.resolve(hp->host, hp->port, tcp::resolver::passive, ec);
+    if (ec) return cannot(ec);
+    if (results.empty()) return cannot(net::error::host_not_found);
+    endpoint = *results.begin();
+  }
+  tcp::acceptor& acceptor = impl->acceptor;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return cannot(ec);
+  impl->port = acceptor.local_endpoint(ec).port();
+  if (ec) return cannot(ec);
+  impl->address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", impl->port);
+
+  impl->work_guard.emplace(net::make_work_guard(impl->ioc));
+  impl->Accept();
+  for (int i = 0; i < impl->context.options.io_threads; ++i) {
+    impl->threads.emplace_back([ioc = &impl->ioc] {
+      for (;;) {
+        try {
+          ioc->run();
+          return;
+        } catch (const std::exception& e) {  // a handler threw: log it and keep serving
+          std::cerr << "anyai-server: http I/O thread: " << e.what() << "\n";
+        }
+      }
+    });
+  }
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+const std::string& HttpServer::address() const { return impl_->address; }
+int HttpServer::port() const { return impl_->port; }
+
+void HttpServer::BeginShutdown() {
+  if (!impl_->context.SetStopping()) return;
+  net::post(impl_->acceptor.get_executor(), [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+    impl->accept_timer.cancel();
+  });
+  for (const std::shared_ptr<Session>& s : impl_->context.Sessions()) s->OnServerStopping();
+}
+
+void HttpServer::Shutdown(absl::Time deadline) {
+  BeginShutdown();
+  absl::MutexLock lock(&impl_->shutdown_mu);
+  if (impl_->shut_down) return;
+  impl_->context.AwaitNoSessions(deadline);
+  for (const std::shared_ptr<Session>& s : impl_->context.Sessions()) s->ForceClose();
+  impl_->context.CloseAndJoinWorkers();
+  if (!impl_->context.AwaitNoSessions(absl::Now() + kFinalDrain)) {
+    std::cerr << "anyai-server: http connections still open after shutdown\n";
+  }
+  impl_->work_guard.reset();
+  impl_->ioc.stop();
+  for (std::thread& t : impl_->threads) t.join();
+  impl_->shut_down = true;
+}
+
+}  // namespace anyai::server

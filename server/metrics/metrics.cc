@@ -1,0 +1,384 @@
+#include "server/metrics/metrics.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <prometheus/collectable.h>
+#include <prometheus/gauge.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace anyai::server {
+namespace {
+
+const char* TransportName(Transport t) { return t == Transport::kGrpc ? "grpc" : "http"; }
+
+// Request latency: 100 µs to 30 s (chat over an upstream takes seconds).
+prometheus::Histogram::BucketBoundaries RequestBuckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+          0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30};
+}
+
+// Admit() latency, storage write included: 1 µs to 100 ms.
+prometheus::Histogram::BucketBoundaries DecisionBuckets() {
+  return {0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001,
+          0.00025,  0.0005,    0.001,    0.0025,  0.005,    0.01,    0.1};
+}
+
+// "1m", "1h", "24h": the window label, from the window's length.
+std::string WindowLabel(absl::Duration d) {
+  if (d % absl::Hours(1) == absl::ZeroDuration()) return absl::StrCat(d / absl::Hours(1), "h");
+  if (d % absl::Minutes(1) == absl::ZeroDuration()) return absl::StrCat(d / absl::Minutes(1), "m");
+  return absl::StrCat(absl::ToDoubleSeconds(d), "s");
+}
+
+prometheus::ClientMetric Value(double v, prometheus::MetricType type,
+                               std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (type == prometheus::MetricType::Counter) {
+    m.counter.value = v;
+  } else {
+    m.gauge.value = v;
+  }
+  return m;
+}
+
+prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+struct ProcessStats {
+  double cpu_seconds = 0;
+  double resident_bytes = 0;
+  double virtual_bytes = 0;
+  double start_time_seconds = 0;
+  double open_fds = 0;
+  double max_fds = 0;
+};
+
+ProcessStats ReadProcessStats() {
+  ProcessStats p;
+  const long ticks = sysconf(_SC_CLK_TCK);
+  const long page = sysconf(_SC_PAGESIZE);
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command (which may contain spaces) start after the last ')'.
+  const size_t close = line.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream rest(line.substr(close + 2));
+    std::vector<std::string> f;
+    for (std::string s; rest >> s;) f.push_back(s);
+    // f[0] is field 3 (state): utime 14, stime 15, starttime 22, vsize 23, rss 24.
+    if (f.size() > 21) {
+      p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+      p.virtual_bytes = std::stod(f[20]);
+      p.resident_bytes = std::stod(f[21]) * page;
+      std::ifstream uptime_stat("/proc/stat");
+      for (std::string l; std::getline(uptime_stat, l);) {
+        if (l.rfind("btime ", 0) == 0) {
+          p.start_time_seconds = std::stod(l.substr(6)) + std::stod(f[19]) / ticks;
+        }
+      }
+    }
+  }
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') p.open_fds += 1;
+    }
+    closedir(d);
+    p.open_fds -= 1;  // the directory stream itself
+  }
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) p.max_fds = static_cast<double>(limit.rlim_cur);
+  return p;
+}
+
+}  // namespace
+
+// The figures read at scrape time.
+class Metrics::ScrapeCollector : public prometheus::Collectable {
+ public:
+  explicit ScrapeCollector(MetricsSources sources) : sources_(std::move(sources)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    using prometheus::MetricType;
+    std::vector<prometheus::MetricFamily> out;
+    if (sources_.engine != nullptr) {
+      auto f = Family("anyai_tenants_resident",
+                      "Tenants (API keys and anonymous IPs) whose quota state is in memory.",
+                      MetricType::Gauge);
+      f.metric.push_back(
+          Value(static_cast<double>(sources_.engine->resident_tenants()), MetricType::Gauge));
+      out.push_back(std::move(f));
+    }
+    if (!sources_.storage.empty()) {
+      auto writes = Family("anyai_storage_writes_total",
+                           "RocksDB writes acknowledged or failed, by store.", MetricType::Counter);
+      auto errors = Family("anyai_storage_write_errors_total", "RocksDB writes that failed, by store.",
+                           MetricType::Counter);
+      auto backlog = Family("anyai_storage_writes_in_flight",
+                            "RocksDB writes started and not yet acknowledged (the backlog), by store.",
+                            MetricType::Gauge);
+      auto latency = Family("anyai_storage_write_seconds",
+                            "Time from the start of a RocksDB write to its acknowledgement, by store.",
+                            MetricType::Summary);
+      for (const auto& [name, read] : sources_.storage) {
+        const storage::WriteStats s = read();
+        std::vector<prometheus::ClientMetric::Label> labels = {{"store", name}};
+        writes.metric.push_back(Value(static_cast<double>(s.writes), MetricType::Counter, labels));
+        errors.metric.push_back(
+            Value(static_cast<double>(s.write_errors), MetricType::Counter, labels));
+        backlog.metric.push_back(Value(static_cast<double>(s.in_flight), MetricType::Gauge, labels));
+        prometheus::ClientMetric m;
+        m.label = labels;
+        m.summary.sample_count = s.writes;
+        m.summary.sample_sum = absl::ToDoubleSeconds(s.total_latency);
+        latency.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(writes));
+      out.push_back(std::move(errors));
+      out.push_back(std::move(backlog));
+      out.push_back(std::move(latency));
+    }
+    const ProcessStats p = ReadProcessStats();
+    auto add = [&](const char* name, const char* help, MetricType type, double v) {
+      auto f = Family(name, help, type);
+      f.metric.push_back(Value(v, type));
+      out.push_back(std::move(f));
+    };
+    add("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+        MetricType::Counter, p.cpu_seconds);
+    add("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+        p.resident_bytes);
+    add("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
+        p.virtual_bytes);
+    add("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, p.open_fds);
+    add("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge,
+        p.max_fds);
+    add("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+        MetricType::Gauge, p.start_time_seconds);
+    auto build = Family("anyai_build_info",
+                        "Always 1; the labels say which build of anyai-server this is.",
+                        MetricType::Gauge);
+    build.metric.push_back(Value(1, MetricType::Gauge,
+                                 {{"version", ANYAI_VERSION}, {"compiler", __VERSION__}}));
+    out.push_back(std::move(build));
+    return out;
+  }
+
+ private:
+  const MetricsSources sources_;
+};
+
+Metrics::~Metrics() = default;
+
+std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSources sources) {
+  std::unique_ptr<Metrics> m(new Metrics);
+  m->registry_ = std::make_shared<prometheus::Registry>();
+  m->engine_ = &engine;
+  auto& requests = prometheus::BuildCounter()
+                       .Name("anyai_requests_total")
+                       .Help("Requests answered, by endpoint, transport (grpc, http) and HTTP "
+                             "status code (gRPC codes mapped to their HTTP equivalents).")
+                       .Register(*m->registry_);
+  auto& seconds = prometheus::BuildHistogram()
+                      .Name("anyai_request_duration_seconds")
+                      .Help("Time from a request's arrival to its answer, by endpoint and "
+                            "transport (streams: to their last chunk).")
+                      .Register(*m->registry_);
+  for (int e = 0; e < kEndpointCount; ++e) {
+    for (Transport t : {Transport::kGrpc, Transport::kHttp}) {
+      const std::string endpoint = EndpointName(static_cast<Endpoint>(e));
+      for (int code : kCodes) {
+        m->requests_.push_back(&requests.Add({{"endpoint", endpoint},
+                                              {"transport", TransportName(t)},
+                                              {"code", absl::StrCat(code)}}));
+      }
+      m->requests_.push_back(&requests.Add(
+          {{"endpoint", endpoint}, {"transport", TransportName(t)}, {"code", "other"}}));
+      m->request_seconds_.push_back(
+          &seconds.Add({{"endpoint", endpoint}, {"transport", TransportName(t)}},
+                       RequestBuckets()));
+    }
+  }
+  auto& decisions =
+      prometheus::BuildCounter()
+          .Name("anyai_quota_decisions_total")
+          .Help("Quota engine decisions, by feature class, plan and outcome (admitted, or "
+                "refused with the window that refused).")
+          .Register(*m->registry_);
+  const quota::PlanTable& plans = engine.plans();
+  for (size_t p = 0; p < plans.plans.size(); ++p) {
+    auto& by_class = m->decisions_.emplace_back();
+    auto& windows = m->window_us_.emplace_back();
+    for (int c = 0; c < engine.class_count(); ++c) {
+      const std::string& cls = engine.class_name(quota::ClassId{c});
+      auto& counters = by_class.emplace_back();
+      auto& lengths = windows.emplace_back();
+      counters.push_back(&decisions.Add({{"feature_class", cls},
+                                         {"plan", plans.plans[p].name},
+                                         {"outcome", "admitted"},
+                                         {"window", ""}}));
+      for (const quota::Window& w : plans.plans[p].Find(cls)->windows) {
+        counters.push_back(&decisions.Add({{"feature_class", cls},
+                                           {"plan", plans.plans[p].name},
+                                           {"outcome", "refused"},
+                                           {"window", WindowLabel(w.length)}}));
+        lengths.push_back(absl::ToInt64Microseconds(w.length));
+      }
+    }
+  }
+  m->decision_seconds_ =
+      &prometheus::BuildHistogram()
+           .Name("anyai_quota_admit_duration_seconds")
+           .Help("Time of one quota engine Admit(), including the durable write of an "
+                 "admission to storage. Every decision is observed: two clock reads and the "
+                 "metric updates cost under 3% of a persisted Admit (bench/RESULTS.md).")
+           .Register(*m->registry_)
+           .Add({}, DecisionBuckets());
+  auto& upstream = prometheus::BuildCounter()
+                       .Name("anyai_upstream_requests_total")
+                       .Help("Calls to providers (upstream backends), by provider and outcome "
+                             "(ok, error).")
+                       .Register(*m->registry_);
+  auto& upstream_seconds = prometheus::BuildHistogram()
+                               .Name("anyai_upstream_request_duration_seconds")
+                               .Help("Time of one call to a provider, by provider (streams: "
+                                     "to their last chunk).")
+                               .Register(*m->registry_);
+  for (const std::string& name : sources.providers) {
+    m->upstream_[name] = Upstream{
+        &upstream.Add({{"provider", name}, {"outcome", "ok"}}),
+        &upstream.Add({{"provider", name}, {"outcome", "error"}}),
+        &upstream_seconds.Add({{"provider", name}}, RequestBuckets())};
+  }
+  sources.engine = &engine;
+  m->scrape_ = std::make_shared<ScrapeCollector>(std::move(sources));
+  return m;
+}
+
+void Metrics::ObserveRequest(Endpoint endpoint, Transport transport, int http_status,
+                             absl::Duration latency) {
+  const int row = static_cast<int>(endpoint) * 2 + (transport == Transport::kHttp ? 1 : 0);
+  size_t code = kCodes.size();
+  for (size_t i = 0; i < kCodes.size(); ++i) {
+    if (kCodes[i] == http_status) code = i;
+  }
+  requests_[row * (kCodes.size() + 1) + code]->Increment();
+  request_seconds_[row]->Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::ObserveDecision(quota::PlanId plan, const quota::Decision& decision,
+                              quota::ClassId feature_class, absl::Duration latency) {
+  decision_seconds_->Observe(absl::ToDoubleSeconds(latency));
+  if (plan.index < 0 || plan.index >= static_cast<int>(decisions_.size())) return;
+  const auto& counters = decisions_[plan.index][feature_class.index];
+  if (decision.admitted) {
+    counters[0]->Increment();
+    return;
+  }
+  const auto& lengths = window_us_[plan.index][feature_class.index];
+  const int64_t refused = absl::ToInt64Microseconds(decision.refused_window);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    if (lengths[i] == refused) {
+      counters[1 + i]->Increment();
+      return;
+    }
+  }
+}
+
+void Metrics::ObserveUpstream(const std::string& provider, bool ok, absl::Duration latency) {
+  auto it = upstream_.find(provider);
+  if (it == upstream_.end()) return;
+  (ok ? it->second.ok : it->second.error)->Increment();
+  it->second.seconds->Observe(absl::ToDoubleSeconds(latency));
+}
+
+std::string Metrics::Render() const {
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (prometheus::MetricFamily& f : scrape_->Collect()) families.push_back(std::move(f));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+int Metrics::HttpStatusOfGrpcCode(int grpc_code) {
+  switch (grpc_code) {
+    case 0: return 200;    // OK
+    case 1: return 499;    // CANCELLED
+    case 3: return 400;    // INVALID_ARGUMENT
+    case 4: return 504;    // DEADLINE_EXCEEDED
+    case 5: return 404;    // NOT_FOUND
+    case 6: return 409;    // ALREADY_EXISTS
+    case 7: return 403;    // PERMISSION_DENIED
+    case 8: return 429;    // RESOURCE_EXHAUSTED
+    case 9: return 400;    // FAILED_PRECONDITION
+    case 10: return 409;   // ABORTED
+    case 11: return 400;   // OUT_OF_RANGE
+    case 12: return 501;   // UNIMPLEMENTED
+    case 14: return 503;   // UNAVAILABLE
+    case 16: return 401;   // UNAUTHENTICATED
+    default: return 500;   // UNKNOWN, INTERNAL, DATA_LOSS
+  }
+}
+
+const char* Metrics::EndpointName(Endpoint endpoint) {
+  switch (endpoint) {
+    case Endpoint::kChatCompletions: return "chat_completions";
+    case Endpoint::kModels: return "models";
+    case Endpoint::kImagesGenerations: return "images_generations";
+    case Endpoint::kImagine: return "imagine";
+    case Endpoint::kAsk: return "ask";
+    case Endpoint::kVision: return "vision";
+    case Endpoint::kCheck: return "check";
+    case Endpoint::kAdmin: return "admin";
+    case Endpoint::kHealth: return "health";
+    case Endpoint::kMetrics: return "metrics";
+    case Endpoint::kOther: return "other";
+  }
+  return "other";
+}
+
+Endpoint Metrics::EndpointOfGrpcMethod(std::string_view method) {
+  constexpr std::string_view kAnyAI = "/anyai.v1.AnyAI/";
+  if (method.rfind("/anyai.v1.Admin/", 0) == 0) return Endpoint::kAdmin;
+  if (method.rfind("/grpc.health.v1.Health/", 0) == 0) return Endpoint::kHealth;
+  if (method.rfind(kAnyAI, 0) != 0) return Endpoint::kOther;
+  const std::string_view name = method.substr(kAnyAI.size());
+  if (name == "CreateChatCompletion" || name == "StreamChatCompletion") {
+    return Endpoint::kChatCompletions;
+  }
+  if (name == "ListModels") return Endpoint::kModels;
+  if (name == "GenerateImages") return Endpoint::kImagesGenerations;
+  if (name == "Imagine") return Endpoint::kImagine;
+  if (name == "Ask") return Endpoint::kAsk;
+  if (name == "DescribeImage") return Endpoint::kVision;
+  if (name == "CheckKey") return Endpoint::kCheck;
+  return Endpoint::kOther;
+}
+
+Endpoint Metrics::EndpointOfHttpRoute(std::string_view route) {
+  if (route.rfind("/v1/", 0) == 0) route.remove_prefix(3);
+  if (route == "/chat/completions") return Endpoint::kChatCompletions;
+  if (route == "/models" || route.rfind("/models/", 0) == 0) return Endpoint::kModels;
+  if (route == "/images/generations") return Endpoint::kImagesGenerations;
+  if (route == "/imagine") return Endpoint::kImagine;
+  if (route == "/ask") return Endpoint::kAsk;
+  if (route == "/images/vision") return Endpoint::kVision;
+  if (route == "/check") return Endpoint::kCheck;
+  if (route == "/healthz" || route == "/readyz") return Endpoint::kHealth;
+  if (route == "/metrics") return Endpoint::kMetrics;
+  return Endpoint::kOther;
+}
+
+}  // namespace anyai::server

@@ -1,0 +1,111 @@
+// Every Prometheus metric of the gateway, declared in one place (SPEC §7, STYLE "Metrics"):
+// one Metrics object on one prometheus::Registry, handed to the components that count. Label
+// values are bounded and created at start (endpoints, transports, status codes, the plan
+// table's classes, plans and windows, the configured providers): the hot path increments a
+// pointer it already holds. Nothing is labelled per key, IP or model.
+//
+// What is read rather than counted (resident tenants, storage writes, process CPU, memory and
+// file descriptors) is gathered when scraped, through the sources given to Create().
+//
+// Thread safety: thread-safe; every method may be called from any thread.
+#ifndef ANYAI_SERVER_METRICS_METRICS_H_
+#define ANYAI_SERVER_METRICS_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "quota/engine.h"
+#include "server/gateway/observer.h"
+#include "storage/write_stats.h"
+
+namespace anyai::server {
+
+// The endpoints of SPEC §4, as the `endpoint` label names them.
+enum class Endpoint {
+  kChatCompletions,
+  kModels,
+  kImagesGenerations,
+  kImagine,
+  kAsk,
+  kVision,
+  kCheck,
+  kAdmin,
+  kHealth,
+  kMetrics,
+  kOther,
+};
+inline constexpr int kEndpointCount = static_cast<int>(Endpoint::kOther) + 1;
+enum class Transport { kGrpc, kHttp };
+
+// Where the scrape-time figures come from; any may be left empty.
+struct MetricsSources {
+  const quota::Engine* engine = nullptr;  // tenants resident
+  // Named write statistics, e.g. {"usage", ...}, {"keys", ...}.
+  std::vector<std::pair<std::string, std::function<storage::WriteStats()>>> storage;
+  std::vector<std::string> providers;  // provider names, for the upstream label
+};
+
+class Metrics final : public GatewayObserver {
+ public:
+  static std::unique_ptr<Metrics> Create(const quota::Engine& engine, MetricsSources sources);
+  ~Metrics() override;
+
+  // One finished request. `http_status` is the HTTP status, or for gRPC the HTTP equivalent
+  // of its code (HttpStatusOfGrpcCode), so that one `code` label serves both transports.
+  void ObserveRequest(Endpoint endpoint, Transport transport, int http_status,
+                      absl::Duration latency);
+  // One decision of the engine (admit or refuse) and how long Admit() took, storage included.
+  void ObserveDecision(quota::PlanId plan, const quota::Decision& decision,
+                       quota::ClassId feature_class, absl::Duration latency) override;
+  // One call to a provider.
+  void ObserveUpstream(const std::string& provider, bool ok, absl::Duration latency);
+
+  // The text exposition format (version 0.0.4) of everything.
+  std::string Render() const;
+
+  static int HttpStatusOfGrpcCode(int grpc_code);
+  static const char* EndpointName(Endpoint endpoint);
+  // The endpoint of a gRPC method path ("/anyai.v1.AnyAI/CreateChatCompletion").
+  static Endpoint EndpointOfGrpcMethod(std::string_view method);
+  // The endpoint of an HTTP route as registered ("/v1/chat/completions", "/check"), with or
+  // without the "/v1" prefix; "" (no route matched) is kOther.
+  static Endpoint EndpointOfHttpRoute(std::string_view route);
+
+ private:
+  class ScrapeCollector;
+  Metrics() = default;
+
+  // Status codes that get their own series; others count as "other".
+  static constexpr std::array<int, 17> kCodes = {200, 400, 401, 403, 404, 405, 408, 409, 413,
+                                                 429, 431, 499, 500, 501, 502, 503, 504};
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<ScrapeCollector> scrape_;
+  const quota::Engine* engine_ = nullptr;
+  // [endpoint][transport][code index, kCodes.size() = other]
+  std::vector<prometheus::Counter*> requests_;
+  std::vector<prometheus::Histogram*> request_seconds_;  // [endpoint][transport]
+  // [plan][class]: admitted, then one refusal counter per window of the class.
+  std::vector<std::vector<std::vector<prometheus::Counter*>>> decisions_;
+  std::vector<std::vector<std::vector<int64_t>>> window_us_;  // [plan][class][window]
+  prometheus::Histogram* decision_seconds_ = nullptr;
+  struct Upstream {
+    prometheus::Counter* ok;
+    prometheus::Counter* error;
+    prometheus::Histogram* seconds;
+  };
+  absl::flat_hash_map<std::string, Upstream> upstream_;
+};
+
+}  // namespace anyai::server
+
+#endif  // ANYAI_SERVER_METRICS_METRICS_H_

@@ -1,0 +1,181 @@
+#include "server/gateway/catalogue.h"
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace anyai::server {
+namespace {
+
+using ::anyai::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAreArray;
+
+// The closed-source models of the seed's /models list, by SPEC §2's rule (gpt-*, claude-*,
+// gemini-*, sparkdesk): 20 of the 103.
+const std::vector<std::string> kClosedModels = {
+    "claude-3-haiku-20240307",
+    "claude-3-sonnet-20240229",
+    "claude-3-5-sonnet-20240620",
+    "claude-3-opus-20240229",
+    "gpt-4",
+    "gpt-4-0613",
+    "gpt-4-turbo",
+    "gpt-4o-mini-2024-07-18",
+    "gpt-4o-mini",
+    "gpt-3.5-turbo",
+    "gpt-3.5-turbo-0125",
+    "gpt-3.5-turbo-1106",
+    "gpt-3.5-turbo-16k",
+    "gpt-3.5-turbo-0613",
+    "gpt-3.5-turbo-16k-0613",
+    "gpt-4o",
+    "gemini-1.5-flash",
+    "gemini-1.5-pro",
+    "gemini-1.0-pro",
+    "sparkdesk",
+};
+
+TEST(DefaultModelsTest, HasTheSeedsHundredAndThreeModels) {
+  EXPECT_EQ(DefaultModels().size(), 103u);
+}
+
+TEST(DefaultModelsTest, KeepsTheSeedsOrderAndRowsVerbatim) {
+  const std::vector<ModelInfo> models = DefaultModels();
+  ASSERT_EQ(models.size(), 103u);
+  EXPECT_EQ(models[0], (ModelInfo{"claude-3-haiku-20240307", "anthorpic", 1686935002, "closed_llm",
+                                  "builtin"}));
+  EXPECT_EQ(models[15], (ModelInfo{"gpt-4o", "openai", 1686935002, "closed_llm", "builtin"}));
+  EXPECT_EQ(models[16], (ModelInfo{"llama-3-70b-chat", "meta-llama", 0, "llm", "builtin"}));
+  EXPECT_EQ(models[81], (ModelInfo{"snowflake-arctic-instruct", "Snoflake", 0, "llm", "builtin"}));
+  EXPECT_EQ(models[93], (ModelInfo{"chronos-hermes-13b", "Autism", 0, "llm", "builtin"}));
+  EXPECT_EQ(models[94], (ModelInfo{"Llama-Guard-7b", "Meta-Llama", 0, "llm", "builtin"}));
+  EXPECT_EQ(models[99], (ModelInfo{"gemini-1.5-pro", "google/getlazy.ai", 1686935002, "closed_llm",
+                                   "builtin"}));
+  EXPECT_EQ(models[101], (ModelInfo{"command-r+", "cohere", 0, "llm", "builtin"}));
+  EXPECT_EQ(models[102], (ModelInfo{"sparkdesk", "iFlytek", 0, "closed_llm", "builtin"}));
+}
+
+TEST(DefaultModelsTest, ClassesFollowTheClosedSourceRule) {
+  std::vector<std::string> closed;
+  int llm = 0;
+  for (const ModelInfo& m : DefaultModels()) {
+    if (m.feature_class == "closed_llm") {
+      closed.push_back(m.id);
+    } else {
+      EXPECT_EQ(m.feature_class, "llm") << m.id;
+      ++llm;
+    }
+    EXPECT_EQ(m.provider, "builtin") << m.id;
+  }
+  EXPECT_THAT(closed, UnorderedElementsAreArray(kClosedModels));
+  EXPECT_EQ(llm, 83);
+}
+
+TEST(DefaultModelsTest, CreatedIsTheSeedsPerOwner) {
+  std::set<std::string> dated;
+  for (const ModelInfo& m : DefaultModels()) {
+    if (m.created != 0) {
+      EXPECT_EQ(m.created, 1686935002) << m.id;
+      dated.insert(m.owned_by);
+    }
+  }
+  EXPECT_EQ(dated, (std::set<std::string>{"anthorpic", "openai", "google/getlazy.ai"}));
+}
+
+TEST(DefaultFeatureClassTest, GemmaIsNotGeminiAndCaseMatters) {
+  EXPECT_EQ(DefaultFeatureClass("gemma-7b-it"), "llm");
+  EXPECT_EQ(DefaultFeatureClass("gemini-2.0"), "closed_llm");
+  EXPECT_EQ(DefaultFeatureClass("GPT-4"), "llm");
+  EXPECT_EQ(DefaultFeatureClass("gpt4"), "llm");
+  EXPECT_EQ(DefaultFeatureClass("sparkdesk-2"), "llm");
+  EXPECT_EQ(DefaultFeatureClass("sparkdesk"), "closed_llm");
+  EXPECT_EQ(DefaultFeatureClass("claude-"), "closed_llm");
+}
+
+TEST(CatalogueTest, FindsEveryDefaultModelExactly) {
+  absl::StatusOr<Catalogue> catalogue = Catalogue::Create(DefaultModels());
+  ASSERT_OK(catalogue);
+  ASSERT_EQ(catalogue->size(), 103u);
+  for (const ModelInfo& m : DefaultModels()) {
+    const ModelInfo* found = catalogue->Find(m.id);
+    ASSERT_NE(found, nullptr) << m.id;
+    EXPECT_EQ(*found, m);
+  }
+  EXPECT_EQ(catalogue->Find("GPT-4O"), nullptr);
+  EXPECT_EQ(catalogue->Find("gpt-4o "), nullptr);
+  EXPECT_EQ(catalogue->Find(""), nullptr);
+  EXPECT_EQ(catalogue->Find("dall-e-3"), nullptr);
+}
+
+TEST(CatalogueTest, ModelsStayInCatalogueOrder) {
+  absl::StatusOr<Catalogue> catalogue = Catalogue::Create(
+      {{"b", "x", 0, "llm", ""}, {"a", "y", 1, "closed_llm", "up"}, {"c", "z", 2, "mine", ""}});
+  ASSERT_OK(catalogue);
+  std::vector<std::string> ids;
+  for (const ModelInfo& m : catalogue->models()) ids.push_back(m.id);
+  EXPECT_THAT(ids, ElementsAre("b", "a", "c"));
+  ASSERT_NE(catalogue->Find("c"), nullptr);
+  EXPECT_EQ(catalogue->Find("c")->feature_class, "mine");
+}
+
+TEST(CatalogueTest, SurvivesCopyAndMove) {
+  absl::StatusOr<Catalogue> catalogue = Catalogue::Create(DefaultModels());
+  ASSERT_OK(catalogue);
+  Catalogue copy = *catalogue;
+  Catalogue moved = std::move(*catalogue);
+  ASSERT_NE(copy.Find("sparkdesk"), nullptr);
+  EXPECT_EQ(copy.Find("sparkdesk")->owned_by, "iFlytek");
+  ASSERT_NE(moved.Find("phi-2"), nullptr);
+  EXPECT_EQ(moved.Find("phi-2")->owned_by, "microsoft");
+}
+
+TEST(CatalogueTest, RefusesDuplicateIds) {
+  EXPECT_THAT(Catalogue::Create({{"a", "", 0, "llm", ""}, {"a", "", 0, "llm", ""}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models[1].id")));
+}
+
+TEST(CatalogueTest, RefusesEmptyIdAndEmptyClass) {
+  EXPECT_THAT(Catalogue::Create({{"", "o", 0, "llm", ""}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models[0].id")));
+  EXPECT_THAT(Catalogue::Create({{"a", "o", 0, "llm", ""}, {"b", "o", 0, "", ""}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("models[1].feature_class")));
+}
+
+TEST(CatalogueTest, AnEmptyCatalogueIsAllowed) {
+  absl::StatusOr<Catalogue> catalogue = Catalogue::Create({});
+  ASSERT_OK(catalogue);
+  EXPECT_EQ(catalogue->Find("gpt-4"), nullptr);
+}
+
+TEST(EndpointModelsTest, DefaultsMatchTheConfigSchema) {
+  const EndpointModels images = DefaultImageGenerationModels();
+  EXPECT_THAT(images.models, ElementsAre("dall-e-3", "dall-e-2"));
+  EXPECT_EQ(images.default_model, "dall-e-3");
+
+  const EndpointModels imagine = DefaultImagineModels();
+  EXPECT_THAT(imagine.models, ElementsAre("sdxl", "pluto", "dall-e-2", "dall-e-3"));
+  EXPECT_EQ(imagine.default_model, "sdxl");
+
+  const EndpointModels vision = DefaultVisionModels();
+  EXPECT_THAT(vision.models, ElementsAre("gpt-4o", "gpt-4o-mini", "gemini-pro-vision"));
+  EXPECT_EQ(vision.default_model, "gemini-pro-vision");
+}
+
+TEST(EndpointModelsTest, ContainsIsExactAndResolveFallsBackToTheDefault) {
+  const EndpointModels vision = DefaultVisionModels();
+  EXPECT_TRUE(vision.Contains("gpt-4o"));
+  EXPECT_FALSE(vision.Contains("GPT-4o"));
+  EXPECT_FALSE(vision.Contains(""));
+  EXPECT_EQ(vision.Resolve(""), "gemini-pro-vision");
+  EXPECT_EQ(vision.Resolve("gpt-4o"), "gpt-4o");
+}
+
+}  // namespace
+}  // namespace anyai::server
