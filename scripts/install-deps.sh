@@ -10,14 +10,14 @@ packages=(
   g++ cmake ninja-build ccache pkg-config git ca-certificates
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   libabsl-dev librocksdb-dev prometheus-cpp-dev zlib1g-dev
-  libboost-dev libcurl4-openssl-dev nlohmann-json3-dev
+  libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libssl-dev libpng-dev
   # The build configures its tests and benchmarks too, so these are needed to build at all.
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
   packages+=(
     python3 python3-grpcio python3-protobuf
-    nodejs npm nginx-core prometheus wrk curl procps python3-yaml
+    nodejs npm nginx-core prometheus wrk curl procps python3-yaml clang-format-16
   )
 fi
 
