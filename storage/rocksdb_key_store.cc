@@ -1,10 +1,9 @@
 #include "storage/rocksdb_key_store.h"
 
-#include <sys/random.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
 
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -145,16 +144,14 @@ absl::Status ValidateKeyId(std::string_view key_id) {
   return absl::OkStatus();
 }
 
+// `size` bytes from OpenSSL's CSPRNG (seeded and reseeded from the operating system). Its
+// failure (no entropy yet, or a broken OpenSSL configuration) is reported without OpenSSL's
+// own error text, which names internals: the message may reach the admin client.
 absl::StatusOr<std::string> RandomBytes(size_t size) {
   std::string bytes(size, '\0');
-  size_t filled = 0;
-  while (filled < size) {
-    const ssize_t n = getrandom(bytes.data() + filled, size - filled, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(absl::StrCat("getrandom: ", std::strerror(errno)));
-    }
-    filled += static_cast<size_t>(n);
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(size)) != 1) {
+    ERR_clear_error();
+    return absl::UnavailableError("could not generate random bytes for a key; try again later");
   }
   return bytes;
 }

@@ -15,7 +15,8 @@
 // does not decode is reported as DATA_LOSS.
 //
 // Every write (Create, Update, Revoke) is one synced WriteBatch, whatever the Database's
-// Durability: a key is on disk before the call returns. Random keys come from getrandom(2).
+// Durability: a key is on disk before the call returns. Random keys come from OpenSSL's
+// RAND_bytes.
 //
 // Thread safety: thread-safe. Reads go straight to RocksDB, concurrently. Writes are
 // read-modify-write, so a mutex serialises them (admin calls are rare): a concurrent Update

@@ -1,6 +1,7 @@
-// SHA-256 (FIPS 180-4) and a constant-time comparison, for hashing API keys: the key store keeps
-// only Sha256(key), never the key, and compares digests with ConstantTimeEquals so that the
-// time a comparison takes says nothing about where two digests differ.
+// SHA-256 (FIPS 180-4) and a constant-time comparison, for hashing API keys and checking
+// secrets, both from OpenSSL's libcrypto: the key store keeps only Sha256(key), never the key,
+// and secrets are compared with ConstantTimeEquals so that the time a comparison takes says
+// nothing about the secret — neither where two values differ nor how long the secret is.
 //
 //   std::string digest = anyai::storage::Sha256("sk-anyai-...");  // 32 raw bytes
 //   std::string hex = absl::BytesToHexString(digest);              // 64 hex characters
@@ -17,12 +18,17 @@ namespace anyai::storage {
 
 inline constexpr size_t kSha256Size = 32;
 
-// The SHA-256 digest of `data`, as kSha256Size raw bytes.
+// The SHA-256 digest of `data`, as kSha256Size raw bytes. libcrypto fails to hash only when it
+// cannot allocate or has no SHA-256 at all (a broken OpenSSL configuration); the process then
+// aborts with a message, as it does when `new` fails: it could not authenticate anything.
 std::string Sha256(std::string_view data);
 
-// Whether `a` and `b` hold the same bytes. For equal lengths the time taken depends only on the
-// length, not on the contents; a length mismatch returns early (lengths are not secret here:
-// every digest is kSha256Size bytes).
+// Whether `a` and `b` hold the same bytes. It compares the SHA-256 digests of both with
+// CRYPTO_memcmp, so it takes the time of hashing `a` and `b` plus a fixed 32-byte comparison:
+// the time depends on each input's own length, never on where the inputs differ or on whether
+// their lengths match. Comparing an attacker's guess with a secret therefore tells them nothing
+// new about the secret, its length included: hashing the secret takes the same time on every
+// attempt. Costs two SHA-256s (well under a microsecond for short inputs).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 
 }  // namespace anyai::storage

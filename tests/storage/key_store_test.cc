@@ -17,14 +17,14 @@
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/sha256.h"
-#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anyai::storage {
 namespace {
 
-using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
+using ::anyai::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
@@ -73,12 +73,13 @@ TEST_F(KeyStoreTest, CreateReturnsAWellFormedRandomKeyAndItsRecord) {
   EXPECT_EQ(record.masked_key, MaskKey(created->key));
 }
 
-TEST_F(KeyStoreTest, CreatedKeysAreDistinct) {
+TEST_F(KeyStoreTest, CreatedKeysAreDistinctAndWellFormed) {
   std::set<std::string> keys;
   std::set<std::string> ids;
 
   for (int i = 0; i < 50; ++i) {
     CreatedKey created = MustCreate();
+    EXPECT_TRUE(IsWellFormedKey(created.key)) << created.key;
     keys.insert(created.key);
     ids.insert(created.record.key_id);
   }

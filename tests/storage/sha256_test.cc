@@ -55,6 +55,15 @@ TEST(Sha256Test, PadsCorrectlyAroundBlockBoundaries) {
             "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c");
 }
 
+// A mebibyte of every byte value in turn (0, 1, ..., 255, 0, ...): binary data, not text. The
+// digest is what coreutils' sha256sum and Python's hashlib give for the same bytes.
+TEST(Sha256Test, MatchesSha256sumForAMebibyteOfEveryByteValue) {
+  std::string data(1 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i & 0xff);
+
+  EXPECT_EQ(HexSha256(data), "fbbab289f7f94b25736c58be46a994c441fd02552cc6022352e3d86d2fab7c83");
+}
+
 TEST(Sha256Test, ReturnsThirtyTwoRawBytes) { EXPECT_EQ(Sha256("abc").size(), kSha256Size); }
 
 TEST(Sha256Test, HashesBytesNotCStrings) {
@@ -77,8 +86,30 @@ TEST(ConstantTimeEqualsTest, TellsEqualFromDifferentBytes) {
 
 TEST(ConstantTimeEqualsTest, DifferentLengthsAreNotEqual) {
   EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+  EXPECT_FALSE(ConstantTimeEquals("abcd", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("", "a"));
   EXPECT_TRUE(ConstantTimeEquals("", ""));
+}
+
+// An admin token and guesses at it: a prefix, an extension, one wrong byte, a NUL appended.
+TEST(ConstantTimeEqualsTest, AcceptsOnlyTheExactSecret) {
+  const std::string token = "admin-3f9a0c1d5e7b";
+
+  EXPECT_TRUE(ConstantTimeEquals(token, std::string("admin-3f9a0c1d5e7b")));
+  EXPECT_FALSE(ConstantTimeEquals(token, "admin-3f9a0c1d5e7"));
+  EXPECT_FALSE(ConstantTimeEquals(token, "admin-3f9a0c1d5e7bX"));
+  EXPECT_FALSE(ConstantTimeEquals(token, "admin-3f9a0c1d5e7c"));
+  EXPECT_FALSE(ConstantTimeEquals(token, token + std::string(1, '\0')));
+  EXPECT_FALSE(ConstantTimeEquals(token, ""));
+}
+
+TEST(ConstantTimeEqualsTest, ComparesLongInputsByEveryByte) {
+  const std::string a(1 << 20, 'x');
+  std::string middle_differs = a;
+  middle_differs[a.size() / 2] = 'y';
+
+  EXPECT_TRUE(ConstantTimeEquals(a, std::string(1 << 20, 'x')));
+  EXPECT_FALSE(ConstantTimeEquals(a, middle_differs));
 }
 
 }  // namespace
