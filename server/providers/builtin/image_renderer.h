@@ -10,8 +10,8 @@
 // not do), and the painting uses only +, -, *, / and sqrt in float (no libm sin or exp, which
 // vary between libm versions), so the pixels agree across machines that do not contract
 // a*b+c into fused multiply-adds (x86-64 builds do not); the compressed bytes also depend on
-// the zlib build. Every field of RenderRequest takes part: changing any one of them changes the
-// picture.
+// the libpng and zlib builds. Every field of RenderRequest takes part: changing any one of them
+// changes the picture.
 //
 // Fast: a 1024x1024 request renders and encodes in about 30 ms on one core (Release): about
 // half painting, half filtering and deflating.
