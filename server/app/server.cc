@@ -5,18 +5,18 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/time_util.h"
+#include "absl/synchronization/mutex.h"
 #include "quota/engine.h"
 #include "server/grpc/admin_service.h"
 #include "server/grpc/anyai_service.h"
 #include "server/gateway/catalogue.h"
+#include "server/gateway/proto_time.h"
 #include "server/config/config.h"
 #include "server/grpc/grpc_metrics.h"
 #include "server/http/http_api.h"
@@ -32,10 +32,6 @@
 
 namespace anyai::server {
 namespace {
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 // The HTTP front's settings; a zero (unset) field means its DefaultConfig() value.
 HttpServerOptions HttpOptionsOf(const v1::ServerConfig& config, const ServerOptions& options) {
@@ -86,16 +82,25 @@ struct Server::Parts {
   // /readyz: true from the end of Start() until Shutdown() begins.
   std::atomic<bool> ready{false};
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;  // guarded by mu
-  bool stopped = false;   // guarded by mu
+  absl::Mutex mu;
+  absl::CondVar cv;  // signalled when `stopping` or `stopped` turns true
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  bool stopped ABSL_GUARDED_BY(mu) = false;
   std::thread evictor;
 };
 
 Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+// Storage, engine and the rest in the order they depend on each other; each step fills its part
+// of `p` or says what failed.
+absl::Status OpenStorage(const v1::ServerConfig& config, const quota::PlanTable& plans,
+                         Server::Parts& p);
+absl::Status BuildGateway(const v1::ServerConfig& config, Server::Parts& p);
+absl::Status StartGrpc(const v1::ServerConfig& config, Server::Parts& p);
+absl::Status StartHttp(const v1::ServerConfig& config, Server::Parts& p);
+void StartEvictor(Server::Parts& p);
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& config,
                                                       ServerOptions options) {
@@ -107,29 +112,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   }
   auto p = std::make_unique<Parts>();
   p->options = std::move(options);
-
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(config);
   if (!plans.ok()) return plans.status();
-  absl::StatusOr<std::unique_ptr<storage::Database>> db =
-      storage::Database::Open({.data_dir = config.data_dir(),
-                               .durability = config.durability() == v1::DURABILITY_FSYNC
-                                                 ? storage::Durability::kFsync
-                                                 : storage::Durability::kProcessCrash});
-  if (!db.ok()) return db.status();
-  p->database = *std::move(db);
-  absl::StatusOr<std::unique_ptr<storage::RocksDbKeyStore>> keys =
-      storage::RocksDbKeyStore::Open(*p->database);
-  if (!keys.ok()) return keys.status();
-  p->keys = *std::move(keys);
-  // The usage store must exist before the engine that writes to it, and describes the
-  // engine's classes: a sink-less engine on the same plans gives their layout.
-  absl::StatusOr<std::unique_ptr<quota::Engine>> layout = quota::Engine::Create(*plans, {});
-  if (!layout.ok()) return layout.status();
-  absl::StatusOr<std::unique_ptr<storage::UsageStore>> usage = storage::UsageStore::Open(
-      *p->database, storage::UsageClassesOf(**layout), {.clock = p->options.clock});
-  if (!usage.ok()) return usage.status();
-  p->usage = *std::move(usage);
-
+  if (absl::Status s = OpenStorage(config, *plans, *p); !s.ok()) return s;
   quota::EngineOptions engine_options{.sink = p->usage.get(), .loader = p->usage.get()};
   if (config.has_idle_tenant_timeout()) {
     engine_options.idle_timeout = FromProto(config.idle_tenant_timeout());
@@ -138,31 +123,69 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
       quota::Engine::Create(*std::move(plans), engine_options);
   if (!engine.ok()) return engine.status();
   p->engine = *std::move(engine);
+  if (absl::Status s = BuildGateway(config, *p); !s.ok()) return s;
+  if (absl::Status s = StartGrpc(config, *p); !s.ok()) return s;
+  if (absl::Status s = StartHttp(config, *p); !s.ok()) {
+    p->grpc->Shutdown();
+    p->grpc->Wait();
+    return s;
+  }
+  StartEvictor(*p);
+  p->ready.store(true, std::memory_order_release);
+  return std::unique_ptr<Server>(new Server(std::move(p)));
+}
 
+absl::Status OpenStorage(const v1::ServerConfig& config, const quota::PlanTable& plans,
+                         Server::Parts& p) {
+  absl::StatusOr<std::unique_ptr<storage::Database>> db =
+      storage::Database::Open({.data_dir = config.data_dir(),
+                               .durability = config.durability() == v1::DURABILITY_FSYNC
+                                                 ? storage::Durability::kFsync
+                                                 : storage::Durability::kProcessCrash});
+  if (!db.ok()) return db.status();
+  p.database = *std::move(db);
+  absl::StatusOr<std::unique_ptr<storage::RocksDbKeyStore>> keys =
+      storage::RocksDbKeyStore::Open(*p.database);
+  if (!keys.ok()) return keys.status();
+  p.keys = *std::move(keys);
+  // The usage store must exist before the engine that writes to it, and describes the
+  // engine's classes: a sink-less engine on the same plans gives their layout.
+  absl::StatusOr<std::unique_ptr<quota::Engine>> layout = quota::Engine::Create(plans, {});
+  if (!layout.ok()) return layout.status();
+  absl::StatusOr<std::unique_ptr<storage::UsageStore>> usage = storage::UsageStore::Open(
+      *p.database, storage::UsageClassesOf(**layout), {.clock = p.options.clock});
+  if (!usage.ok()) return usage.status();
+  p.usage = *std::move(usage);
+  return absl::OkStatus();
+}
+
+// The catalogue, the providers (each wrapped to count its calls), the metrics and the Gateway.
+absl::Status BuildGateway(const v1::ServerConfig& config, Server::Parts& p) {
   absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(config);
   if (!catalogue.ok()) return catalogue.status();
-  p->catalogue = std::make_unique<Catalogue>(*std::move(catalogue));
-  absl::StatusOr<ProviderRegistry> providers = MakeProviders(config, p->options.clock);
+  p.catalogue = std::make_unique<Catalogue>(*std::move(catalogue));
+  absl::StatusOr<ProviderRegistry> providers = MakeProviders(config, p.options.clock);
   if (!providers.ok()) return providers.status();
-  p->providers = *std::move(providers);
+  p.providers = *std::move(providers);
 
   MetricsSources sources;
-  sources.storage = {{"usage", [usage = p->usage.get()] { return usage->write_stats(); }},
-                     {"keys", [keys = p->keys.get()] { return keys->write_stats(); }}};
+  sources.storage = {{"usage", [usage = p.usage.get()] { return usage->write_stats(); }},
+                     {"keys", [keys = p.keys.get()] { return keys->write_stats(); }}};
+  for (const auto& [name, provider] : p.providers.ByName()) sources.providers.push_back(name);
+  p.metrics = Metrics::Create(*p.engine, std::move(sources));
   absl::flat_hash_map<std::string, Provider*> metered;
-  for (const auto& [name, provider] : p->providers.ByName()) {
-    sources.providers.push_back(name);
+  for (const auto& [name, provider] : p.providers.ByName()) {
+    p.metered.push_back(std::make_unique<MeteredProvider>(name, *provider, *p.metrics));
+    metered[name] = p.metered.back().get();
   }
-  p->metrics = Metrics::Create(*p->engine, std::move(sources));
-  for (const auto& [name, provider] : p->providers.ByName()) {
-    p->metered.push_back(std::make_unique<MeteredProvider>(name, *provider, *p->metrics));
-    metered[name] = p->metered.back().get();
-  }
+  absl::StatusOr<TrustedProxies> proxies =
+      TrustedProxies::Create({config.trusted_proxies().begin(), config.trusted_proxies().end()});
+  if (!proxies.ok()) return proxies.status();
 
-  GatewayParts parts{
-      .engine = p->engine.get(),
-      .keys = p->keys.get(),
-      .catalogue = p->catalogue.get(),
+  absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Create(GatewayParts{
+      .engine = p.engine.get(),
+      .keys = p.keys.get(),
+      .catalogue = p.catalogue.get(),
       .image_models =
           EndpointModelsFromConfig(config.image_generation(), DefaultImageGenerationModels()),
       .imagine_models = EndpointModelsFromConfig(config.imagine(), DefaultImagineModels()),
@@ -179,96 +202,94 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
               ? StorageFailurePolicy::kFailOpen
               : StorageFailurePolicy::kFailClosed,
       .max_messages = config.max_messages() > 0 ? config.max_messages() : 256,
-      .trusted_proxies = {},
-      .clock = p->options.clock,
-      .observer = p->metrics.get(),
-  };
-  absl::StatusOr<TrustedProxies> proxies =
-      TrustedProxies::Create({config.trusted_proxies().begin(), config.trusted_proxies().end()});
-  if (!proxies.ok()) return proxies.status();
-  parts.trusted_proxies = *std::move(proxies);
-  absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Create(std::move(parts));
+      .trusted_proxies = *std::move(proxies),
+      .clock = p.options.clock,
+      .observer = p.metrics.get(),
+  });
   if (!gateway.ok()) return gateway.status();
-  p->gateway = *std::move(gateway);
+  p.gateway = *std::move(gateway);
+  return absl::OkStatus();
+}
 
-  p->anyai_service = std::make_unique<AnyAIService>(*p->gateway);
-  p->admin_service = std::make_unique<AdminService>(*p->gateway);
+absl::Status StartGrpc(const v1::ServerConfig& config, Server::Parts& p) {
+  p.anyai_service = std::make_unique<AnyAIService>(*p.gateway);
+  p.admin_service = std::make_unique<AdminService>(*p.gateway);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.grpc_listen(), grpc::InsecureServerCredentials(), &p->grpc_port);
-  builder.RegisterService(p->anyai_service.get());
-  builder.RegisterService(p->admin_service.get());
+  builder.AddListeningPort(config.grpc_listen(), grpc::InsecureServerCredentials(), &p.grpc_port);
+  builder.RegisterService(p.anyai_service.get());
+  builder.RegisterService(p.admin_service.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(MakeGrpcMetricsInterceptor(*p->metrics));
+  interceptors.push_back(MakeGrpcMetricsInterceptor(*p.metrics));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  p->grpc = builder.BuildAndStart();
-  if (p->grpc == nullptr || p->grpc_port == 0) {
+  p.grpc = builder.BuildAndStart();
+  if (p.grpc == nullptr || p.grpc_port == 0) {
     return absl::UnavailableError(
         absl::StrCat("grpc_listen: cannot listen on \"", config.grpc_listen(), "\""));
   }
   const std::string& listen = config.grpc_listen();
-  p->grpc_address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", p->grpc_port);
+  p.grpc_address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", p.grpc_port);
+  return absl::OkStatus();
+}
 
-  Parts* raw = p.get();
-  p->http_router = std::make_unique<HttpRouter>();
-  p->http_api = std::make_unique<HttpApi>(
-      *p->gateway, [raw] { return raw->ready.load(std::memory_order_acquire); });
-  absl::Status routes = p->http_api->AddRoutes(*p->http_router);
-  if (routes.ok()) {
-    routes = p->http_router->Add(
-        "GET", "/metrics",
-        [raw](HttpExchange& exchange) {
-          exchange.Respond(HttpResponse{
-              .status = 200,
-              .headers = {{"content-type", "text/plain; version=0.0.4; charset=utf-8"}},
-              .body = raw->metrics->Render()});
-        },
-        HttpRouter::Dispatch::kWorker);
-  }
-  HttpServerOptions http_options = HttpOptionsOf(config, p->options);
+// The API's routes, /metrics, and the server that serves them, counting every answer.
+absl::Status StartHttp(const v1::ServerConfig& config, Server::Parts& p) {
+  Server::Parts* raw = &p;
+  p.http_router = std::make_unique<HttpRouter>();
+  p.http_api = std::make_unique<HttpApi>(
+      *p.gateway, [raw] { return raw->ready.load(std::memory_order_acquire); });
+  if (absl::Status s = p.http_api->AddRoutes(*p.http_router); !s.ok()) return s;
+  absl::Status s = p.http_router->Add(
+      "GET", "/metrics",
+      [raw](HttpExchange& exchange) {
+        exchange.Respond(HttpResponse{
+            .status = 200,
+            .headers = {{"content-type", "text/plain; version=0.0.4; charset=utf-8"}},
+            .body = raw->metrics->Render()});
+      },
+      HttpRouter::Dispatch::kWorker);
+  if (!s.ok()) return s;
+  HttpServerOptions http_options = HttpOptionsOf(config, p.options);
   http_options.on_response = [raw](std::string_view route, std::string_view, int status,
                                    absl::Duration latency) {
-    raw->metrics->ObserveRequest(Metrics::EndpointOfHttpRoute(route), Transport::kHttp, status,
+    raw->metrics->ObserveRequest(HttpApi::EndpointOfRoute(route), Transport::kHttp, status,
                                  latency);
   };
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
-      routes.ok() ? HttpServer::Start(std::move(http_options), *p->http_router)
-                  : absl::StatusOr<std::unique_ptr<HttpServer>>(routes);
-  if (!http.ok()) {
-    p->grpc->Shutdown();
-    p->grpc->Wait();
-    return http.status();
-  }
-  p->http = *std::move(http);
+      HttpServer::Start(std::move(http_options), *p.http_router);
+  if (!http.ok()) return http.status();
+  p.http = *std::move(http);
+  return absl::OkStatus();
+}
 
-  p->evictor = std::thread([raw] {
-    std::unique_lock<std::mutex> lock(raw->mu);
+// Idle tenants leave memory every eviction_period, until Shutdown().
+void StartEvictor(Server::Parts& p) {
+  Server::Parts* raw = &p;
+  p.evictor = std::thread([raw] {
+    absl::MutexLock lock(&raw->mu);
     while (!raw->stopping) {
-      raw->cv.wait_for(lock, absl::ToChronoSeconds(raw->options.eviction_period));
+      raw->cv.WaitWithTimeout(&raw->mu, raw->options.eviction_period);
       if (raw->stopping) break;
-      lock.unlock();
+      raw->mu.Unlock();
       raw->engine->EvictIdle(raw->options.clock());
-      lock.lock();
+      raw->mu.Lock();
     }
   });
-  p->ready.store(true, std::memory_order_release);
-  return std::unique_ptr<Server>(new Server(std::move(p)));
 }
 
 const std::string& Server::grpc_address() const { return parts_->grpc_address; }
-int Server::grpc_port() const { return parts_->grpc_port; }
 const std::string& Server::http_address() const { return parts_->http->address(); }
 int Server::http_port() const { return parts_->http->port(); }
 Gateway& Server::gateway() { return *parts_->gateway; }
 
 void Server::Shutdown(absl::Duration grace) {
   {
-    std::lock_guard<std::mutex> lock(parts_->mu);
+    absl::MutexLock lock(&parts_->mu);
     if (parts_->stopping) return;
     parts_->stopping = true;
+    parts_->cv.SignalAll();
   }
-  parts_->cv.notify_all();
   parts_->ready.store(false, std::memory_order_release);
   // Both fronts drain at once, against one deadline.
   const absl::Time deadline = absl::Now() + grace;
@@ -278,15 +299,15 @@ void Server::Shutdown(absl::Duration grace) {
   parts_->http->Shutdown(deadline);
   if (parts_->evictor.joinable()) parts_->evictor.join();
   {
-    std::lock_guard<std::mutex> lock(parts_->mu);
+    absl::MutexLock lock(&parts_->mu);
     parts_->stopped = true;
+    parts_->cv.SignalAll();
   }
-  parts_->cv.notify_all();
 }
 
 void Server::Wait() {
-  std::unique_lock<std::mutex> lock(parts_->mu);
-  parts_->cv.wait(lock, [this] { return parts_->stopped; });
+  absl::MutexLock lock(&parts_->mu);
+  while (!parts_->stopped) parts_->cv.Wait(&parts_->mu);
 }
 
 }  // namespace anyai::server

@@ -48,7 +48,6 @@ class Server {
 
   // "host:port" with the port really bound (port 0 in the config picks a free one).
   const std::string& grpc_address() const;
-  int grpc_port() const;
   const std::string& http_address() const;
   int http_port() const;
   Gateway& gateway();
@@ -60,8 +59,10 @@ class Server {
   // Blocks until Shutdown() has completed.
   void Wait();
 
- private:
+  // Everything a Server owns; defined, and built step by step, in server.cc.
   struct Parts;
+
+ private:
   explicit Server(std::unique_ptr<Parts> parts);
 
   std::unique_ptr<Parts> parts_;

@@ -161,6 +161,15 @@ absl::Status Unauthenticated(std::string why) {
   return status;
 }
 
+absl::Status FromProvider(absl::Status status) {
+  if (status.code() != absl::StatusCode::kUnavailable) return status;
+  google::rpc::ErrorInfo info;
+  info.set_reason(kUpstreamUnavailableReason);
+  info.set_domain(kErrorDomain);
+  Attach(status, kErrorInfoTypeUrl, info);
+  return status;
+}
+
 std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status) {
   return GetDetail<google::rpc::BadRequest>(status, kBadRequestTypeUrl);
 }

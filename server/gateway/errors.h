@@ -9,6 +9,7 @@
 //   RateLimited                    RESOURCE_EXHAUSTED  QuotaFailure, RetryInfo,
 //                                                      ErrorInfo{reason: "RATE_LIMIT_EXCEEDED"}
 //   Unauthenticated                UNAUTHENTICATED     ErrorInfo{reason: "API_KEY_INVALID"}
+//   FromProvider (when UNAVAILABLE) UNAVAILABLE        ErrorInfo{reason: "UPSTREAM_UNAVAILABLE"}
 //
 // Every ErrorInfo has domain "anyai.v1". At the edges:
 //   gRPC:  ToRpcStatus(status) gives the google.rpc.Status to serialize into
@@ -49,6 +50,7 @@ inline constexpr char kErrorDomain[] = "anyai.v1";
 inline constexpr char kRateLimitExceededReason[] = "RATE_LIMIT_EXCEEDED";
 inline constexpr char kModelNotFoundReason[] = "MODEL_NOT_FOUND";
 inline constexpr char kApiKeyInvalidReason[] = "API_KEY_INVALID";
+inline constexpr char kUpstreamUnavailableReason[] = "UPSTREAM_UNAVAILABLE";
 
 // One bad field of a request. `field` is a JSON-style path into the request message, with the
 // proto/JSON field names: "model", "messages[2].content", "max_tokens".
@@ -96,6 +98,11 @@ absl::Status RateLimited(const RateLimitInfo& info);
 // UNAUTHENTICATED with message `why` (e.g. "unknown or revoked API key"); payload ErrorInfo
 // {reason: "API_KEY_INVALID"}. `why` must not contain the key.
 absl::Status Unauthenticated(std::string why);
+
+// A provider's error as the Gateway passes it on. An UNAVAILABLE one gets ErrorInfo{reason:
+// "UPSTREAM_UNAVAILABLE"}, so that every front and metric tells a failing upstream (HTTP 502)
+// from the gateway's own storage (503); other codes pass unchanged.
+absl::Status FromProvider(absl::Status status);
 
 // The detail of type T attached to `status`, or nullopt when there is none (or it does not
 // parse).

@@ -6,23 +6,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/time_util.h"
 #include "server/gateway/errors.h"
+#include "server/gateway/proto_time.h"
 #include "server/gateway/validation.h"
 #include "storage/sha256.h"
 
 namespace anyai::server {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-google::protobuf::Duration DurationProto(absl::Duration d) {
-  return TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
-}
-
-google::protobuf::Timestamp TimestampProto(absl::Time t) {
-  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
-}
 
 // The token of "Bearer <token>" (scheme case-insensitive), or nullopt.
 std::optional<std::string_view> BearerToken(std::string_view authorization) {
@@ -48,11 +38,11 @@ void ToProto(const quota::UsageSnapshot& snapshot,
     usage->set_feature_class(c.feature_class);
     for (const quota::WindowUsage& w : c.windows) {
       v1::WindowUsage* window = usage->add_windows();
-      *window->mutable_window() = DurationProto(w.window);
+      *window->mutable_window() = ToProto(w.window);
       window->set_used(w.used);
       window->set_limit(w.limit);
       window->set_remaining(w.remaining);
-      *window->mutable_reset() = DurationProto(w.reset);
+      *window->mutable_reset() = ToProto(w.reset);
     }
   }
 }
@@ -62,9 +52,9 @@ v1::KeyRecord ToProto(const storage::KeyRecord& record) {
   out.set_key_id(record.key_id);
   out.set_plan(record.plan);
   out.set_label(record.label);
-  *out.mutable_create_time() = TimestampProto(record.created);
+  *out.mutable_create_time() = ToProto(record.created);
   out.set_revoked(record.revoked);
-  if (record.revoked) *out.mutable_revoke_time() = TimestampProto(record.revoked_at);
+  if (record.revoked) *out.mutable_revoke_time() = ToProto(record.revoked_at);
   out.set_masked_key(record.masked_key);
   return out;
 }
@@ -89,20 +79,25 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayParts parts) {
     }
     return id;
   };
-  for (auto [name, slot] : {std::pair{quota::kMeta, &g->meta_class_},
-                            std::pair{quota::kImageGeneration, &g->image_class_},
-                            std::pair{quota::kImagine, &g->imagine_class_},
-                            std::pair{quota::kGlobalAsk, &g->ask_class_},
-                            std::pair{quota::kVision, &g->vision_class_}}) {
-    absl::StatusOr<quota::ClassId> id = find_class(name);
+  const struct {
+    const char* feature_class;
+    const std::string* provider;  // null: answered by the Gateway itself
+    Route* route;
+  } endpoints[] = {
+      {quota::kMeta, nullptr, &g->meta_},
+      {quota::kImageGeneration, &g->parts_.image_provider, &g->images_},
+      {quota::kImagine, &g->parts_.imagine_provider, &g->imagine_},
+      {quota::kGlobalAsk, &g->parts_.ask_provider, &g->ask_},
+      {quota::kVision, &g->parts_.vision_provider, &g->vision_},
+  };
+  for (const auto& e : endpoints) {
+    absl::StatusOr<quota::ClassId> id = find_class(e.feature_class);
     if (!id.ok()) return id.status();
-    *slot = *id;
-  }
-  for (const std::string* name : {&g->parts_.image_provider, &g->parts_.imagine_provider,
-                                  &g->parts_.ask_provider, &g->parts_.vision_provider}) {
-    if (g->ProviderNamed(*name) == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("no provider named \"", *name, "\""));
+    Provider* provider = e.provider == nullptr ? nullptr : g->ProviderNamed(*e.provider);
+    if (e.provider != nullptr && provider == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("no provider named \"", *e.provider, "\""));
     }
+    *e.route = Route{*id, provider};
   }
   for (const ModelInfo& m : g->parts_.catalogue->models()) {
     absl::StatusOr<quota::ClassId> cls = engine.FindClass(m.feature_class);
@@ -154,29 +149,33 @@ absl::StatusOr<Principal> Gateway::PrincipalOfKey(std::string_view key) {
 }
 
 absl::StatusOr<Principal> Gateway::Authenticate(const Caller& caller) {
-  if (caller.authorization.empty()) {
+  if (!caller.authorization.has_value()) {
     const std::string ip = parts_.trusted_proxies.ClientAddress(caller.peer, caller.forwarded_for);
     return Principal{.tenant = absl::StrCat("ip:", ip),
                      .plan = *parts_.engine->FindPlan(parts_.anonymous_plan),
                      .plan_name = parts_.anonymous_plan,
                      .key = std::nullopt};
   }
-  std::optional<std::string_view> key = BearerToken(caller.authorization);
+  std::optional<std::string_view> key = BearerToken(*caller.authorization);
   if (!key.has_value()) {
     return Unauthenticated("the authorization header must be \"Bearer <API key>\"");
   }
   return PrincipalOfKey(*key);
 }
 
-absl::StatusOr<Admitted> Gateway::Admit(const Principal& principal, quota::ClassId feature_class,
-                                        Provider* provider) {
+int Gateway::MaxMessageChars(const Principal& principal) const {
+  return parts_.engine->plan(principal.plan).max_message_chars;
+}
+
+absl::StatusOr<Gateway::Admission> Gateway::Count(const Principal& principal, const Route& route,
+                                                  std::optional<RateLimitState>& rate_limit) {
   quota::Engine& engine = *parts_.engine;
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<quota::Decision> d =
-      engine.Admit(principal.tenant, principal.plan, feature_class, parts_.clock());
+      engine.Admit(principal.tenant, principal.plan, route.feature_class, parts_.clock());
   if (parts_.observer != nullptr && d.ok()) {
-    parts_.observer->ObserveDecision(principal.plan, *d, feature_class,
-                                    absl::FromChrono(std::chrono::steady_clock::now() - start));
+    parts_.observer->ObserveDecision(principal.plan, *d, route.feature_class,
+                                     absl::FromChrono(std::chrono::steady_clock::now() - start));
   }
   if (!d.ok()) {
     if (d.status().code() != absl::StatusCode::kUnavailable) return d.status();
@@ -184,11 +183,10 @@ absl::StatusOr<Admitted> Gateway::Admit(const Principal& principal, quota::Class
       return absl::UnavailableError(
           absl::StrCat("usage storage unavailable, request refused: ", d.status().message()));
     }
-    // Fail open: answer without a usable decision (limit 0: no rate-limit headers).
-    quota::Decision unmetered;
-    unmetered.admitted = true;
-    return Admitted{principal, unmetered, provider};
+    // Fail open: answered without figures (no rate-limit headers).
+    return Admission{principal, std::nullopt, route.provider};
   }
+  rate_limit = RateLimitOf(*d);
   if (!d->admitted) {
     return RateLimited(RateLimitInfo{
         .feature_class = engine.class_name(d->refused_class),
@@ -199,69 +197,154 @@ absl::StatusOr<Admitted> Gateway::Admit(const Principal& principal, quota::Class
         .tenant_description = principal.key ? absl::StrCat("key ", principal.key->masked_key)
                                             : std::string("anonymous")});
   }
-  return Admitted{principal, *d, provider};
+  return Admission{principal, rate_limit, route.provider};
 }
 
-absl::StatusOr<Admitted> Gateway::AdmitChat(const Caller& caller,
-                                            const v1::ChatCompletionRequest& request) {
+absl::StatusOr<Gateway::Admission> Gateway::Admit(
+    const Caller& caller, absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
+    std::optional<RateLimitState>& rate_limit) {
   absl::StatusOr<Principal> who = Authenticate(caller);
   if (!who.ok()) return who.status();
-  absl::StatusOr<const ModelInfo*> model =
-      ValidateChatCompletion(request, *parts_.catalogue,
-                             parts_.engine->plan(who->plan).max_message_chars, parts_.max_messages);
+  absl::StatusOr<Route> where = route(*who);
+  if (!where.ok()) return where.status();
+  return Count(*who, *where, rate_limit);
+}
+
+template <typename T>
+Outcome<T> Gateway::Serve(const Caller& caller,
+                          absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
+                          absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer) {
+  Outcome<T> out{.result = absl::UnknownError(""), .rate_limit = std::nullopt};
+  absl::StatusOr<Admission> admission = Admit(caller, route, out.rate_limit);
+  if (!admission.ok()) {
+    out.result = admission.status();
+    return out;
+  }
+  out.result = answer(*admission->provider);
+  if (!out.result.ok()) out.result = FromProvider(out.result.status());
+  return out;
+}
+
+template <typename Chunk>
+StreamOutcome Gateway::ServeStream(const Caller& caller,
+                                   absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
+                                   StartStream start,
+                                   absl::FunctionRef<absl::Status(Provider&)> answer) {
+  StreamOutcome out;
+  absl::StatusOr<Admission> admission = Admit(caller, route, out.rate_limit);
+  if (!admission.ok()) {
+    out.status = admission.status();
+    return out;
+  }
+  if (!start(out.rate_limit)) {
+    out.status = absl::CancelledError("the client went away");
+    return out;
+  }
+  out.status = FromProvider(answer(*admission->provider));
+  return out;
+}
+
+Outcome<v1::ChatCompletion> Gateway::Chat(const Caller& caller,
+                                          const v1::ChatCompletionRequest& request) {
+  return Serve<v1::ChatCompletion>(
+      caller, [&](const Principal& who) { return ChatRoute(who, request); },
+      [&](Provider& provider) { return provider.Chat(request); });
+}
+
+StreamOutcome Gateway::StreamChat(const Caller& caller, const v1::ChatCompletionRequest& request,
+                                  StartStream start,
+                                  absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) {
+  return ServeStream<v1::ChatCompletionChunk>(
+      caller, [&](const Principal& who) { return ChatRoute(who, request); }, start,
+      [&](Provider& provider) { return provider.StreamChat(request, emit); });
+}
+
+absl::StatusOr<Gateway::Route> Gateway::ChatRoute(const Principal& who,
+                                                  const v1::ChatCompletionRequest& request) {
+  absl::StatusOr<const ModelInfo*> model = ValidateChatCompletion(
+      request, *parts_.catalogue, MaxMessageChars(who), parts_.max_messages);
   if (!model.ok()) return model.status();
-  const Route& route = chat_routes_.at((*model)->id);
-  return Admit(*who, route.feature_class, route.provider);
+  return chat_routes_.at((*model)->id);
 }
 
-absl::StatusOr<Admitted> Gateway::AdmitImages(const Caller& caller,
-                                              v1::GenerateImagesRequest& request) {
-  absl::StatusOr<Principal> who = Authenticate(caller);
-  if (!who.ok()) return who.status();
-  if (absl::Status s = ValidateGenerateImages(request, parts_.image_models,
-                                              parts_.engine->plan(who->plan).max_message_chars);
-      !s.ok()) {
-    return s;
+Outcome<v1::GenerateImagesResponse> Gateway::GenerateImages(const Caller& caller,
+                                                            v1::GenerateImagesRequest request) {
+  return Serve<v1::GenerateImagesResponse>(
+      caller,
+      [&](const Principal& who) -> absl::StatusOr<Route> {
+        absl::Status s =
+            ValidateGenerateImages(request, parts_.image_models, MaxMessageChars(who));
+        if (!s.ok()) return s;
+        ApplyGenerateImagesDefaults(&request, parts_.image_models);
+        return images_;
+      },
+      [&](Provider& provider) { return provider.GenerateImages(request); });
+}
+
+Outcome<v1::ImagineResponse> Gateway::Imagine(const Caller& caller, v1::ImagineRequest request) {
+  Outcome<v1::ImagineResponse> out = Serve<v1::ImagineResponse>(
+      caller,
+      [&](const Principal& who) -> absl::StatusOr<Route> {
+        absl::Status s = ValidateImagine(request, parts_.imagine_models, MaxMessageChars(who));
+        if (!s.ok()) return s;
+        ApplyImagineDefaults(&request, parts_.imagine_models);
+        return imagine_;
+      },
+      [&](Provider& provider) { return provider.Imagine(request); });
+  if (out.result.ok() && out.result->content_type().empty()) {
+    out.result->set_content_type("image/png");
   }
-  ApplyGenerateImagesDefaults(&request, parts_.image_models);
-  return Admit(*who, image_class_, ProviderNamed(parts_.image_provider));
+  return out;
 }
 
-absl::StatusOr<Admitted> Gateway::AdmitImagine(const Caller& caller, v1::ImagineRequest& request) {
-  absl::StatusOr<Principal> who = Authenticate(caller);
-  if (!who.ok()) return who.status();
-  if (absl::Status s = ValidateImagine(request, parts_.imagine_models,
-                                       parts_.engine->plan(who->plan).max_message_chars);
-      !s.ok()) {
-    return s;
+StreamOutcome Gateway::Ask(const Caller& caller, const v1::AskRequest& request,
+                           StartStream start, absl::FunctionRef<bool(const v1::AskChunk&)> emit) {
+  return ServeStream<v1::AskChunk>(
+      caller,
+      [&](const Principal& who) -> absl::StatusOr<Route> {
+        absl::Status s = ValidateAsk(request, MaxMessageChars(who));
+        if (!s.ok()) return s;
+        return ask_;
+      },
+      start, [&](Provider& provider) { return provider.Ask(request, emit); });
+}
+
+Outcome<v1::DescribeImageResponse> Gateway::DescribeImage(const Caller& caller,
+                                                          v1::DescribeImageRequest request) {
+  Outcome<v1::DescribeImageResponse> out = Serve<v1::DescribeImageResponse>(
+      caller,
+      [&](const Principal&) -> absl::StatusOr<Route> {
+        absl::Status s = ValidateDescribeImage(request, parts_.vision_models);
+        if (!s.ok()) return s;
+        ApplyDescribeImageDefaults(&request, parts_.vision_models);
+        return vision_;
+      },
+      [&](Provider& provider) { return provider.DescribeImage(request); });
+  if (out.result.ok() && out.result->model().empty()) out.result->set_model(request.model());
+  return out;
+}
+
+Outcome<const v1::ListModelsResponse*> Gateway::ListModels(const Caller& caller) {
+  Outcome<const v1::ListModelsResponse*> out{.result = &models_, .rate_limit = std::nullopt};
+  absl::StatusOr<Admission> admission =
+      Admit(caller, [&](const Principal&) { return meta_; }, out.rate_limit);
+  if (!admission.ok()) out.result = admission.status();
+  return out;
+}
+
+Outcome<const v1::Model*> Gateway::GetModel(const Caller& caller, std::string_view id) {
+  Outcome<const v1::Model*> out{.result = UnknownModel("model", std::string(id)),
+                                .rate_limit = std::nullopt};
+  absl::StatusOr<Admission> admission =
+      Admit(caller, [&](const Principal&) { return meta_; }, out.rate_limit);
+  if (!admission.ok()) {
+    out.result = admission.status();
+    return out;
   }
-  ApplyImagineDefaults(&request, parts_.imagine_models);
-  return Admit(*who, imagine_class_, ProviderNamed(parts_.imagine_provider));
-}
-
-absl::StatusOr<Admitted> Gateway::AdmitAsk(const Caller& caller, const v1::AskRequest& request) {
-  absl::StatusOr<Principal> who = Authenticate(caller);
-  if (!who.ok()) return who.status();
-  if (absl::Status s = ValidateAsk(request, parts_.engine->plan(who->plan).max_message_chars);
-      !s.ok()) {
-    return s;
+  for (const v1::Model& m : models_.data()) {
+    if (m.id() == id) out.result = &m;
   }
-  return Admit(*who, ask_class_, ProviderNamed(parts_.ask_provider));
-}
-
-absl::StatusOr<Admitted> Gateway::AdmitVision(const Caller& caller,
-                                              v1::DescribeImageRequest& request) {
-  absl::StatusOr<Principal> who = Authenticate(caller);
-  if (!who.ok()) return who.status();
-  if (absl::Status s = ValidateDescribeImage(request, parts_.vision_models); !s.ok()) return s;
-  ApplyDescribeImageDefaults(&request, parts_.vision_models);
-  return Admit(*who, vision_class_, ProviderNamed(parts_.vision_provider));
-}
-
-absl::StatusOr<Admitted> Gateway::AdmitMeta(const Caller& caller) {
-  absl::StatusOr<Principal> who = Authenticate(caller);
-  if (!who.ok()) return who.status();
-  return Admit(*who, meta_class_, nullptr);
+  return out;
 }
 
 absl::StatusOr<v1::GetUsageResponse> Gateway::UsageOf(const Principal& principal) {
@@ -279,28 +362,38 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::UsageOf(const Principal& principal
   return out;
 }
 
-absl::StatusOr<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller, std::string_view key,
-                                                       quota::Decision* decision) {
+Outcome<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller, std::string_view key) {
+  Outcome<v1::CheckKeyResponse> out{.result = absl::UnknownError(""), .rate_limit = std::nullopt};
   // The key asked about is checked first: a bad key is a 401 that counts nothing.
   std::optional<Principal> asked;
   if (!key.empty()) {
     absl::StatusOr<Principal> p = PrincipalOfKey(key);
-    if (!p.ok()) return p.status();
+    if (!p.ok()) {
+      out.result = p.status();
+      return out;
+    }
     asked = *std::move(p);
   }
-  absl::StatusOr<Admitted> meta = AdmitMeta(caller);
-  if (!meta.ok()) return meta.status();
-  if (decision != nullptr) *decision = meta->decision;
+  absl::StatusOr<Admission> meta =
+      Admit(caller, [&](const Principal&) { return meta_; }, out.rate_limit);
+  if (!meta.ok()) {
+    out.result = meta.status();
+    return out;
+  }
   const Principal& target = asked.has_value() ? *asked : meta->principal;
   absl::StatusOr<v1::GetUsageResponse> usage = UsageOf(target);
-  if (!usage.ok()) return usage.status();
-  v1::CheckKeyResponse out;
-  out.set_plan(usage->plan());
-  if (target.key.has_value()) {
-    out.set_masked_key(target.key->masked_key);
-    out.set_created(absl::ToUnixSeconds(target.key->created));
+  if (!usage.ok()) {
+    out.result = usage.status();
+    return out;
   }
-  *out.mutable_classes() = std::move(*usage->mutable_classes());
+  v1::CheckKeyResponse report;
+  report.set_plan(usage->plan());
+  if (target.key.has_value()) {
+    report.set_masked_key(target.key->masked_key);
+    report.set_created(absl::ToUnixSeconds(target.key->created));
+  }
+  *report.mutable_classes() = std::move(*usage->mutable_classes());
+  out.result = std::move(report);
   return out;
 }
 

@@ -1,26 +1,34 @@
-// The one path every request takes, whichever front received it (SPEC §1, STYLE "Layout"):
-// authenticate -> validate -> admit through the quota engine (which persists through its sink)
-// -> the provider that answers. The gRPC services and the HTTP front translate their wire
-// format into these calls and the results back; no rule lives in a front.
+// The one path every call takes, whichever front received it (SPEC §1, STYLE "Layout"): one
+// entry per endpoint does authenticate -> validate -> admit through the quota engine (which
+// persists through its sink) -> call the provider -> finish. The gRPC services and the HTTP
+// front only translate their wire format into these calls and the Outcome back; no rule lives
+// in a front, so both fronts behave the same.
 //
-//   absl::StatusOr<Admitted> a = gateway.AdmitChat(caller, request);
-//   if (!a.ok()) return ToGrpc(a.status());          // 400/401/404/429/503 in HTTP terms
-//   send x-ratelimit-* from a->decision, then a->provider->Chat(request)
+//   Outcome<v1::ChatCompletion> out = gateway.Chat(caller, request);
+//   send x-ratelimit-* from out.rate_limit (if set), then out.result or its error
+//
+// Streams take two callbacks from the front: `start`, called once when the call is admitted
+// and before any chunk (the front sends its head: HTTP status and headers, gRPC initial
+// metadata), and `emit`, once per chunk. Either returns false when the client has gone; the
+// provider then stops and the call ends CANCELLED.
 //
 // Errors are server/gateway/errors.h statuses: UNAUTHENTICATED, INVALID_ARGUMENT (BadRequest),
 // NOT_FOUND (model), RESOURCE_EXHAUSTED (QuotaFailure, RetryInfo, ErrorInfo), UNAVAILABLE
-// (storage, under the fail-closed policy), PERMISSION_DENIED (admin).
+// (storage under the fail-closed policy; a provider's, tagged by FromProvider), PERMISSION_DENIED
+// (admin). server/gateway/error_kind.h says what each is in HTTP terms.
 //
 // Thread safety: thread-safe; one Gateway serves every front and thread.
 #ifndef ANYAI_SERVER_GATEWAY_GATEWAY_H_
 #define ANYAI_SERVER_GATEWAY_GATEWAY_H_
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "anyai/v1/admin.pb.h"
@@ -30,15 +38,19 @@
 #include "server/gateway/client_address.h"
 #include "server/gateway/observer.h"
 #include "server/gateway/provider.h"
+#include "server/gateway/rate_limit.h"
 #include "storage/key_store.h"
 
 namespace anyai::server {
 
-// What a front knows about a call.
+// What a front knows about a call. The views must outlive the Gateway call.
 struct Caller {
-  std::string_view authorization;  // the Authorization header / metadata value, or empty
+  // The Authorization header (gRPC: metadata) when present. Absent: an anonymous caller, counted
+  // by client address. Present, it must be "Bearer <key>": a blank or malformed one is
+  // UNAUTHENTICATED, never anonymous (SPEC §3).
+  std::optional<std::string_view> authorization;
   std::string_view peer;           // the transport's peer address (no port)
-  std::string_view forwarded_for;  // X-Forwarded-For (HTTP only), or empty
+  std::string_view forwarded_for;  // X-Forwarded-For, or empty; believed from trusted proxies
 };
 
 // Whom a call is counted against.
@@ -49,12 +61,26 @@ struct Principal {
   std::optional<storage::KeyRecord> key;  // absent for anonymous callers
 };
 
-// An admitted request: who, the engine's decision (for x-ratelimit-*), who answers.
-struct Admitted {
-  Principal principal;
-  quota::Decision decision;
-  Provider* provider = nullptr;
+// What a call ended with: its answer or error, and the rate-limit figures of the engine's
+// decision, which the front sends whatever the answer (x-ratelimit-*). `rate_limit` is set
+// when the engine decided the call, admitted (whatever the provider then answered) or refused
+// (429); it is empty when the call failed before (bad key, bad request) or went unmetered (the
+// fail-open storage policy during a storage failure).
+template <typename T>
+struct Outcome {
+  absl::StatusOr<T> result;
+  std::optional<RateLimitState> rate_limit;
 };
+
+// What a streamed call ended with: OK after the last chunk, the provider's error, CANCELLED
+// when the client went away, or the refusal (nothing was started).
+struct StreamOutcome {
+  absl::Status status;
+  std::optional<RateLimitState> rate_limit;
+};
+
+// A stream's head, sent once the call is admitted; false when the client has gone.
+using StartStream = absl::FunctionRef<bool(const std::optional<RateLimitState>&)>;
 
 enum class StorageFailurePolicy { kFailClosed, kFailOpen };
 
@@ -87,26 +113,37 @@ class Gateway {
   // to a provider that does not exist.
   static absl::StatusOr<std::unique_ptr<Gateway>> Create(GatewayParts parts);
 
-  // The caller's tenant and plan: its key's, or the anonymous plan keyed by client IP.
+  // The caller's tenant and plan: its key's, or the anonymous plan keyed by client address.
   absl::StatusOr<Principal> Authenticate(const Caller& caller);
 
-  // Each validates the request against the caller's plan, then admits it (one unit of its
-  // class) and says which provider answers. Defaults of absent fields are filled in place.
-  absl::StatusOr<Admitted> AdmitChat(const Caller& caller,
-                                     const v1::ChatCompletionRequest& request);
-  absl::StatusOr<Admitted> AdmitImages(const Caller& caller, v1::GenerateImagesRequest& request);
-  absl::StatusOr<Admitted> AdmitImagine(const Caller& caller, v1::ImagineRequest& request);
-  absl::StatusOr<Admitted> AdmitAsk(const Caller& caller, const v1::AskRequest& request);
-  absl::StatusOr<Admitted> AdmitVision(const Caller& caller, v1::DescribeImageRequest& request);
-  // /models and /check: the anti-abuse `meta` class.
-  absl::StatusOr<Admitted> AdmitMeta(const Caller& caller);
+  // The endpoints (SPEC §4). Each validates the request against the caller's plan, counts one
+  // unit of its class, and answers through the provider the model or endpoint is routed to;
+  // defaults of absent fields are filled in before the provider sees the request.
+  Outcome<v1::ChatCompletion> Chat(const Caller& caller, const v1::ChatCompletionRequest& request);
+  StreamOutcome StreamChat(const Caller& caller, const v1::ChatCompletionRequest& request,
+                           StartStream start,
+                           absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit);
+  Outcome<v1::GenerateImagesResponse> GenerateImages(const Caller& caller,
+                                                     v1::GenerateImagesRequest request);
+  // The image's content_type is always set ("image/png" unless the provider says otherwise).
+  Outcome<v1::ImagineResponse> Imagine(const Caller& caller, v1::ImagineRequest request);
+  StreamOutcome Ask(const Caller& caller, const v1::AskRequest& request, StartStream start,
+                    absl::FunctionRef<bool(const v1::AskChunk&)> emit);
+  // The answer always names the model that described the image.
+  Outcome<v1::DescribeImageResponse> DescribeImage(const Caller& caller,
+                                                   v1::DescribeImageRequest request);
 
-  // The catalogue as ListModels answers it; built once.
-  const v1::ListModelsResponse& ListModels() const { return models_; }
-  // The usage report of `key` (the caller's own key or anonymous tenant when empty). Counts
-  // against the caller's `meta` class first.
-  absl::StatusOr<v1::CheckKeyResponse> CheckKey(const Caller& caller, std::string_view key,
-                                                quota::Decision* decision);
+  // /models, /models/{id} and /check count against the anti-abuse `meta` class.
+  // The catalogue (the pointer is models()).
+  Outcome<const v1::ListModelsResponse*> ListModels(const Caller& caller);
+  // One model of the catalogue, or NOT_FOUND (still counted: the lookup was served).
+  Outcome<const v1::Model*> GetModel(const Caller& caller, std::string_view id);
+  // The usage report of `key`, or with an empty `key` the caller's own: its key's, or its
+  // anonymous tenant's. A bad `key` is UNAUTHENTICATED and counts nothing.
+  Outcome<v1::CheckKeyResponse> CheckKey(const Caller& caller, std::string_view key);
+
+  // The catalogue as ListModels answers it, built once, for a front to encode once.
+  const v1::ListModelsResponse& models() const { return models_; }
 
   // Admin service (SPEC §3): every call needs `authorization: Bearer <admin token>`.
   absl::Status AuthorizeAdmin(std::string_view authorization) const;
@@ -117,30 +154,53 @@ class Gateway {
   absl::StatusOr<v1::KeyRecord> RevokeKey(const v1::RevokeKeyRequest& request);
   absl::StatusOr<v1::GetUsageResponse> GetUsage(const v1::GetUsageRequest& request);
 
-  const quota::Engine& engine() const { return *parts_.engine; }
 
  private:
-  explicit Gateway(GatewayParts parts);
-
-  absl::StatusOr<Admitted> Admit(const Principal& principal, quota::ClassId feature_class,
-                                 Provider* provider);
-  absl::StatusOr<Principal> PrincipalOfKey(std::string_view key);
-  absl::StatusOr<v1::GetUsageResponse> UsageOf(const Principal& principal);
-  Provider* ProviderNamed(const std::string& name) const;
-
-  GatewayParts parts_;
-  quota::ClassId meta_class_;
-  // Chat model id -> its class and provider, resolved once.
+  // Where an admitted call goes: the class it counts in and the provider that answers.
   struct Route {
     quota::ClassId feature_class;
     Provider* provider;
   };
+  // An admitted call: who, the decision's figures (absent when unmetered), who answers.
+  struct Admission {
+    Principal principal;
+    std::optional<RateLimitState> rate_limit;
+    Provider* provider;
+  };
+
+  explicit Gateway(GatewayParts parts);
+
+  // Authenticates, runs `route` (validation; it may fill in defaults) and admits the call.
+  // On failure `rate_limit` gets the refusal's figures when the engine refused.
+  absl::StatusOr<Admission> Admit(const Caller& caller,
+                                  absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
+                                  std::optional<RateLimitState>& rate_limit);
+  absl::StatusOr<Admission> Count(const Principal& principal, const Route& route,
+                                  std::optional<RateLimitState>& rate_limit);
+  // A unary call from admission to its end.
+  template <typename T>
+  Outcome<T> Serve(const Caller& caller,
+                   absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
+                   absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer);
+  template <typename Chunk>
+  StreamOutcome ServeStream(const Caller& caller,
+                            absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
+                            StartStream start,
+                            absl::FunctionRef<absl::Status(Provider&)> answer);
+  absl::StatusOr<Route> ChatRoute(const Principal& who, const v1::ChatCompletionRequest& request);
+  absl::StatusOr<Principal> PrincipalOfKey(std::string_view key);
+  absl::StatusOr<v1::GetUsageResponse> UsageOf(const Principal& principal);
+  Provider* ProviderNamed(const std::string& name) const;
+  int MaxMessageChars(const Principal& principal) const;
+
+  GatewayParts parts_;
+  // Chat model id -> its class and provider, resolved once; the other endpoints' routes.
   absl::flat_hash_map<std::string, Route> chat_routes_;
+  Route meta_, images_, imagine_, ask_, vision_;
   v1::ListModelsResponse models_;
-  quota::ClassId image_class_, imagine_class_, ask_class_, vision_class_;
 };
 
-// The proto forms of a usage snapshot and of a key record, as both fronts report them.
+// The proto forms of a usage snapshot and of a key record, as every front reports them.
 void ToProto(const quota::UsageSnapshot& snapshot,
              google::protobuf::RepeatedPtrField<v1::ClassUsage>* out);
 v1::KeyRecord ToProto(const storage::KeyRecord& record);

@@ -1,6 +1,7 @@
-// The gRPC front of the AnyAI service (SPEC §4): each method turns its call into a Gateway
-// call (authenticate, validate, admit) and a Provider call, and the result back. The methods
-// that call a provider use the synchronous API: a provider may block for as long as its
+// The gRPC front of the AnyAI service (SPEC §4): each method hands its call to the Gateway's
+// entry for that endpoint (which authenticates, validates, admits, calls the provider and
+// finishes) and turns the Outcome into the response, its status and x-ratelimit-* metadata. The
+// methods that call a provider use the synchronous API: a provider may block for as long as its
 // upstream takes (the openai provider: seconds), which the sync API's thread pool is made for
 // and the callback API's few threads are not; and for the two streams its blocking
 // ServerWriter::Write matches the providers' `emit` contract exactly (a chunk leaves as soon
@@ -49,10 +50,6 @@ class AnyAIService final : public AnyAIServiceBase {
  private:
   Gateway& gateway_;
 };
-
-// The Caller of a gRPC call: its authorization metadata and peer address. The strings point
-// into `context` and `peer`, which must outlive the Caller.
-Caller CallerOf(const grpc::ServerContextBase& context, const std::string& peer);
 
 }  // namespace anyai::server
 

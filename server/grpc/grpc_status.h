@@ -1,6 +1,7 @@
-// The gRPC edge of server/gateway/errors.h: an absl::Status from the domain becomes a grpc::Status
-// whose details (`grpc-status-details-bin`) carry the google.rpc messages, and a decision
-// becomes the x-ratelimit-* metadata (SPEC §4). The one place this mapping lives.
+// The gRPC edge of the Gateway's results: an absl::Status becomes a grpc::Status whose details
+// (`grpc-status-details-bin`) carry the google.rpc messages (server/gateway/errors.h), and a
+// call's rate-limit figures become the x-ratelimit-* metadata (server/gateway/rate_limit.h).
+// The one place this mapping lives.
 //
 // Thread safety: pure functions.
 #ifndef ANYAI_SERVER_GRPC_GRPC_STATUS_H_
@@ -8,26 +9,21 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <optional>
+
 #include "absl/status/status.h"
-#include "quota/engine.h"
+#include "server/gateway/rate_limit.h"
 
 namespace anyai::server {
 
-inline constexpr char kRateLimitLimitHeader[] = "x-ratelimit-limit-requests";
-inline constexpr char kRateLimitRemainingHeader[] = "x-ratelimit-remaining-requests";
-inline constexpr char kRateLimitResetHeader[] = "x-ratelimit-reset-requests";
-
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Adds x-ratelimit-* for `decision` as initial metadata (nothing when it has no limit, as
-// under the fail-open storage policy).
-void AddRateLimitMetadata(grpc::ServerContextBase& context, const quota::Decision& decision);
-// For a RESOURCE_EXHAUSTED status: the same headers (remaining 0, reset = retry delay) as
-// trailing metadata, which is where a failed call's metadata reaches clients.
-void AddRateLimitTrailers(grpc::ServerContextBase& context, const absl::Status& status);
-
-// Decisions' durations the way OpenAI writes x-ratelimit-reset-requests: "1s", "6m0s", "20ms".
-std::string FormatReset(absl::Duration d);
+// Adds x-ratelimit-* for `rate_limit` (nothing when it is empty): as trailing metadata on a
+// RESOURCE_EXHAUSTED `status`, which is where a refused call's metadata reaches clients, else as
+// initial metadata.
+void AddRateLimitMetadata(grpc::ServerContextBase& context,
+                          const std::optional<RateLimitState>& rate_limit,
+                          const absl::Status& status);
 
 }  // namespace anyai::server
 

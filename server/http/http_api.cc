@@ -15,10 +15,6 @@
 namespace anyai::server {
 namespace {
 
-// What a present but blank Authorization header becomes: not "Bearer <key>", so the Gateway
-// refuses it (401) instead of treating the caller as anonymous.
-constexpr std::string_view kBlankAuthorization = " ";
-
 HttpResponse JsonResponse(std::string body) {
   HttpResponse r;
   r.headers.emplace_back("content-type", "application/json");
@@ -26,27 +22,28 @@ HttpResponse JsonResponse(std::string body) {
   return r;
 }
 
-// Sends `response` with the x-ratelimit-* of `decision`, when the request was admitted.
-void Send(HttpExchange& exchange, HttpResponse response, const quota::Decision* decision) {
-  if (decision != nullptr) AddRateLimitHeaders(*decision, &response.headers);
+// Sends `response` with the call's x-ratelimit-* headers.
+void Send(HttpExchange& exchange, HttpResponse response,
+          const std::optional<RateLimitState>& rate_limit) {
+  AddRateLimitHeaders(rate_limit, &response.headers);
   exchange.Respond(std::move(response));
 }
 
+// Sends an Outcome: its answer as JSON by `to_json`, or its error.
 template <typename T>
-void SendResult(HttpExchange& exchange, const absl::StatusOr<T>& result,
-                const quota::Decision& decision, std::string (*to_json)(const T&)) {
+void SendJson(HttpExchange& exchange, const Outcome<T>& outcome, std::string (*to_json)(const T&)) {
   Send(exchange,
-       result.ok() ? JsonResponse(to_json(*result))
-                   : ErrorResponse(result.status(), ErrorSource::kProvider),
-       &decision);
+       outcome.result.ok() ? JsonResponse(to_json(*outcome.result))
+                           : ErrorResponse(outcome.result.status()),
+       outcome.rate_limit);
 }
 
-HttpResponse EventStreamHead(const quota::Decision& decision) {
+HttpResponse EventStreamHead(const std::optional<RateLimitState>& rate_limit) {
   HttpResponse head;
   head.headers.emplace_back("content-type", "text/event-stream");
   head.headers.emplace_back("cache-control", "no-cache");
   head.headers.emplace_back("x-accel-buffering", "no");  // nginx in front: do not buffer
-  AddRateLimitHeaders(decision, &head.headers);
+  AddRateLimitHeaders(rate_limit, &head.headers);
   return head;
 }
 
@@ -57,16 +54,36 @@ std::string Event(std::string_view data) {
   return event;
 }
 
-// A stream's end: [DONE] (when `done` is set) after success, an error event after a failure,
-// nothing when the client went away.
-void EndEvents(HttpExchange& exchange, const absl::Status& status, std::string_view done) {
-  if (status.ok()) {
-    if (!done.empty()) exchange.WriteChunk(Event(done));
-  } else if (status.code() != absl::StatusCode::kCancelled) {
-    exchange.WriteChunk(Event(ErrorResponse(status, ErrorSource::kProvider).body));
+// An event stream through the Gateway: the head once the call is admitted, then the events.
+// A call refused before its head gets an ordinary error response; one that fails after it ends
+// with an error event instead of `done` ([DONE], or nothing for streams without a marker); a
+// client that went away gets nothing more.
+class EventStream {
+ public:
+  explicit EventStream(HttpExchange& exchange) : exchange_(exchange) {}
+
+  bool Start(const std::optional<RateLimitState>& rate_limit) {
+    return started_ = exchange_.StartStream(EventStreamHead(rate_limit));
   }
-  exchange.EndStream();
-}
+  bool Write(std::string_view data) { return exchange_.WriteChunk(Event(data)); }
+
+  void End(const StreamOutcome& outcome, std::string_view done) {
+    if (!started_) {
+      if (outcome.status.code() == absl::StatusCode::kCancelled) return;
+      return Send(exchange_, ErrorResponse(outcome.status), outcome.rate_limit);
+    }
+    if (outcome.status.ok()) {
+      if (!done.empty()) Write(done);
+    } else if (outcome.status.code() != absl::StatusCode::kCancelled) {
+      Write(ErrorResponse(outcome.status).body);
+    }
+    exchange_.EndStream();
+  }
+
+ private:
+  HttpExchange& exchange_;
+  bool started_ = false;
+};
 
 // "%xx" escapes of a path segment decoded; nullopt when malformed.
 std::optional<std::string> DecodePathSegment(std::string_view segment) {
@@ -93,47 +110,44 @@ std::optional<std::string> DecodePathSegment(std::string_view segment) {
 }  // namespace
 
 Caller CallerOf(const HttpRequest& request) {
-  Caller caller;
-  if (std::optional<std::string_view> a = request.Header("authorization")) {
-    caller.authorization = a->empty() ? kBlankAuthorization : *a;
+  return Caller{.authorization = request.Header("authorization"),
+                .peer = request.peer,
+                .forwarded_for = request.Header("x-forwarded-for").value_or("")};
+}
+
+const HttpApi::Route HttpApi::kRoutes[10] = {
+    {"POST", "/chat/completions", Endpoint::kChatCompletions, &HttpApi::ChatCompletions,
+     HttpRouter::Dispatch::kWorker},
+    {"GET", "/models", Endpoint::kModels, &HttpApi::Models, HttpRouter::Dispatch::kWorker},
+    {"GET", "/models/*", Endpoint::kModels, &HttpApi::Model, HttpRouter::Dispatch::kWorker},
+    {"POST", "/images/generations", Endpoint::kImagesGenerations, &HttpApi::GenerateImages,
+     HttpRouter::Dispatch::kWorker},
+    {"GET", "/imagine", Endpoint::kImagine, &HttpApi::Imagine, HttpRouter::Dispatch::kWorker},
+    {"GET", "/ask", Endpoint::kAsk, &HttpApi::Ask, HttpRouter::Dispatch::kWorker},
+    {"GET", "/images/vision", Endpoint::kVision, &HttpApi::Vision, HttpRouter::Dispatch::kWorker},
+    {"GET", "/check", Endpoint::kCheck, &HttpApi::Check, HttpRouter::Dispatch::kWorker},
+    // Answered on the I/O thread: a probe never waits behind busy workers.
+    {"GET", "/healthz", Endpoint::kHealth, &HttpApi::Healthz, HttpRouter::Dispatch::kInline},
+    {"GET", "/readyz", Endpoint::kHealth, &HttpApi::Readyz, HttpRouter::Dispatch::kInline},
+};
+
+Endpoint HttpApi::EndpointOfRoute(std::string_view route) {
+  if (route.rfind("/v1/", 0) == 0) route.remove_prefix(3);
+  for (const Route& r : kRoutes) {
+    if (route == r.path) return r.endpoint;
   }
-  caller.peer = request.peer;
-  if (std::optional<std::string_view> f = request.Header("x-forwarded-for")) {
-    caller.forwarded_for = *f;
-  }
-  return caller;
+  return route == "/metrics" ? Endpoint::kMetrics : Endpoint::kOther;
 }
 
 HttpApi::HttpApi(Gateway& gateway, std::function<bool()> ready)
     : gateway_(gateway),
       ready_(std::move(ready)),
-      models_json_(ModelListJson(gateway.ListModels())) {}
+      models_json_(ModelListJson(gateway.models())) {}
 
 absl::Status HttpApi::AddRoutes(HttpRouter& router) {
-  using Handler = void (HttpApi::*)(HttpExchange&);
-  struct Entry {
-    const char* method;
-    const char* path;
-    Handler handler;
-    HttpRouter::Dispatch dispatch;
-  };
-  constexpr auto kWorker = HttpRouter::Dispatch::kWorker;
-  constexpr auto kInline = HttpRouter::Dispatch::kInline;
-  const Entry entries[] = {
-      {"POST", "/chat/completions", &HttpApi::ChatCompletions, kWorker},
-      {"GET", "/models", &HttpApi::Models, kWorker},
-      {"GET", "/models/*", &HttpApi::Model, kWorker},
-      {"POST", "/images/generations", &HttpApi::GenerateImages, kWorker},
-      {"GET", "/imagine", &HttpApi::Imagine, kWorker},
-      {"GET", "/ask", &HttpApi::Ask, kWorker},
-      {"GET", "/images/vision", &HttpApi::Vision, kWorker},
-      {"GET", "/check", &HttpApi::Check, kWorker},
-      {"GET", "/healthz", &HttpApi::Healthz, kInline},
-      {"GET", "/readyz", &HttpApi::Readyz, kInline},
-  };
-  for (const Entry& e : entries) {
+  for (const Route& r : kRoutes) {
     absl::Status s = router.Add(
-        e.method, e.path, [this, h = e.handler](HttpExchange& x) { (this->*h)(x); }, e.dispatch);
+        r.method, r.path, [this, h = r.handler](HttpExchange& x) { (this->*h)(x); }, r.dispatch);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -142,32 +156,32 @@ absl::Status HttpApi::AddRoutes(HttpRouter& router) {
 void HttpApi::ChatCompletions(HttpExchange& exchange) {
   absl::StatusOr<ChatCompletionBody> body = ParseChatCompletionBody(exchange.request().body);
   if (!body.ok()) return exchange.Respond(ErrorResponse(body.status()));
-  absl::StatusOr<Admitted> admitted =
-      gateway_.AdmitChat(CallerOf(exchange.request()), body->request);
-  if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
+  const Caller caller = CallerOf(exchange.request());
   if (!body->stream) {
-    SendResult(exchange, admitted->provider->Chat(body->request), admitted->decision,
-               &ChatCompletionJson);
-    return;
+    return SendJson(exchange, gateway_.Chat(caller, body->request), &ChatCompletionJson);
   }
-  if (!exchange.StartStream(EventStreamHead(admitted->decision))) return;
+  EventStream events(exchange);
   std::optional<v1::ChatCompletionChunk> usage_chunk;
   const bool include_usage = body->include_usage;
-  absl::Status status =
-      admitted->provider->StreamChat(body->request, [&](const v1::ChatCompletionChunk& chunk) {
+  const StreamOutcome outcome = gateway_.StreamChat(
+      caller, body->request,
+      [&](const std::optional<RateLimitState>& r) { return events.Start(r); },
+      [&](const v1::ChatCompletionChunk& chunk) {
         if (include_usage && chunk.has_usage()) usage_chunk = chunk;
-        return exchange.WriteChunk(Event(ChatCompletionChunkJson(chunk, include_usage)));
+        return events.Write(ChatCompletionChunkJson(chunk, include_usage));
       });
-  if (status.ok() && usage_chunk.has_value()) {
-    exchange.WriteChunk(Event(ChatUsageChunkJson(*usage_chunk)));
+  if (outcome.status.ok() && usage_chunk.has_value()) {
+    events.Write(ChatUsageChunkJson(*usage_chunk));
   }
-  EndEvents(exchange, status, "[DONE]");
+  events.End(outcome, "[DONE]");
 }
 
 void HttpApi::Models(HttpExchange& exchange) {
-  absl::StatusOr<Admitted> admitted = gateway_.AdmitMeta(CallerOf(exchange.request()));
-  if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  Send(exchange, JsonResponse(models_json_), &admitted->decision);
+  Outcome<const v1::ListModelsResponse*> outcome =
+      gateway_.ListModels(CallerOf(exchange.request()));
+  Send(exchange,
+       outcome.result.ok() ? JsonResponse(models_json_) : ErrorResponse(outcome.result.status()),
+       outcome.rate_limit);
 }
 
 void HttpApi::Model(HttpExchange& exchange) {
@@ -176,89 +190,69 @@ void HttpApi::Model(HttpExchange& exchange) {
   if (!id.has_value()) {
     return exchange.Respond(ErrorResponse(InvalidField("model", "malformed %-escape")));
   }
-  absl::StatusOr<Admitted> admitted = gateway_.AdmitMeta(CallerOf(exchange.request()));
-  if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  for (const v1::Model& m : gateway_.ListModels().data()) {
-    if (m.id() == *id) return Send(exchange, JsonResponse(ModelJson(m)), &admitted->decision);
-  }
-  Send(exchange, ErrorResponse(UnknownModel("model", *id)), &admitted->decision);
+  Outcome<const v1::Model*> outcome = gateway_.GetModel(CallerOf(exchange.request()), *id);
+  Send(exchange,
+       outcome.result.ok() ? JsonResponse(ModelJson(**outcome.result))
+                           : ErrorResponse(outcome.result.status()),
+       outcome.rate_limit);
 }
 
 void HttpApi::GenerateImages(HttpExchange& exchange) {
   absl::StatusOr<v1::GenerateImagesRequest> request =
       ParseGenerateImagesBody(exchange.request().body);
   if (!request.ok()) return exchange.Respond(ErrorResponse(request.status()));
-  absl::StatusOr<Admitted> admitted = gateway_.AdmitImages(CallerOf(exchange.request()), *request);
-  if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  SendResult(exchange, admitted->provider->GenerateImages(*request), admitted->decision,
-             &GenerateImagesJson);
+  SendJson(exchange, gateway_.GenerateImages(CallerOf(exchange.request()), *std::move(request)),
+           &GenerateImagesJson);
 }
 
 void HttpApi::Imagine(HttpExchange& exchange) {
   absl::StatusOr<v1::ImagineRequest> request = ImagineRequestFromQuery(exchange.request().query);
   if (!request.ok()) return exchange.Respond(ErrorResponse(request.status()));
-  absl::StatusOr<Admitted> admitted = gateway_.AdmitImagine(CallerOf(exchange.request()), *request);
-  if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  absl::StatusOr<v1::ImagineResponse> image = admitted->provider->Imagine(*request);
-  if (!image.ok()) {
-    return Send(exchange, ErrorResponse(image.status(), ErrorSource::kProvider),
-                &admitted->decision);
+  Outcome<v1::ImagineResponse> image =
+      gateway_.Imagine(CallerOf(exchange.request()), *std::move(request));
+  if (!image.result.ok()) {
+    return Send(exchange, ErrorResponse(image.result.status()), image.rate_limit);
   }
   HttpResponse response;
-  response.headers.emplace_back(
-      "content-type", image->content_type().empty() ? "image/png" : image->content_type());
-  response.body = std::move(*image->mutable_image());
-  Send(exchange, std::move(response), &admitted->decision);
+  response.headers.emplace_back("content-type", image.result->content_type());
+  response.body = std::move(*image.result->mutable_image());
+  Send(exchange, std::move(response), image.rate_limit);
 }
 
 void HttpApi::Ask(HttpExchange& exchange) {
   absl::StatusOr<v1::AskRequest> request = AskRequestFromQuery(exchange.request().query);
   if (!request.ok()) return exchange.Respond(ErrorResponse(request.status()));
-  absl::StatusOr<Admitted> admitted = gateway_.AdmitAsk(CallerOf(exchange.request()), *request);
-  if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  if (!exchange.StartStream(EventStreamHead(admitted->decision))) return;
-  absl::Status status = admitted->provider->Ask(*request, [&](const v1::AskChunk& chunk) {
-    return exchange.WriteChunk(Event(AskChunkJson(chunk)));
-  });
+  EventStream events(exchange);
+  const StreamOutcome outcome = gateway_.Ask(
+      CallerOf(exchange.request()), *request,
+      [&](const std::optional<RateLimitState>& r) { return events.Start(r); },
+      [&](const v1::AskChunk& chunk) { return events.Write(AskChunkJson(chunk)); });
   // The seed's stream is JSON chunks only: no [DONE] marker, the stream just ends.
-  EndEvents(exchange, status, "");
+  events.End(outcome, "");
 }
 
 void HttpApi::Vision(HttpExchange& exchange) {
   absl::StatusOr<v1::DescribeImageRequest> request =
       DescribeImageRequestFromQuery(exchange.request().query);
   if (!request.ok()) return exchange.Respond(ErrorResponse(request.status()));
-  absl::StatusOr<Admitted> admitted = gateway_.AdmitVision(CallerOf(exchange.request()), *request);
-  if (!admitted.ok()) return exchange.Respond(ErrorResponse(admitted.status()));
-  absl::StatusOr<v1::DescribeImageResponse> described = admitted->provider->DescribeImage(*request);
-  if (!described.ok()) {
-    return Send(exchange, ErrorResponse(described.status(), ErrorSource::kProvider),
-                &admitted->decision);
-  }
-  if (described->model().empty()) described->set_model(request->model());
+  Outcome<v1::DescribeImageResponse> described =
+      gateway_.DescribeImage(CallerOf(exchange.request()), *std::move(request));
   const std::optional<std::string_view> accept = exchange.request().Header("accept");
-  if (accept.has_value() && accept->find("application/json") != std::string_view::npos) {
-    return Send(exchange, JsonResponse(DescribeImageJson(*described)), &admitted->decision);
+  if (!described.result.ok() ||
+      (accept.has_value() && accept->find("application/json") != std::string_view::npos)) {
+    return SendJson(exchange, described, &DescribeImageJson);
   }
   HttpResponse response;
   response.headers.emplace_back("content-type", "text/plain; charset=utf-8");
-  response.body = std::move(*described->mutable_description());
-  Send(exchange, std::move(response), &admitted->decision);
+  response.body = std::move(*described.result->mutable_description());
+  Send(exchange, std::move(response), described.rate_limit);
 }
 
 void HttpApi::Check(HttpExchange& exchange) {
   const HttpRequest& r = exchange.request();
   absl::StatusOr<std::string> key = CheckKeyFromQuery(r.query);
   if (!key.ok()) return exchange.Respond(ErrorResponse(key.status()));
-  const Caller caller = CallerOf(r);
-  if (key->empty() && caller.authorization.empty()) {
-    return exchange.Respond(ErrorResponse(Unauthenticated(
-        "/check needs an API key: ?key=<API key> or Authorization: Bearer <API key>")));
-  }
-  quota::Decision decision;  // limit 0 (no headers) unless the meta class admitted the call
-  absl::StatusOr<v1::CheckKeyResponse> usage = gateway_.CheckKey(caller, *key, &decision);
-  Send(exchange, usage.ok() ? JsonResponse(CheckKeyJson(*usage)) : ErrorResponse(usage.status()),
-       &decision);
+  SendJson(exchange, gateway_.CheckKey(CallerOf(r), *key), &CheckKeyJson);
 }
 
 void HttpApi::Healthz(HttpExchange& exchange) {

@@ -1,8 +1,7 @@
 // The endpoints of the OpenAI-compatible HTTP API (SPEC §4), as routes of an HttpRouter. Each
 // turns its request (a JSON body: http_json.h; a query string: http_query.h) into the very
-// Gateway call the gRPC front makes (anyai_service.cc): authenticate, validate and admit,
-// then the provider, then the answer in OpenAI's shape. No rule lives here; errors map to
-// HTTP in http_status.h.
+// Gateway call the gRPC front makes (server/grpc/anyai_service.cc), and the Outcome into the
+// answer in OpenAI's shape. No rule lives here; errors map to HTTP in http_status.h.
 //
 //   method  path (also under /v1)  answer
 //   POST    /chat/completions      chat.completion JSON, or with "stream": true a
@@ -15,8 +14,9 @@
 //   GET     /ask                   text/event-stream of `data: {"message", "url"}` events
 //   GET     /images/vision         the description as text/plain, or {"description", "model"}
 //                                  when the Accept header asks for application/json
-//   GET     /check                 the key's usage (http_json.h's CheckKeyJson); the key comes
-//                                  from ?key= or Authorization: Bearer; neither is 401
+//   GET     /check                 the usage (http_json.h's CheckKeyJson) of ?key=, else of the
+//                                  caller: its Authorization: Bearer key, or without one its
+//                                  anonymous tenant (as gRPC CheckKey)
 //   GET     /healthz               200 while the process serves (answered on the I/O thread)
 //   GET     /readyz                200 while `ready()`, else 503
 //
@@ -31,8 +31,10 @@
 #define ANYAI_SERVER_HTTP_HTTP_API_H_
 
 #include <functional>
+#include <string_view>
 
 #include "absl/status/status.h"
+#include "server/gateway/endpoint.h"
 #include "server/gateway/gateway.h"
 #include "server/http/http_message.h"
 #include "server/http/http_router.h"
@@ -47,7 +49,21 @@ class HttpApi {
 
   absl::Status AddRoutes(HttpRouter& router);
 
+  // The endpoint a route serves, for the request metrics: a route as AddRoutes registers it
+  // ("/chat/completions", "/v1/models/*") or "/metrics"; anything else (and "", no route) is
+  // Endpoint::kOther.
+  static Endpoint EndpointOfRoute(std::string_view route);
+
  private:
+  struct Route {
+    const char* method;
+    const char* path;  // without "/v1"
+    Endpoint endpoint;
+    void (HttpApi::*handler)(HttpExchange&);
+    HttpRouter::Dispatch dispatch;
+  };
+  static const Route kRoutes[10];
+
   void ChatCompletions(HttpExchange& exchange);
   void Models(HttpExchange& exchange);
   void Model(HttpExchange& exchange);

@@ -24,26 +24,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "quota/engine.h"
+#include "server/gateway/endpoint.h"
 #include "server/gateway/observer.h"
 #include "storage/write_stats.h"
 
 namespace anyai::server {
 
-// The endpoints of SPEC §4, as the `endpoint` label names them.
-enum class Endpoint {
-  kChatCompletions,
-  kModels,
-  kImagesGenerations,
-  kImagine,
-  kAsk,
-  kVision,
-  kCheck,
-  kAdmin,
-  kHealth,
-  kMetrics,
-  kOther,
-};
-inline constexpr int kEndpointCount = static_cast<int>(Endpoint::kOther) + 1;
 enum class Transport { kGrpc, kHttp };
 
 // Where the scrape-time figures come from; any may be left empty.
@@ -60,7 +46,7 @@ class Metrics final : public GatewayObserver {
   ~Metrics() override;
 
   // One finished request. `http_status` is the HTTP status, or for gRPC the HTTP equivalent
-  // of its code (HttpStatusOfGrpcCode), so that one `code` label serves both transports.
+  // of its status (server/gateway/error_kind.h), so that one `code` label serves both transports.
   void ObserveRequest(Endpoint endpoint, Transport transport, int http_status,
                       absl::Duration latency);
   // One decision of the engine (admit or refuse) and how long Admit() took, storage included.
@@ -71,14 +57,6 @@ class Metrics final : public GatewayObserver {
 
   // The text exposition format (version 0.0.4) of everything.
   std::string Render() const;
-
-  static int HttpStatusOfGrpcCode(int grpc_code);
-  static const char* EndpointName(Endpoint endpoint);
-  // The endpoint of a gRPC method path ("/anyai.v1.AnyAI/CreateChatCompletion").
-  static Endpoint EndpointOfGrpcMethod(std::string_view method);
-  // The endpoint of an HTTP route as registered ("/v1/chat/completions", "/check"), with or
-  // without the "/v1" prefix; "" (no route matched) is kOther.
-  static Endpoint EndpointOfHttpRoute(std::string_view route);
 
  private:
   class ScrapeCollector;

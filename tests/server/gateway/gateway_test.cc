@@ -1,6 +1,6 @@
-// The Gateway over real parts (RocksDB in a temp dir, the engine, the builtin provider):
-// what a storage failure does under each policy, and that nothing reaches the engine before
-// authentication and validation pass.
+// The Gateway over real parts (RocksDB in a temp dir, the engine, the builtin provider): what a
+// storage failure does under each policy, that nothing reaches the engine before authentication
+// and validation pass, and what every Outcome carries back to the fronts.
 #include "server/gateway/gateway.h"
 
 #include <memory>
@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "server/providers/builtin/builtin_provider.h"
 #include "server/gateway/catalogue.h"
+#include "server/gateway/error_kind.h"
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/usage_store.h"
@@ -68,26 +69,27 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<Catalogue> catalogue_;
   BuiltinProvider builtin_{[] { return kNow; }};
   std::unique_ptr<Gateway> gateway_;
-  const Caller anonymous_{.authorization = "", .peer = "203.0.113.7", .forwarded_for = ""};
+  const Caller anonymous_{.authorization = std::nullopt, .peer = "203.0.113.7", .forwarded_for = ""};
 };
 
 TEST_F(GatewayTest, AStorageFailureRefusesRequestsWhenFailingClosed) {
   Build(StorageFailurePolicy::kFailClosed);
-  ASSERT_THAT(gateway_->AdmitChat(anonymous_, Chat()), IsOk());
+  ASSERT_THAT(gateway_->Chat(anonymous_, Chat()).result, IsOk());
   db_->InjectFailure(storage::InjectedFailure::kWrites);
-  EXPECT_THAT(gateway_->AdmitChat(anonymous_, Chat()),
+  Outcome<v1::ChatCompletion> refused = gateway_->Chat(anonymous_, Chat());
+  EXPECT_THAT(refused.result,
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("storage unavailable")));
+  EXPECT_EQ(ErrorKindOf(refused.result.status()).http_status, 503);
   db_->InjectFailure(storage::InjectedFailure::kNone);
-  EXPECT_THAT(gateway_->AdmitChat(anonymous_, Chat()), IsOk());
+  EXPECT_THAT(gateway_->Chat(anonymous_, Chat()).result, IsOk());
 }
 
 TEST_F(GatewayTest, AStorageFailureServesUnmeteredWhenFailingOpen) {
   Build(StorageFailurePolicy::kFailOpen);
   db_->InjectFailure(storage::InjectedFailure::kWrites);
-  absl::StatusOr<Admitted> admitted = gateway_->AdmitChat(anonymous_, Chat());
-  ASSERT_THAT(admitted, IsOk());
-  EXPECT_EQ(admitted->decision.limit, 0);  // no usable figures: no x-ratelimit headers
-  EXPECT_NE(admitted->provider, nullptr);
+  Outcome<v1::ChatCompletion> served = gateway_->Chat(anonymous_, Chat());
+  ASSERT_THAT(served.result, IsOk());
+  EXPECT_FALSE(served.rate_limit.has_value());  // no usable figures: no x-ratelimit headers
 }
 
 TEST_F(GatewayTest, AKeyStoreFailureIsUnavailableNotUnauthenticated) {
@@ -105,11 +107,18 @@ TEST_F(GatewayTest, NothingIsCountedBeforeAuthenticationAndValidationPass) {
   v1::ChatCompletionRequest bad = Chat();
   bad.mutable_messages(0)->set_role("system");
   bad.add_messages()->set_role("system");
-  EXPECT_THAT(gateway_->AdmitChat(anonymous_, bad),
-              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  Outcome<v1::ChatCompletion> invalid = gateway_->Chat(anonymous_, bad);
+  EXPECT_THAT(invalid.result, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_FALSE(invalid.rate_limit.has_value());
   EXPECT_THAT(
-      gateway_->AdmitChat(
-          {.authorization = "Bearer sk-nope", .peer = "203.0.113.7", .forwarded_for = ""}, Chat()),
+      gateway_
+          ->Chat({.authorization = "Bearer sk-nope", .peer = "203.0.113.7", .forwarded_for = ""},
+                 Chat())
+          .result,
+      StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  EXPECT_THAT(
+      gateway_->Chat({.authorization = "", .peer = "203.0.113.7", .forwarded_for = ""}, Chat())
+          .result,
       StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
   absl::StatusOr<quota::UsageSnapshot> usage =
       engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
@@ -119,7 +128,7 @@ TEST_F(GatewayTest, NothingIsCountedBeforeAuthenticationAndValidationPass) {
 
 TEST_F(GatewayTest, XForwardedForCountsOnlyFromTrustedProxies) {
   Build(StorageFailurePolicy::kFailClosed);
-  const Caller direct{.authorization = "", .peer = "198.51.100.1", .forwarded_for = "10.9.9.9"};
+  const Caller direct{.authorization = std::nullopt, .peer = "198.51.100.1", .forwarded_for = "10.9.9.9"};
   EXPECT_EQ(gateway_->Authenticate(direct)->tenant, "ip:198.51.100.1");
 }
 
@@ -127,11 +136,11 @@ TEST_F(GatewayTest, OneClientIsOneTenantHoweverItsAddressIsWritten) {
   Build(StorageFailurePolicy::kFailClosed);
   EXPECT_EQ(
       gateway_
-          ->Authenticate({.authorization = "", .peer = "::ffff:203.0.113.7", .forwarded_for = ""})
+          ->Authenticate({.authorization = std::nullopt, .peer = "::ffff:203.0.113.7", .forwarded_for = ""})
           ->tenant,
       "ip:203.0.113.7");
   EXPECT_EQ(
-      gateway_->Authenticate({.authorization = "", .peer = "2001:DB8:0:0::1", .forwarded_for = ""})
+      gateway_->Authenticate({.authorization = std::nullopt, .peer = "2001:DB8:0:0::1", .forwarded_for = ""})
           ->tenant,
       "ip:2001:db8::1");
   v1::GetUsageRequest by_ip;
@@ -141,7 +150,7 @@ TEST_F(GatewayTest, OneClientIsOneTenantHoweverItsAddressIsWritten) {
 
 TEST_F(GatewayTest, CheckingABadKeyCountsNothing) {
   Build(StorageFailurePolicy::kFailClosed);
-  EXPECT_THAT(gateway_->CheckKey(anonymous_, "sk-anyai-nope", nullptr),
+  EXPECT_THAT(gateway_->CheckKey(anonymous_, "sk-anyai-nope").result,
               StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
   absl::StatusOr<quota::UsageSnapshot> usage =
       engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
@@ -151,6 +160,83 @@ TEST_F(GatewayTest, CheckingABadKeyCountsNothing) {
       EXPECT_EQ(c.windows[0].used, 0);
     }
   }
+}
+
+TEST_F(GatewayTest, EveryDecidedCallCarriesItsRateLimitFiguresAndARefusalHasNoneRemaining) {
+  Build(StorageFailurePolicy::kFailClosed);
+  // The free plan's llm class: 10 per minute.
+  for (int i = 1; i <= 10; ++i) {
+    Outcome<v1::ChatCompletion> admitted = gateway_->Chat(anonymous_, Chat());
+    ASSERT_THAT(admitted.result, IsOk());
+    ASSERT_TRUE(admitted.rate_limit.has_value());
+    EXPECT_EQ(admitted.rate_limit->limit, 10);
+    EXPECT_EQ(admitted.rate_limit->remaining, 10 - i);
+  }
+  Outcome<v1::ChatCompletion> refused = gateway_->Chat(anonymous_, Chat());
+  EXPECT_THAT(refused.result, StatusIs(absl::StatusCode::kResourceExhausted, ::testing::_));
+  ASSERT_TRUE(refused.rate_limit.has_value());
+  EXPECT_EQ(refused.rate_limit->limit, 10);
+  EXPECT_EQ(refused.rate_limit->remaining, 0);
+  EXPECT_GT(refused.rate_limit->reset, absl::ZeroDuration());
+}
+
+TEST_F(GatewayTest, CheckKeyWithoutAKeyReportsTheCallersAnonymousUsage) {
+  Build(StorageFailurePolicy::kFailClosed);
+  ASSERT_THAT(gateway_->Chat(anonymous_, Chat()).result, IsOk());
+  Outcome<v1::CheckKeyResponse> report = gateway_->CheckKey(anonymous_, "");
+  ASSERT_THAT(report.result, IsOk());
+  EXPECT_EQ(report.result->plan(), "free");
+  EXPECT_TRUE(report.result->masked_key().empty());
+  bool saw_llm = false;
+  for (const v1::ClassUsage& c : report.result->classes()) {
+    if (c.feature_class() == quota::kLlm) {
+      saw_llm = true;
+      EXPECT_EQ(c.windows(0).used(), 1);
+    }
+  }
+  EXPECT_TRUE(saw_llm);
+  EXPECT_TRUE(report.rate_limit.has_value());  // the check itself counted in `meta`
+}
+
+TEST_F(GatewayTest, AStreamThatIsRefusedNeverStartsAndOneAdmittedStartsBeforeItsFirstChunk) {
+  Build(StorageFailurePolicy::kFailClosed);
+  std::vector<std::string> events;
+  StreamOutcome out = gateway_->StreamChat(
+      anonymous_, Chat(),
+      [&](const std::optional<RateLimitState>& r) {
+        events.push_back(r.has_value() ? "start" : "start-unmetered");
+        return true;
+      },
+      [&](const v1::ChatCompletionChunk&) {
+        events.push_back("chunk");
+        return true;
+      });
+  ASSERT_THAT(out.status, IsOk());
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.front(), "start");
+  EXPECT_EQ(events[1], "chunk");
+
+  v1::ChatCompletionRequest bad = Chat();
+  bad.set_model("no-such-model");
+  bool started = false;
+  out = gateway_->StreamChat(
+      anonymous_, bad, [&](const std::optional<RateLimitState>&) { return started = true; },
+      [&](const v1::ChatCompletionChunk&) { return true; });
+  EXPECT_THAT(out.status, StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_FALSE(started);
+}
+
+TEST_F(GatewayTest, AClientGoneBeforeTheHeadCancelsTheStreamWithoutCallingTheProvider) {
+  Build(StorageFailurePolicy::kFailClosed);
+  int chunks = 0;
+  StreamOutcome out = gateway_->StreamChat(
+      anonymous_, Chat(), [](const std::optional<RateLimitState>&) { return false; },
+      [&](const v1::ChatCompletionChunk&) {
+        ++chunks;
+        return true;
+      });
+  EXPECT_THAT(out.status, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  EXPECT_EQ(chunks, 0);
 }
 
 }  // namespace

@@ -61,15 +61,16 @@ class HttpApiTest : public HttpServerFixture {
     return -1;
   }
 
-  // The anonymous tenant's (127.0.0.1) `used`, asked in-process: /check over HTTP wants a key.
+  // The anonymous tenant's (127.0.0.1) `used`, as GET /check without a key reports it.
   int64_t AnonymousUsed(const std::string& feature_class) {
-    server::Caller caller;
-    caller.peer = "127.0.0.1";
-    absl::StatusOr<v1::CheckKeyResponse> usage = server_->gateway().CheckKey(caller, "", nullptr);
-    EXPECT_TRUE(usage.ok()) << usage.status();
-    for (const v1::ClassUsage& c : usage->classes()) {
-      if (c.feature_class() == feature_class) return c.windows(0).used();
+    HttpReply r = Get("/check");
+    EXPECT_EQ(r.status, 200) << r.body;
+    nlohmann::json body = nlohmann::json::parse(r.body);
+    EXPECT_EQ(body["plan"], "free");
+    for (const nlohmann::json& c : body["classes"]) {
+      if (c["feature_class"] == feature_class) return c["windows"][0]["used"].get<int64_t>();
     }
+    ADD_FAILURE() << "no class " << feature_class;
     return -1;
   }
 };
@@ -306,10 +307,17 @@ TEST_F(HttpApiTest, CheckReportsAKeysUsage) {
   }
 }
 
-TEST_F(HttpApiTest, CheckNeedsAKnownKey) {
+TEST_F(HttpApiTest, CheckWithoutAKeyReportsTheCallersAnonymousUsageAsGrpcDoes) {
+  ASSERT_EQ(Post("/v1/chat/completions", ChatBody("llama-3-8b-chat")).status, 200);
+  ASSERT_EQ(Post("/v1/chat/completions", ChatBody("llama-3-8b-chat")).status, 200);
+  EXPECT_EQ(AnonymousUsed("llm"), 2);
+  HttpReply r = Get("/check");
+  EXPECT_TRUE(r.HasHeader("x-ratelimit-limit-requests"));  // counted in `meta`
+  EXPECT_EQ(nlohmann::json::parse(r.body)["masked_key"], "");  // no key, nothing masked
+}
+
+TEST_F(HttpApiTest, CheckOfABadKeyIsUnauthenticated) {
   for (const auto& [target, headers] : std::vector<std::pair<std::string, Headers>>{
-           {"/check", {}},
-           {"/check?key=", {}},
            {"/check?key=sk-anyai-" + std::string(64, '0'), {}},
            {"/check", Bearer("nonsense")}}) {
     SCOPED_TRACE(target);

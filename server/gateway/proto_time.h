@@ -1,0 +1,34 @@
+// The one conversion between protobuf's well-known time types (google.protobuf.Duration and
+// Timestamp, as the protos and the config use them) and Abseil's absl::Duration and absl::Time,
+// which the code computes with. Microsecond precision, as the engine keeps time.
+//
+// Thread safety: pure functions.
+#ifndef ANYAI_SERVER_GATEWAY_PROTO_TIME_H_
+#define ANYAI_SERVER_GATEWAY_PROTO_TIME_H_
+
+#include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace anyai::server {
+
+inline absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Nanoseconds(google::protobuf::util::TimeUtil::DurationToNanoseconds(d));
+}
+
+inline google::protobuf::Duration ToProto(absl::Duration d) {
+  return google::protobuf::util::TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
+}
+
+inline absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixMicros(google::protobuf::util::TimeUtil::TimestampToMicroseconds(t));
+}
+
+inline google::protobuf::Timestamp ToProto(absl::Time t) {
+  return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
+}
+
+}  // namespace anyai::server
+
+#endif  // ANYAI_SERVER_GATEWAY_PROTO_TIME_H_
