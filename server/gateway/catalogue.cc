@@ -192,12 +192,16 @@ std::string_view EndpointModels::Resolve(std::string_view requested) const {
   return requested.empty() ? std::string_view(default_model) : requested;
 }
 
-EndpointModels DefaultImageGenerationModels() { return {{kDallE3, kDallE2}, kDallE3}; }
+EndpointModels DefaultImageGenerationModels() {
+  return {{kDallE3, kDallE2}, std::string(kDefaultImageGenerationModel)};
+}
 
-EndpointModels DefaultImagineModels() { return {{kSdxl, kPluto, kDallE2, kDallE3}, kSdxl}; }
+EndpointModels DefaultImagineModels() {
+  return {{kSdxl, kPluto, kDallE2, kDallE3}, std::string(kDefaultImagineModel)};
+}
 
 EndpointModels DefaultVisionModels() {
-  return {{kGpt4o, kGpt4oMini, kGeminiProVision}, kGeminiProVision};
+  return {{kGpt4o, kGpt4oMini, kGeminiProVision}, std::string(kDefaultVisionModel)};
 }
 
 }  // namespace anyai::server

@@ -91,12 +91,20 @@ inline constexpr char kGpt4o[] = "gpt-4o";
 inline constexpr char kGpt4oMini[] = "gpt-4o-mini";
 inline constexpr char kGeminiProVision[] = "gemini-pro-vision";
 
-// `/v1/images/generations`: {"dall-e-3", "dall-e-2"}, default "dall-e-3".
+// The model each non-chat endpoint uses when a request names none and the config sets no
+// default_model: the defaults anyai.proto documents for an absent `model`. This header is their
+// one owner: the Default*Models() lists below take them, and the providers fall back to them
+// for a request that reaches them with no model (the gateway normally fills it first).
+inline constexpr std::string_view kDefaultImageGenerationModel = kDallE3;
+inline constexpr std::string_view kDefaultImagineModel = kSdxl;
+inline constexpr std::string_view kDefaultVisionModel = kGeminiProVision;
+
+// `/v1/images/generations`: {"dall-e-3", "dall-e-2"}, default kDefaultImageGenerationModel.
 EndpointModels DefaultImageGenerationModels();
-// `/v1/imagine`: {"sdxl", "pluto", "dall-e-2", "dall-e-3"}, default "sdxl".
+// `/v1/imagine`: {"sdxl", "pluto", "dall-e-2", "dall-e-3"}, default kDefaultImagineModel.
 EndpointModels DefaultImagineModels();
 // `/v1/images/vision`: {"gpt-4o", "gpt-4o-mini", "gemini-pro-vision"}, default
-// "gemini-pro-vision".
+// kDefaultVisionModel.
 EndpointModels DefaultVisionModels();
 
 }  // namespace anyai::server

@@ -20,8 +20,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "anyai/v1/anyai.pb.h"
-#include "server/providers/builtin/image_renderer.h"
+#include "server/gateway/catalogue.h"
 #include "server/gateway/token_count.h"
+#include "server/providers/builtin/image_renderer.h"
 
 namespace anyai::server {
 namespace {
@@ -32,17 +33,15 @@ constexpr char kSystem[] = "system";
 constexpr char kStop[] = "stop";
 constexpr char kLength[] = "length";
 
-// Defaults of absent optional fields, as anyai.proto states them.
+// Defaults of absent optional fields, as anyai.proto states them; the default models are
+// catalogue.h's.
 constexpr int kDefaultImagineSide = 1024;
 constexpr int kDefaultImagineSteps = 50;
-constexpr char kDefaultImagineModel[] = "sdxl";
 constexpr int kDefaultImageCount = 1;
 constexpr int kMaxImageCount = 10;
 constexpr char kDefaultImageSize[] = "1024x1024";
 constexpr char kDefaultImageFormat[] = "url";
-constexpr char kDefaultImageModel[] = "dall-e-3";
 constexpr char kDefaultImageQuality[] = "standard";
-constexpr char kDefaultVisionModel[] = "gemini-pro-vision";
 // GenerateImages' steps by quality: "hd" paints the ridges with more octaves.
 constexpr int kStandardSteps = 25;
 constexpr int kHdSteps = 50;
@@ -398,7 +397,7 @@ absl::StatusOr<v1::GenerateImagesResponse> BuiltinProvider::GenerateImages(
     render.height = height;
     render.steps = quality == "hd" ? kHdSteps : kStandardSteps;
     render.seed = i;  // the n images of one request differ
-    render.model = request.model().empty() ? kDefaultImageModel : request.model();
+    render.model = request.model().empty() ? kDefaultImageGenerationModel : request.model();
     absl::StatusOr<std::string> png = RenderPng(render);
     if (!png.ok()) return png.status();
     v1::Image* image = response.add_data();
@@ -457,7 +456,7 @@ absl::Status BuiltinProvider::Ask(const v1::AskRequest& request,
 
 absl::StatusOr<v1::DescribeImageResponse> BuiltinProvider::DescribeImage(
     const v1::DescribeImageRequest& request) {
-  const std::string model = request.model().empty() ? kDefaultVisionModel : request.model();
+  const std::string model(request.model().empty() ? kDefaultVisionModel : request.model());
   // Only the URL's text is read; the image is never downloaded.
   const UrlParts url = SplitUrl(request.url());
   std::string text = absl::StrCat(

@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "anyai/v1/anyai.pb.h"
+#include "server/gateway/catalogue.h"
 #include "server/gateway/errors.h"
 #include "server/providers/openai/sse_parser.h"
 #include "server/providers/openai/upstream_http.h"
@@ -31,13 +32,10 @@ namespace {
 using Json = nlohmann::json;
 
 // Defaults of absent optional fields, as anyai.proto states them (the gateway normally fills
-// them before a provider sees the request).
-constexpr char kDefaultImageModel[] = "dall-e-3";
+// them before a provider sees the request); the default models are catalogue.h's.
 constexpr char kDefaultImageSize[] = "1024x1024";
 constexpr char kDefaultImageFormat[] = "url";
-constexpr char kDefaultImagineModel[] = "sdxl";
 constexpr int kDefaultImagineSide = 1024;
-constexpr char kDefaultVisionModel[] = "gemini-pro-vision";
 
 constexpr char kChatPath[] = "/chat/completions";
 constexpr char kImagesPath[] = "/images/generations";
@@ -438,7 +436,7 @@ absl::Status OpenAIProvider::StreamChat(
 
 absl::StatusOr<v1::GenerateImagesResponse> OpenAIProvider::GenerateImages(
     const v1::GenerateImagesRequest& request) {
-  const std::string model = request.model().empty() ? kDefaultImageModel : request.model();
+  const std::string model(request.model().empty() ? kDefaultImageGenerationModel : request.model());
   const std::string format =
       request.response_format().empty() ? kDefaultImageFormat : request.response_format();
   Json body = {{"model", UpstreamModel(model)},
@@ -470,7 +468,7 @@ absl::StatusOr<v1::GenerateImagesResponse> OpenAIProvider::GenerateImages(
 }
 
 absl::StatusOr<v1::ImagineResponse> OpenAIProvider::Imagine(const v1::ImagineRequest& request) {
-  const std::string model = request.model().empty() ? kDefaultImagineModel : request.model();
+  const std::string model(request.model().empty() ? kDefaultImagineModel : request.model());
   const int64_t width = request.has_width() ? request.width() : kDefaultImagineSide;
   const int64_t height = request.has_height() ? request.height() : kDefaultImagineSide;
   Json body = {{"model", UpstreamModel(model)},
@@ -513,7 +511,7 @@ absl::Status OpenAIProvider::Ask(const v1::AskRequest&,
 absl::StatusOr<v1::DescribeImageResponse> OpenAIProvider::DescribeImage(
     const v1::DescribeImageRequest& request) {
   if (absl::Status s = ssrf_.CheckUrl(request.url()); !s.ok()) return s;
-  const std::string model = request.model().empty() ? kDefaultVisionModel : request.model();
+  const std::string model(request.model().empty() ? kDefaultVisionModel : request.model());
   Json content = Json::array();
   content.push_back({{"type", "text"}, {"text", kDescribePrompt}});
   content.push_back({{"type", "image_url"}, {"image_url", {{"url", request.url()}}}});

@@ -168,6 +168,16 @@ TEST(EndpointModelsTest, DefaultsMatchTheConfigSchema) {
   EXPECT_EQ(vision.default_model, "gemini-pro-vision");
 }
 
+// The named defaults (what the providers fall back to) and the lists' defaults are one value.
+TEST(EndpointModelsTest, ListDefaultsAreTheNamedDefaultsAndInTheirLists) {
+  EXPECT_EQ(DefaultImageGenerationModels().default_model, kDefaultImageGenerationModel);
+  EXPECT_EQ(DefaultImagineModels().default_model, kDefaultImagineModel);
+  EXPECT_EQ(DefaultVisionModels().default_model, kDefaultVisionModel);
+  EXPECT_TRUE(DefaultImageGenerationModels().Contains(kDefaultImageGenerationModel));
+  EXPECT_TRUE(DefaultImagineModels().Contains(kDefaultImagineModel));
+  EXPECT_TRUE(DefaultVisionModels().Contains(kDefaultVisionModel));
+}
+
 TEST(EndpointModelsTest, ContainsIsExactAndResolveFallsBackToTheDefault) {
   const EndpointModels vision = DefaultVisionModels();
   EXPECT_TRUE(vision.Contains("gpt-4o"));
