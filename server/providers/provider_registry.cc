@@ -15,8 +15,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "anyai/v1/config.pb.h"
-#include "server/providers/builtin/builtin_provider.h"
 #include "server/gateway/errors.h"
+#include "server/gateway/proto_time.h"
+#include "server/providers/builtin/builtin_provider.h"
 #include "server/providers/openai/openai_provider.h"
 #include "server/providers/openai/ssrf_guard.h"
 
@@ -48,7 +49,7 @@ absl::StatusOr<std::unique_ptr<Provider>> MakeOpenAI(const v1::ProviderConfig& p
     options.api_key = value;
   }
   if (p.has_timeout()) {
-    options.timeout = absl::Seconds(p.timeout().seconds()) + absl::Nanoseconds(p.timeout().nanos());
+    options.timeout = FromProto(p.timeout());
     if (options.timeout <= absl::ZeroDuration()) {
       return Invalid(at + ".timeout",
                      absl::StrCat("must be positive, got ", absl::FormatDuration(options.timeout)));
