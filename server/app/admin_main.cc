@@ -26,6 +26,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "anyai/v1/admin.grpc.pb.h"
+#include "server/gateway/proto_time.h"
 
 ABSL_FLAG(std::string, server, "", "gRPC address of anyai-server (default: $ANYAI_SERVER or localhost:50051)");
 ABSL_FLAG(std::optional<std::string>, plan, std::nullopt, "plan of a key (create, update)");
@@ -47,12 +48,12 @@ constexpr char kUsage[] = R"(anyai-admin: manage API keys and look at usage.
 Environment: ANYAI_ADMIN_TOKEN (required), ANYAI_SERVER (default localhost:50051).)";
 
 std::string FormatTime(const google::protobuf::Timestamp& t) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(t.seconds()),
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", anyai::server::FromProto(t),
                           absl::UTCTimeZone());
 }
 
 std::string FormatDuration(const google::protobuf::Duration& d) {
-  return absl::FormatDuration(absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos()));
+  return absl::FormatDuration(anyai::server::FromProto(d));
 }
 
 void PrintKey(const v1::KeyRecord& k) {
