@@ -107,13 +107,14 @@ std::optional<std::string> DecodePathSegment(std::string_view segment) {
   return out;
 }
 
-}  // namespace
-
+// The Gateway's Caller of an HTTP request; its views point into `request`.
 Caller CallerOf(const HttpRequest& request) {
   return Caller{.authorization = request.Header("authorization"),
                 .peer = request.peer,
                 .forwarded_for = request.Header("x-forwarded-for").value_or("")};
 }
+
+}  // namespace
 
 const HttpApi::Route HttpApi::kRoutes[10] = {
     {"POST", "/chat/completions", Endpoint::kChatCompletions, &HttpApi::ChatCompletions,

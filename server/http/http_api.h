@@ -80,9 +80,6 @@ class HttpApi {
   const std::string models_json_;  // GET /models: the catalogue does not change
 };
 
-// The Gateway's Caller of an HTTP request; its views point into `request`.
-Caller CallerOf(const HttpRequest& request);
-
 }  // namespace anyai::server
 
 #endif  // ANYAI_SERVER_HTTP_HTTP_API_H_

@@ -18,13 +18,7 @@ nlohmann::json NullIfEmpty(std::string_view s) {
   return std::string(s);
 }
 
-}  // namespace
-
-int64_t RetryAfterSeconds(absl::Duration delay) {
-  if (delay <= absl::ZeroDuration()) return 0;
-  return absl::ToInt64Seconds(absl::Ceil(delay, absl::Seconds(1)));
-}
-
+// OpenAI's error body; an empty `param` or `code` is JSON null.
 std::string OpenAiErrorBody(std::string_view message, std::string_view type, std::string_view param,
                             std::string_view code) {
   nlohmann::ordered_json error;
@@ -36,6 +30,13 @@ std::string OpenAiErrorBody(std::string_view message, std::string_view type, std
   body["error"] = std::move(error);
   // Messages are ASCII-safe (errors.h), but never let a stray byte make dump() throw.
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+int64_t RetryAfterSeconds(absl::Duration delay) {
+  if (delay <= absl::ZeroDuration()) return 0;
+  return absl::ToInt64Seconds(absl::Ceil(delay, absl::Seconds(1)));
 }
 
 HttpResponse ErrorResponse(const absl::Status& status) {

@@ -32,10 +32,6 @@ HttpResponse ErrorResponse(const absl::Status& status);
 // 431): type invalid_request_error, param null, `code` (e.g. "request_too_large").
 HttpResponse ProtocolError(int status, std::string_view message, std::string_view code);
 
-// OpenAI's error body; an empty `param` or `code` is JSON null.
-std::string OpenAiErrorBody(std::string_view message, std::string_view type, std::string_view param,
-                            std::string_view code);
-
 // Adds x-ratelimit-* for `rate_limit`; nothing when it is empty (a call the engine did not
 // decide).
 void AddRateLimitHeaders(const std::optional<RateLimitState>& rate_limit, HttpHeaders* headers);
