@@ -1,121 +1,75 @@
 #include "server/gateway/client_address.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <cstring>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "server/net/cidr.h"
+#include "server/net/host_port.h"
+#include "server/net/ip_address.h"
 
 namespace anyai::server {
 namespace {
 
-// 16 bytes for IPv6; IPv4 mapped into ::ffff:0:0/96.
-std::optional<std::array<uint8_t, 16>> ParseAddress(std::string_view text) {
-  const std::string s(text);
-  std::array<uint8_t, 16> out{};
-  in_addr v4;
-  if (inet_pton(AF_INET, s.c_str(), &v4) == 1) {
-    out[10] = out[11] = 0xff;
-    std::memcpy(out.data() + 12, &v4, 4);
-    return out;
-  }
-  in6_addr v6;
-  if (inet_pton(AF_INET6, s.c_str(), &v6) == 1) {
-    std::memcpy(out.data(), &v6, 16);
-    return out;
-  }
-  return std::nullopt;
+bool ConsumePrefix(std::string_view& s, std::string_view prefix) {
+  if (s.substr(0, prefix.size()) != prefix) return false;
+  s.remove_prefix(prefix.size());
+  return true;
 }
 
 }  // namespace
 
 std::optional<std::string> CanonicalAddress(std::string_view address) {
-  const std::optional<std::array<uint8_t, 16>> bytes = ParseAddress(address);
-  if (!bytes.has_value()) return std::nullopt;
-  char text[INET6_ADDRSTRLEN];
-  const bool v4 =
-      std::all_of(bytes->begin(), bytes->begin() + 10, [](uint8_t b) { return b == 0; }) &&
-      (*bytes)[10] == 0xff && (*bytes)[11] == 0xff;
-  if (v4) {
-    if (inet_ntop(AF_INET, bytes->data() + 12, text, sizeof(text)) == nullptr) return std::nullopt;
-  } else if (inet_ntop(AF_INET6, bytes->data(), text, sizeof(text)) == nullptr) {
-    return std::nullopt;
-  }
-  return std::string(text);
+  absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(address);
+  if (!ip.ok()) return std::nullopt;
+  return ip->ToString();
 }
 
-std::string AddressOfGrpcPeer(std::string_view peer_view) {
-  // Debian's Abseil has its own string_view: convert once.
-  absl::string_view peer(peer_view.data(), peer_view.size());
-  if (absl::ConsumePrefix(&peer, "ipv4:")) {
-    const size_t colon = peer.rfind(':');
-    return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+std::string AddressOfGrpcPeer(std::string_view peer) {
+  std::string_view rest = peer;
+  if (!ConsumePrefix(rest, "ipv4:") && !ConsumePrefix(rest, "ipv6:")) return std::string(peer);
+  std::string host_port(rest);
+  // A link-local peer carries its zone inside the brackets ("[fe80::1%25eth0]:5555"); the
+  // client is the address.
+  if (const size_t zone = host_port.find('%'); zone != std::string::npos) {
+    const size_t close = host_port.find(']', zone);
+    if (close != std::string::npos) host_port.erase(zone, close - zone);
   }
-  if (absl::ConsumePrefix(&peer, "ipv6:")) {
-    if (absl::ConsumePrefix(&peer, "[")) {
-      const size_t close = peer.find(']');
-      absl::string_view host = peer.substr(0, close);
-      // Drop a zone ("%25eth0" as gRPC escapes it).
-      host = host.substr(0, host.find('%'));
-      // An IPv4-mapped address is the IPv4 client it stands for.
-      absl::string_view rest = host;
-      if (absl::ConsumePrefix(&rest, "::ffff:") && rest.find('.') != std::string_view::npos) {
-        return std::string(rest);
-      }
-      return std::string(host);
-    }
-  }
-  return std::string(peer);
+  absl::StatusOr<net::HostPort> parsed = net::HostPort::Parse(host_port);
+  if (!parsed.ok() || !parsed->host.address.has_value()) return std::string(peer);
+  return parsed->host.address->ToString();
 }
 
 absl::StatusOr<TrustedProxies> TrustedProxies::Create(const std::vector<std::string>& cidrs) {
   TrustedProxies t;
   for (size_t i = 0; i < cidrs.size(); ++i) {
-    const std::string& cidr = cidrs[i];
-    const std::pair<absl::string_view, absl::string_view> parts =
-        absl::StrSplit(cidr, absl::MaxSplits('/', 1));
-    std::optional<std::array<uint8_t, 16>> bytes =
-        ParseAddress(std::string_view(parts.first.data(), parts.first.size()));
-    const bool v4 = bytes.has_value() && parts.first.find(':') == absl::string_view::npos;
-    int prefix = 128;
-    if (!parts.second.empty() || cidr.find('/') != std::string::npos) {
-      if (!absl::SimpleAtoi(parts.second, &prefix) || prefix < 0 || prefix > (v4 ? 32 : 128)) {
-        bytes.reset();
-      } else if (v4) {
-        prefix += 96;
-      }
-    }
-    if (!bytes.has_value()) {
+    absl::StatusOr<net::Cidr> range = net::Cidr::Parse(cidrs[i]);
+    if (!range.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("trusted_proxies[", i, "]: \"", cidr, "\" is not an address or CIDR"));
+          absl::StrCat("trusted_proxies[", i, "]: ", range.status().message()));
     }
-    t.ranges_.push_back(Range{*bytes, prefix});
+    t.ranges_.push_back(*range);
   }
   return t;
 }
 
 bool TrustedProxies::Contains(std::string_view address) const {
   if (ranges_.empty()) return false;
-  const std::optional<std::array<uint8_t, 16>> a = ParseAddress(address);
-  if (!a.has_value()) return false;
-  for (const Range& r : ranges_) {
-    int bits = r.prefix_bits;
-    bool match = true;
-    for (int i = 0; i < 16 && bits > 0; ++i, bits -= 8) {
-      const uint8_t mask = bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
-      if (((*a)[i] & mask) != (r.bytes[i] & mask)) {
-        match = false;
-        break;
-      }
-    }
-    if (match) return true;
-  }
-  return false;
+  const absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(address);
+  return ip.ok() && Contains(*ip);
+}
+
+bool TrustedProxies::Contains(const net::IpAddress& address) const {
+  return std::any_of(ranges_.begin(), ranges_.end(),
+                     [&address](const net::Cidr& range) { return range.Contains(address); });
 }
 
 std::string TrustedProxies::ClientAddress(std::string_view peer,
@@ -126,11 +80,11 @@ std::string TrustedProxies::ClientAddress(std::string_view peer,
       absl::StrSplit(absl::string_view(forwarded_for.data(), forwarded_for.size()), ',');
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
     const absl::string_view stripped = absl::StripAsciiWhitespace(*it);
-    const std::string_view hop(stripped.data(), stripped.size());
-    const std::optional<std::string> canonical = CanonicalAddress(hop);
-    if (!canonical.has_value()) break;
-    client = *canonical;
-    if (!Contains(hop)) break;
+    const absl::StatusOr<net::IpAddress> hop =
+        net::IpAddress::Parse(std::string_view(stripped.data(), stripped.size()));
+    if (!hop.ok()) break;
+    client = hop->ToString();
+    if (!Contains(*hop)) break;
   }
   return client;
 }

@@ -1,35 +1,46 @@
 // Who an anonymous caller is: the client's IP address, from the transport's peer and, only
 // when the peer is a configured trusted proxy, the `X-Forwarded-For` header (SPEC §3).
+// Addresses are read by server/net/ (ip_address.h, cidr.h), the one parser of them.
 //
 // Thread safety: TrustedProxies is immutable once built; share it freely.
 #ifndef ANYAI_SERVER_GATEWAY_CLIENT_ADDRESS_H_
 #define ANYAI_SERVER_GATEWAY_CLIENT_ADDRESS_H_
 
-#include <array>
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/net/cidr.h"
+#include "server/net/ip_address.h"
 
 namespace anyai::server {
 
-// The address part of a gRPC peer string ("ipv4:203.0.113.7:5555" -> "203.0.113.7",
-// "ipv6:[::1]:5555" -> "::1"); the input unchanged when it has neither form ("unix:..." etc).
+// The address part of a gRPC peer string, canonical (CanonicalAddress): "ipv4:203.0.113.7:5555"
+// -> "203.0.113.7", "ipv6:[::1]:5555" -> "::1", "ipv6:[::ffff:10.0.0.1]:5555" -> "10.0.0.1",
+// a zone ("%25eth0" as gRPC escapes it) dropped; the input unchanged when it is neither form
+// ("unix:...", etc).
 std::string AddressOfGrpcPeer(std::string_view peer);
 
-// The canonical text of an IP address (inet_ntop of its bytes; an IPv4-mapped IPv6 address
-// as the IPv4 one), so that one client is one tenant however its address was written; nullopt
-// when `address` is not an IP address.
+// The canonical text of an IP address (net::IpAddress::ToString: inet_ntop of its bytes, an
+// IPv4-mapped IPv6 address as the IPv4 one), so that one client is one tenant however its
+// address was written; nullopt when `address` is not an IP address.
 std::optional<std::string> CanonicalAddress(std::string_view address);
 
 class TrustedProxies {
  public:
-  // CIDRs such as "10.0.0.0/8" or "::1/128"; a bare address means a single host.
-  // INVALID_ARGUMENT naming the first bad entry.
+  // CIDRs such as "10.0.0.0/8" or "::1/128"; a bare address means a single host (net::Cidr).
+  // INVALID_ARGUMENT naming the first bad entry: `trusted_proxies[1]: "10.0.0.0/33" is not a
+  // CIDR: ...`. ValidateConfig calls this too, so the rule and the message are one.
   static absl::StatusOr<TrustedProxies> Create(const std::vector<std::string>& cidrs);
+  template <typename Container>
+  static absl::StatusOr<TrustedProxies> Create(const Container& cidrs) {
+    return Create(std::vector<std::string>(cidrs.begin(), cidrs.end()));
+  }
+
+  // No proxy is trusted: every caller is its peer.
+  TrustedProxies() = default;
 
   bool Contains(std::string_view address) const;
 
@@ -40,11 +51,9 @@ class TrustedProxies {
   std::string ClientAddress(std::string_view peer, std::string_view forwarded_for) const;
 
  private:
-  struct Range {
-    std::array<uint8_t, 16> bytes;  // IPv4 as ::ffff:a.b.c.d
-    int prefix_bits;                // of the 128
-  };
-  std::vector<Range> ranges_;
+  bool Contains(const net::IpAddress& address) const;
+
+  std::vector<net::Cidr> ranges_;
 };
 
 }  // namespace anyai::server

@@ -14,7 +14,7 @@
 // field is bad. What the fronts check before building the message (malformed JSON,
 // wrong types, body and header sizes) is theirs; what needs the network (the SSRF check of a
 // vision URL's resolved address) happens at fetch time in the provider, which may use
-// ParseHttpUrl and IsPublicAddress below.
+// ParseHttpUrl below and net::IpAddress::IsPublic.
 //
 // The rules and ranges (kept in the constants below):
 //   chat        model required, in the catalogue. messages: 1..max_messages (default 256).
@@ -60,6 +60,7 @@
 #include "server/gateway/catalogue.h"
 #include "server/gateway/errors.h"
 #include "server/gateway/text.h"
+#include "server/net/url.h"
 
 namespace anyai::server {
 
@@ -129,38 +130,13 @@ void ApplyImagineDefaults(anyai::v1::ImagineRequest* request, const EndpointMode
 void ApplyDescribeImageDefaults(anyai::v1::DescribeImageRequest* request,
                                 const EndpointModels& models);
 
-// A user-supplied image URL, split for the fetcher.
-struct HttpUrl {
-  std::string scheme;          // "http" or "https", lower case
-  std::string host;            // lower case; an IPv6 literal without its brackets
-  int port = 0;                // explicit, or 80 / 443 by scheme
-  std::string path_and_query;  // from the first '/' or '?', "/" when empty; no fragment
-  bool host_is_ip = false;     // host is an IPv4 or IPv6 literal
-};
-
-// Parses an absolute http(s) URL as the vision endpoint accepts it; InvalidArgument (with a
-// description that names no field) otherwise. Accepted: at most kMaxUrlBytes bytes, all
-// printable ASCII (no whitespace, controls or raw non-ASCII: percent-encode them) and no
-// backslash; scheme http or https (any case) followed by "//"; no userinfo ('@' in the
-// authority); a host that is a DNS name (letters, digits, '-', '_', dot-separated non-empty
-// labels of at most 63 bytes that neither start nor end with '-', 253 in all, one trailing dot
-// allowed), a dotted-quad IPv4
-// address in canonical form (a host whose last label is numeric must be one, so that
-// "2130706433" or "0x7f.1" cannot smuggle in 127.0.0.1), or a bracketed IPv6 address without
-// a zone; an optional port 1..65535. A fragment is dropped. Which addresses the host may
-// resolve to is not checked here (see IsPublicAddress).
-absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url);
-
-// True when `ip_literal` (IPv4 dotted quad, or IPv6 with or without brackets) is a public
-// unicast address: false for unparsable text and for unspecified, loopback, private
-// (10/8, 172.16/12, 192.168/16, fc00::/7), carrier-grade NAT (100.64/10), link-local
-// (169.254/16, fe80::/10), site-local (fec0::/10), multicast, broadcast, reserved (0/8,
-// 240/4), benchmarking (198.18/15), documentation (192.0.2/24, 198.51.100/24, 203.0.113/24,
-// 2001:db8::/32, 3fff::/20), IETF protocol assignments (192.0.0/24), 6to4 relay (192.88.99/24),
-// discard (100::/64), Teredo (2001::/32), and any IPv6 outside 2000::/3. IPv4-mapped
-// (::ffff:a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses are judged by the IPv4
-// address they embed. The SSRF check of SPEC §5 applies it to every resolved address.
-bool IsPublicAddress(std::string_view ip_literal);
+// Parses an absolute http(s) URL as the vision endpoint accepts it: what net::Url::Parse accepts
+// (server/net/url.h: printable ASCII, no backslash, no user information, a host that is a DNS
+// name, a dotted-quad IPv4 address or a bracketed IPv6 address without a zone, a port 1..65535),
+// with the scheme http or https (any case) and at most kMaxUrlBytes bytes. InvalidArgument with
+// a description that names no field otherwise. Which addresses the host may resolve to is not
+// checked here (net::IpAddress::IsPublic, the SSRF guard).
+absl::StatusOr<net::Url> ParseHttpUrl(std::string_view url);
 
 }  // namespace anyai::server
 

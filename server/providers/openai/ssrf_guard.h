@@ -1,7 +1,8 @@
 // The SSRF rule of SPEC §5 for user-supplied URLs (the vision endpoint's image URL): a URL
 // whose host is, or resolves to, an address in private, loopback, link-local or other
-// non-public space (IsPublicAddress in validation.h says which) is refused, unless the
-// config's `ssrf_allowlist` names the host or a CIDR that holds the address.
+// non-public space (net::IpAddress::IsPublic in server/net/ip_address.h says which) is refused,
+// unless the config's `ssrf_allowlist` (a net::AllowList) names the host or a CIDR that holds
+// the address.
 //
 //   absl::StatusOr<SsrfGuard> guard = SsrfGuard::Create(config.ssrf_allowlist());
 //   if (absl::Status s = guard->CheckUrl(request.url()); !s.ok()) return s;
@@ -11,7 +12,7 @@
 //     "a.images.internal") passes without a look-up.
 //   - An IP literal host passes when it is public or inside an allow-listed CIDR.
 //     IPv4-mapped IPv6 (::ffff:10.0.0.1) is judged as the IPv4 address it carries, both by
-//     IsPublicAddress and by the CIDRs.
+//     IsPublic and by the CIDRs.
 //   - A name is resolved (getaddrinfo) and passes only when EVERY address it resolves to
 //     passes as above. One private address among public ones is enough to refuse: a fetcher
 //     may pick any of them, and mixing in an internal address is what a rebinding attacker
@@ -30,15 +31,16 @@
 #ifndef ANYAI_SERVER_PROVIDERS_OPENAI_SSRF_GUARD_H_
 #define ANYAI_SERVER_PROVIDERS_OPENAI_SSRF_GUARD_H_
 
-#include <array>
-#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/net/allow_list.h"
+#include "server/net/ip_address.h"
 
 namespace anyai::server {
 
@@ -52,8 +54,9 @@ absl::StatusOr<std::vector<std::string>> ResolveWithGetaddrinfo(const std::strin
 class SsrfGuard {
  public:
   // `allowlist`: host names and CIDRs ("images.internal", "192.168.0.0/16", "::1/128"; a bare
-  // address is a /32 or /128), as ServerConfig.ssrf_allowlist. INVALID_ARGUMENT naming the
-  // first bad entry ("ssrf_allowlist[1]: ...").
+  // address is a /32 or /128), as ServerConfig.ssrf_allowlist: net::AllowList::Parse, which
+  // ValidateConfig calls too. INVALID_ARGUMENT naming the first bad entry
+  // ("ssrf_allowlist[1]: ...").
   static absl::StatusOr<SsrfGuard> Create(const std::vector<std::string>& allowlist,
                                           HostResolver resolver = &ResolveWithGetaddrinfo);
   template <typename Container>
@@ -66,22 +69,17 @@ class SsrfGuard {
   // OK when `url` may be handed to a fetcher; see the rule above.
   absl::Status CheckUrl(std::string_view url) const;
 
-  // OK when the address (IPv4 or IPv6 text) is public or allow-listed.
+  // OK when the address (IPv4 or IPv6 text) is public or allow-listed; false for text that is
+  // not an address.
   bool AllowsAddress(std::string_view address) const;
 
  private:
-  struct Cidr {
-    std::array<uint8_t, 16> bytes;  // IPv4 as ::ffff:a.b.c.d
-    int prefix_bits;                // of the 128
-  };
+  SsrfGuard(net::AllowList allowlist, HostResolver resolver)
+      : allowlist_(std::move(allowlist)), resolver_(std::move(resolver)) {}
 
-  SsrfGuard(std::vector<std::string> hosts, std::vector<Cidr> cidrs, HostResolver resolver)
-      : hosts_(std::move(hosts)), cidrs_(std::move(cidrs)), resolver_(std::move(resolver)) {}
+  bool Allows(const net::IpAddress& address) const;
 
-  bool InAllowedCidr(std::string_view address) const;
-
-  std::vector<std::string> hosts_;  // lower case
-  std::vector<Cidr> cidrs_;
+  net::AllowList allowlist_;
   HostResolver resolver_;
 };
 
