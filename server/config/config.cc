@@ -1,7 +1,5 @@
 #include "server/config/config.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -34,6 +32,11 @@
 #include "google/protobuf/util/json_util.h"
 #include "quota/plan.h"
 #include "server/gateway/catalogue.h"
+#include "server/gateway/client_address.h"
+#include "server/gateway/proto_time.h"
+#include "server/net/allow_list.h"
+#include "server/net/host_port.h"
+#include "server/net/url.h"
 
 namespace anyai::server {
 namespace {
@@ -68,25 +71,17 @@ std::string Quoted(absl::string_view s) { return absl::StrCat("\"", std::string(
 
 // --- Durations ---
 
-google::protobuf::Duration ToProto(absl::Duration d) {
-  absl::Duration rem;
-  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &rem);
-  google::protobuf::Duration out;
-  out.set_seconds(seconds);
-  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(rem)));
-  return out;
-}
-
-// The value of `d`, or InvalidArgument naming `field` when it breaks Duration's own rules
-// (the range of ±10000 years, nanos within a second and of the seconds' sign).
-absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d,
-                                         absl::string_view field) {
+// The value of `d` (FromProto of proto_time.h), or InvalidArgument naming `field` when it
+// breaks Duration's own rules (the range of ±10000 years, nanos within a second and of the
+// seconds' sign).
+absl::StatusOr<absl::Duration> DurationField(const google::protobuf::Duration& d,
+                                             absl::string_view field) {
   constexpr int64_t kMaxSeconds = 315576000000;
   const bool bad_range = d.seconds() < -kMaxSeconds || d.seconds() > kMaxSeconds ||
                          d.nanos() <= -1000000000 || d.nanos() >= 1000000000;
   const bool bad_sign = (d.seconds() > 0 && d.nanos() < 0) || (d.seconds() < 0 && d.nanos() > 0);
   if (bad_range || bad_sign) return Invalid(field, "not a valid google.protobuf.Duration");
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  return FromProto(d);
 }
 
 // --- Merging ---
@@ -324,114 +319,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return contents;
 }
 
-// --- Syntax of addresses ---
-
-bool IsIpv4(const std::string& s) {
-  in_addr addr;
-  return inet_pton(AF_INET, s.c_str(), &addr) == 1;
-}
-
-bool IsIpv6(const std::string& s) {
-  in6_addr addr;
-  return inet_pton(AF_INET6, s.c_str(), &addr) == 1;
-}
-
-// A host name: dot-separated labels of letters, digits, inner hyphens and underscores (which
-// DNS forbids but container service names use), 1 to 63 characters each, 253 in all.
-bool IsHostName(absl::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t label = 0;
-  for (size_t i = 0; i <= s.size(); ++i) {
-    if (i == s.size() || s[i] == '.') {
-      if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-') return false;
-      label = 0;
-    } else if (absl::ascii_isalnum(static_cast<unsigned char>(s[i])) || s[i] == '-' ||
-               s[i] == '_') {
-      ++label;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
-struct HostPort {
-  std::string host;  // without brackets
-  int port = 0;
-};
-
-// "HOST:PORT" with HOST an IPv4 address, a DNS name or a bracketed IPv6 address.
-absl::StatusOr<HostPort> ParseHostPort(absl::string_view s) {
-  const std::string shown = Quoted(s);
-  const auto not_host_port = [&shown](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        shown, " is not HOST:PORT (e.g. 0.0.0.0:8080 or [::]:8080): ", std::string(why)));
-  };
-  HostPort out;
-  absl::string_view port;
-  if (absl::StartsWith(s, "[")) {
-    const size_t close = s.find(']');
-    if (close == absl::string_view::npos) return not_host_port("no closing ']'");
-    out.host = std::string(s.substr(1, close - 1));
-    if (!IsIpv6(out.host)) return not_host_port("not an IPv6 address between the brackets");
-    if (s.substr(close + 1, 1) != ":") return not_host_port("no ':PORT' after the ']'");
-    port = s.substr(close + 2);
-  } else {
-    const size_t colon = s.rfind(':');
-    if (colon == absl::string_view::npos) return not_host_port("no ':PORT'");
-    out.host = std::string(s.substr(0, colon));
-    port = s.substr(colon + 1);
-    if (out.host.empty()) return not_host_port("no HOST");
-    if (absl::StrContains(out.host, ':')) {
-      return not_host_port("an IPv6 address must be in brackets");
-    }
-    const bool looks_numeric = std::all_of(out.host.begin(), out.host.end(), [](char c) {
-      return absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.';
-    });
-    if (looks_numeric ? !IsIpv4(out.host) : !IsHostName(out.host)) {
-      return not_host_port("not an IP address or host name");
-    }
-  }
-  const bool digits =
-      !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) {
-        return absl::ascii_isdigit(static_cast<unsigned char>(c));
-      });
-  if (!digits || !absl::SimpleAtoi(port, &out.port) || out.port > 65535) {
-    return not_host_port("the port must be a number in [0, 65535]");
-  }
-  return out;
-}
-
-bool IsWildcard(const std::string& host) {
-  return host == "0.0.0.0" || host == "::" ||
-         (IsIpv6(host) && host.find_first_not_of(":0") == std::string::npos);
-}
-
-// OK for "ADDRESS/PREFIX" (prefix 0..32 for IPv4, 0..128 for IPv6) or a bare address.
-absl::Status CheckCidr(absl::string_view s) {
-  const size_t slash = s.find('/');
-  const std::string address(s.substr(0, slash));
-  const bool v4 = IsIpv4(address);
-  if (!v4 && !IsIpv6(address)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Quoted(s), " is not a CIDR (e.g. 10.0.0.0/8 or ::1/128): ", Quoted(address),
-                     " is not an IP address"));
-  }
-  if (slash == absl::string_view::npos) return absl::OkStatus();
-  const absl::string_view prefix = s.substr(slash + 1);
-  const int max_prefix = v4 ? 32 : 128;
-  int bits = -1;
-  const bool digits = !prefix.empty() && prefix.size() <= 3 &&
-                      std::all_of(prefix.begin(), prefix.end(), [](char c) {
-                        return absl::ascii_isdigit(static_cast<unsigned char>(c));
-                      });
-  if (!digits || !absl::SimpleAtoi(prefix, &bits) || bits > max_prefix) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Quoted(s), " is not a CIDR: the prefix length must be in [0, ", max_prefix, "]"));
-  }
-  return absl::OkStatus();
-}
-
 // --- Validation ---
 
 std::string Path(absl::string_view list, int i) {
@@ -443,74 +330,11 @@ absl::Status CheckPositiveDuration(const v1::ServerConfig& config, const FieldDe
   const Reflection* r = config.GetReflection();
   if (!r->HasField(config, f)) return absl::OkStatus();
   const auto& proto = static_cast<const google::protobuf::Duration&>(r->GetMessage(config, f));
-  absl::StatusOr<absl::Duration> d = FromProto(proto, f->name());
+  absl::StatusOr<absl::Duration> d = DurationField(proto, f->name());
   if (!d.ok()) return d.status();
   if (*d < absl::ZeroDuration() || (*d == absl::ZeroDuration() && !zero_allowed)) {
     return Invalid(f->name(), absl::StrCat("must be ", zero_allowed ? "at least 0" : "positive",
                                            ", got ", absl::FormatDuration(*d)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidatePlanFields(const v1::ServerConfig& config) {
-  std::vector<std::string> names;
-  for (int i = 0; i < config.plans_size(); ++i) {
-    const v1::PlanConfig& plan = config.plans(i);
-    const std::string at = Path("plans", i);
-    if (plan.name().empty()) return Invalid(at + ".name", "required");
-    const auto seen = std::find(names.begin(), names.end(), plan.name());
-    if (seen != names.end()) {
-      return Invalid(at + ".name", absl::StrCat(Quoted(plan.name()), " is defined twice (also ",
-                                                Path("plans", seen - names.begin()), ")"));
-    }
-    names.push_back(plan.name());
-    if (plan.max_message_chars() < 0) {
-      return Invalid(at + ".max_message_chars",
-                     absl::StrCat("must be at least 0, got ", plan.max_message_chars()));
-    }
-    if (plan.classes().empty()) return Invalid(at + ".classes", "at least one class is needed");
-    std::vector<std::string> classes;
-    for (int j = 0; j < plan.classes_size(); ++j) {
-      const v1::FeatureClassLimits& limits = plan.classes(j);
-      const std::string cat = absl::StrCat(at, ".", Path("classes", j));
-      if (limits.feature_class().empty()) return Invalid(cat + ".feature_class", "required");
-      if (std::find(classes.begin(), classes.end(), limits.feature_class()) != classes.end()) {
-        return Invalid(cat + ".feature_class",
-                       absl::StrCat(Quoted(limits.feature_class()), " is listed twice in ",
-                                    Quoted(plan.name())));
-      }
-      classes.push_back(limits.feature_class());
-      if (limits.windows().empty()) {
-        return Invalid(cat + ".windows", "at least one window is needed");
-      }
-      std::vector<absl::Duration> lengths;
-      for (int k = 0; k < limits.windows_size(); ++k) {
-        const v1::WindowLimit& window = limits.windows(k);
-        const std::string wat = absl::StrCat(cat, ".", Path("windows", k));
-        if (!window.has_length()) return Invalid(wat + ".length", "required");
-        absl::StatusOr<absl::Duration> length = FromProto(window.length(), wat + ".length");
-        if (!length.ok()) return length.status();
-        if (*length < quota::kMinWindow) {
-          return Invalid(wat + ".length",
-                         absl::StrCat("must be at least ", absl::FormatDuration(quota::kMinWindow),
-                                      ", got ", absl::FormatDuration(*length)));
-        }
-        if (*length % absl::Microseconds(1) != absl::ZeroDuration()) {
-          return Invalid(wat + ".length", "must be a whole number of microseconds");
-        }
-        if (std::find(lengths.begin(), lengths.end(), *length) != lengths.end()) {
-          return Invalid(
-              wat + ".length",
-              absl::StrCat("a second window of ", absl::FormatDuration(*length), " in this class"));
-        }
-        lengths.push_back(*length);
-        if (window.max_requests() < 1 || window.max_requests() > quota::kMaxRequestsPerWindow) {
-          return Invalid(wat + ".max_requests",
-                         absl::StrCat("must be in [1, ", quota::kMaxRequestsPerWindow, "], got ",
-                                      window.max_requests()));
-        }
-      }
-    }
   }
   return absl::OkStatus();
 }
@@ -597,10 +421,9 @@ absl::Status ValidateProviders(const v1::ServerConfig& config) {
       case v1::PROVIDER_TYPE_OPENAI: {
         const std::string& url = p.base_url();
         if (url.empty()) return Invalid(at + ".base_url", "required for PROVIDER_TYPE_OPENAI");
-        const bool http = absl::StartsWith(url, "http://") || absl::StartsWith(url, "https://");
-        const absl::string_view rest = absl::string_view(url).substr(url.find("://") + 3);
-        if (!http || rest.empty() || rest[0] == '/' || absl::StrContains(url, '?') ||
-            absl::StrContains(url, '#') || absl::StrContains(url, ' ')) {
+        const absl::StatusOr<net::Url> parsed = net::Url::Parse(url);
+        if (!parsed.ok() || (parsed->scheme != "http" && parsed->scheme != "https") ||
+            parsed->query.has_value() || parsed->fragment.has_value()) {
           return Invalid(at + ".base_url", absl::StrCat(Quoted(url),
                                                         " is not an http(s) base URL such as "
                                                         "\"https://upstream.example/v1\""));
@@ -624,7 +447,7 @@ absl::Status ValidateProviders(const v1::ServerConfig& config) {
                            : absl::StrCat("unknown value ", static_cast<int>(p.type())));
     }
     if (p.has_timeout()) {
-      absl::StatusOr<absl::Duration> timeout = FromProto(p.timeout(), at + ".timeout");
+      absl::StatusOr<absl::Duration> timeout = DurationField(p.timeout(), at + ".timeout");
       if (!timeout.ok()) return timeout.status();
       if (*timeout <= absl::ZeroDuration()) {
         return Invalid(at + ".timeout",
@@ -696,21 +519,25 @@ absl::Status ValidateEndpoint(absl::string_view name, const v1::EndpointConfig& 
   return CheckProviderReference(at + ".provider", EndpointProvider(endpoint), providers);
 }
 
+bool IsWildcard(const net::Host& host) {
+  return host.address.has_value() && host.address->IsUnspecified();
+}
+
 absl::Status ValidateListen(const v1::ServerConfig& config) {
-  std::optional<HostPort> grpc;
-  std::optional<HostPort> http;
+  std::optional<net::HostPort> grpc;
+  std::optional<net::HostPort> http;
   if (!config.grpc_listen().empty()) {
-    absl::StatusOr<HostPort> hp = ParseHostPort(config.grpc_listen());
+    absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(config.grpc_listen());
     if (!hp.ok()) return Invalid("grpc_listen", hp.status().message());
     grpc = *hp;
   }
   if (!config.http_listen().empty()) {
-    absl::StatusOr<HostPort> hp = ParseHostPort(config.http_listen());
+    absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(config.http_listen());
     if (!hp.ok()) return Invalid("http_listen", hp.status().message());
     http = *hp;
   }
-  const HostPort g = grpc.has_value() ? *grpc : *ParseHostPort(kDefaultGrpcListen);
-  const HostPort h = http.has_value() ? *http : *ParseHostPort(kDefaultHttpListen);
+  const net::HostPort g = grpc.has_value() ? *grpc : *net::HostPort::Parse(kDefaultGrpcListen);
+  const net::HostPort h = http.has_value() ? *http : *net::HostPort::Parse(kDefaultHttpListen);
   if (g.port != 0 && g.port == h.port &&
       (g.host == h.host || IsWildcard(g.host) || IsWildcard(h.host))) {
     return Invalid("http_listen", absl::StrCat("port ", h.port, " is grpc_listen's port too"));
@@ -849,7 +676,7 @@ absl::Status ApplyFlagOverrides(v1::ServerConfig& config, const FlagOverrides& f
                                         "--grpc_listen", &flags.grpc_listen},
                                     {"--http_listen", &flags.http_listen}}) {
     if (!value->has_value()) continue;
-    absl::StatusOr<HostPort> hp = ParseHostPort(**value);
+    absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(**value);
     if (!hp.ok()) return Invalid(flag, hp.status().message());
   }
   if (flags.data_dir.has_value() && flags.data_dir->empty()) {
@@ -878,7 +705,6 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
         absl::StrCat("unknown value ", static_cast<int>(config.storage_failure_policy())));
   }
 
-  if (absl::Status s = ValidatePlanFields(config); !s.ok()) return s;
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(config);
   if (!plans.ok()) return plans.status();
   const std::vector<std::string> classes = plans->FeatureClasses();
@@ -919,23 +745,15 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
     }
   }
 
-  for (int i = 0; i < config.trusted_proxies_size(); ++i) {
-    if (absl::Status s = CheckCidr(config.trusted_proxies(i)); !s.ok()) {
-      return Invalid(Path("trusted_proxies", i), s.message());
-    }
+  // The very parsers the Server and the SSRF guard build these lists with: one rule each.
+  if (absl::StatusOr<TrustedProxies> proxies = TrustedProxies::Create(config.trusted_proxies());
+      !proxies.ok()) {
+    return proxies.status();
   }
-  for (int i = 0; i < config.ssrf_allowlist_size(); ++i) {
-    const std::string& entry = config.ssrf_allowlist(i);
-    const bool address_like =
-        absl::StrContains(entry, '/') || absl::StrContains(entry, ':') || IsIpv4(entry);
-    if (address_like) {
-      if (absl::Status s = CheckCidr(entry); !s.ok()) {
-        return Invalid(Path("ssrf_allowlist", i), s.message());
-      }
-    } else if (!IsHostName(entry)) {
-      return Invalid(Path("ssrf_allowlist", i),
-                     absl::StrCat(Quoted(entry), " is neither a host name nor a CIDR"));
-    }
+  if (absl::StatusOr<net::AllowList> allow = net::AllowList::Parse(
+          {config.ssrf_allowlist().begin(), config.ssrf_allowlist().end()}, "ssrf_allowlist");
+      !allow.ok()) {
+    return allow.status();
   }
 
   const google::protobuf::Descriptor* d = v1::ServerConfig::descriptor();
@@ -968,6 +786,9 @@ absl::StatusOr<quota::PlanTable> PlanTableFromConfig(const v1::ServerConfig& con
   quota::PlanTable table;
   for (int i = 0; i < config.plans_size(); ++i) {
     const v1::PlanConfig& plan = config.plans(i);
+    // What the engine cannot say: which plan has no name, which window no length (the engine
+    // would see 0s), and a Duration out of its own range. Every other rule is the engine's.
+    if (plan.name().empty()) return Invalid(Path("plans", i) + ".name", "required");
     quota::Plan& out = table.plans.emplace_back();
     out.name = plan.name();
     out.max_message_chars = plan.max_message_chars();
@@ -976,9 +797,10 @@ absl::StatusOr<quota::PlanTable> PlanTableFromConfig(const v1::ServerConfig& con
       quota::ClassLimits& class_out = out.classes.emplace_back();
       class_out.feature_class = limits.feature_class();
       for (int k = 0; k < limits.windows_size(); ++k) {
-        absl::StatusOr<absl::Duration> length =
-            FromProto(limits.windows(k).length(),
-                      absl::StrCat("plans[", i, "].classes[", j, "].windows[", k, "].length"));
+        const std::string at =
+            absl::StrCat("plans[", i, "].classes[", j, "].windows[", k, "].length");
+        if (!limits.windows(k).has_length()) return Invalid(at, "required");
+        absl::StatusOr<absl::Duration> length = DurationField(limits.windows(k).length(), at);
         if (!length.ok()) return length.status();
         class_out.windows.push_back({*length, limits.windows(k).max_requests()});
       }

@@ -97,24 +97,30 @@ absl::Status ApplyFlagOverrides(v1::ServerConfig& config, const FlagOverrides& f
 void ApplyEnvironment(v1::ServerConfig& config);
 
 // OK, or InvalidArgument for the first bad field, the message starting with its path:
-//   plans[1].classes[0].windows[0].max_requests: must be in [1, 8388607], got 0
-//   grpc_listen: "localhost" is not HOST:PORT
+//   plans: plan "free", class "llm", window 1m: max_requests 0 is outside [1, 8388607]
+//   grpc_listen: "localhost" is not HOST:PORT (e.g. 0.0.0.0:8080 or [::]:8080): no ':PORT'
 //   models[4].provider: "upstream" is not a provider (known: builtin, openai-eu)
-//   trusted_proxies[0]: "10.0.0.0/33" is not a CIDR
-// Checks: listen addresses (HOST:PORT, IPv6 in brackets, port 0..65535, gRPC and HTTP not on
-// one port), known enum values, every plan field and the plan table as a
-// whole (quota::ValidatePlanTable, prefixed "plans: "), that every plan meters every class a
-// model or endpoint counts against (including "meta"), anonymous_plan names a plan, model ids
-// unique, every provider reference resolves ("builtin" or a providers[].name), provider
-// fields by type, endpoint model lists (default_model among them; /v1/ask takes none),
-// CIDRs, SSRF allow-list entries (host names or CIDRs), durations positive (key_cache_ttl may
-// be 0), sizes and counts at least 1. An unset field (zero, empty) means its default and
-// passes; code that reads a config should read one that went through MergeOverDefaults()
-// (as every config from LoadConfigFile() or LoadServerConfig() has), where nothing is unset.
+//   trusted_proxies[0]: "10.0.0.0/33" is not a CIDR: the prefix length must be in [0, 32]
+// Checks: listen addresses (net::HostPort: HOST:PORT, IPv6 in brackets, port 0..65535; gRPC
+// and HTTP not on one port), known enum values, the plans (PlanTableFromConfig: each plan's
+// name and each window's length present, by path, then the engine's own rules,
+// quota::ValidatePlanTable, prefixed "plans: " and naming plan, class and window), that every
+// plan meters every class a model or endpoint counts against (including "meta"),
+// anonymous_plan names a plan, model ids unique, every provider reference resolves
+// ("builtin" or a providers[].name), provider fields by type (base_url an http(s) net::Url
+// without query or fragment), endpoint model lists (default_model among them; /v1/ask takes
+// none), trusted_proxies (TrustedProxies::Create, as the Server builds them), ssrf_allowlist
+// (net::AllowList::Parse, as the SSRF guard builds it: host names or CIDRs), durations
+// positive (key_cache_ttl may be 0), sizes and counts at least 1. An unset field (zero,
+// empty) means its default and passes; code that reads a config should read one that went
+// through MergeOverDefaults() (as every config from LoadConfigFile() or LoadServerConfig()
+// has), where nothing is unset.
 absl::Status ValidateConfig(const v1::ServerConfig& config);
 
 // The plans as the quota engine takes them (DefaultPlanTable() when `config.plans` is empty),
-// checked with quota::ValidatePlanTable; its message is prefixed with "plans: ".
+// checked with quota::ValidatePlanTable; its message is prefixed with "plans: ". What only the
+// config can say comes first, by path: "plans[1].name: required",
+// "plans[0].classes[0].windows[2].length: required", a length that is not a valid Duration.
 absl::StatusOr<quota::PlanTable> PlanTableFromConfig(const v1::ServerConfig& config);
 
 // The chat model catalogue: config.models (DefaultModels() when empty), each with its

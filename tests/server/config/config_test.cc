@@ -357,7 +357,7 @@ TEST(ValidateConfigTest, RefusesALimitBelowOne) {
     EXPECT_THAT(
         ValidateText(PlansWithFreeLlmPerMinute(bad)),
         StatusIs(absl::StatusCode::kInvalidArgument,
-                 StartsWith("plans[0].classes[0].windows[0].max_requests: must be in [1, ")));
+                 StartsWith("plans: plan \"free\", class \"llm\", window 1m: max_requests ")));
   }
 }
 
@@ -375,7 +375,8 @@ TEST(ValidateConfigTest, RefusesAZeroOrMissingWindow) {
                 }
               )pb"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       StartsWith("plans[0].classes[0].windows[0].length: must be at least 1s")));
+                       StartsWith("plans: plan \"x\", class \"llm\", window 0: a window must be "
+                                  "at least 1s")));
   EXPECT_THAT(ValidateText(R"pb(
                 plans {
                   name: "x"
@@ -392,39 +393,39 @@ TEST(ValidateConfigTest, RefusesAZeroOrMissingWindow) {
                                   classes { feature_class: "llm" }
                                 })pb"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       StartsWith("plans[0].classes[0].windows: at least one window")));
+                       StartsWith("plans: plan \"x\", class \"llm\": no windows")));
 }
 
 TEST(ValidateConfigTest, RefusesBadPlanFields) {
   EXPECT_THAT(ValidateText("plans { classes {} }"),
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("plans[0].name: required")));
-  EXPECT_THAT(
-      ValidateText("plans { name: \"a\" max_message_chars: -1 }"),
-      StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("plans[0].max_message_chars")));
-  EXPECT_THAT(ValidateText(R"pb(
-                plans {
-                  name: "a"
-                  classes {
-                    feature_class: "llm"
-                    windows {
-                      length { seconds: 60 }
-                      max_requests: 1
-                    }
-                  }
-                }
-                plans {
-                  name: "a"
-                  classes {
-                    feature_class: "llm"
-                    windows {
-                      length { seconds: 60 }
-                      max_requests: 1
-                    }
-                  }
-                }
-              )pb"),
+  EXPECT_THAT(ValidateText("plans { name: \"a\" max_message_chars: -1 }"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       StartsWith("plans[1].name: \"a\" is defined twice")));
+                       StartsWith("plans: plan \"a\": max_message_chars is negative")));
+  EXPECT_THAT(
+      ValidateText(R"pb(
+        plans {
+          name: "a"
+          classes {
+            feature_class: "llm"
+            windows {
+              length { seconds: 60 }
+              max_requests: 1
+            }
+          }
+        }
+        plans {
+          name: "a"
+          classes {
+            feature_class: "llm"
+            windows {
+              length { seconds: 60 }
+              max_requests: 1
+            }
+          }
+        }
+      )pb"),
+      StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("plans: plan \"a\": defined twice")));
 }
 
 TEST(ValidateConfigTest, PrefixesTheEnginesOwnPlanChecksWithPlans) {
