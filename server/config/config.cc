@@ -34,6 +34,7 @@
 #include "server/gateway/catalogue.h"
 #include "server/gateway/client_address.h"
 #include "server/gateway/proto_time.h"
+#include "server/gateway/validation.h"
 #include "server/net/allow_list.h"
 #include "server/net/host_port.h"
 #include "server/net/url.h"
@@ -54,7 +55,6 @@ constexpr int64_t kDefaultMaxBodyBytes = int64_t{1} << 20;
 constexpr int64_t kDefaultMaxHeaderBytes = int64_t{16} << 10;
 constexpr absl::Duration kDefaultHttpIdleTimeout = absl::Seconds(60);
 constexpr absl::Duration kDefaultHttpReadTimeout = absl::Seconds(30);
-constexpr int32_t kDefaultMaxMessages = 256;
 constexpr absl::Duration kDefaultKeyCacheTtl = absl::Seconds(5);
 constexpr absl::Duration kDefaultProviderTimeout = absl::Seconds(60);
 

@@ -39,6 +39,7 @@
 #include "server/gateway/observer.h"
 #include "server/gateway/provider.h"
 #include "server/gateway/rate_limit.h"
+#include "server/gateway/validation.h"
 #include "storage/key_store.h"
 
 namespace anyai::server {
@@ -101,7 +102,7 @@ struct GatewayParts {
   std::string anonymous_plan = "free";
   std::string admin_token;  // empty: the Admin service refuses everything
   StorageFailurePolicy storage_failure_policy = StorageFailurePolicy::kFailClosed;
-  int max_messages = 256;
+  int max_messages = kDefaultMaxMessages;
   TrustedProxies trusted_proxies;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   GatewayObserver* observer = nullptr;  // optional: told of every decision

@@ -268,7 +268,7 @@ absl::Status ValidateDescribeImage(const anyai::v1::DescribeImageRequest& reques
 void ApplyGenerateImagesDefaults(anyai::v1::GenerateImagesRequest* request,
                                  const EndpointModels& models) {
   if (request->model().empty()) request->set_model(models.default_model);
-  if (!request->has_n()) request->set_n(1);
+  if (!request->has_n()) request->set_n(kDefaultImagesPerRequest);
   if (request->quality().empty()) request->set_quality(kDefaultImageQuality);
   if (request->response_format().empty()) {
     request->set_response_format(kDefaultImageResponseFormat);

@@ -74,6 +74,7 @@ inline constexpr int32_t kMaxTopK = 1000;
 
 // Image generation.
 inline constexpr int32_t kMaxImagesPerRequest = 10;
+inline constexpr int32_t kDefaultImagesPerRequest = 1;
 inline constexpr char kDefaultImageQuality[] = "standard";
 inline constexpr char kDefaultImageResponseFormat[] = "url";
 inline constexpr char kDefaultImageSize[] = "1024x1024";
