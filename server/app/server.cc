@@ -17,6 +17,8 @@
 #include "server/grpc/anyai_service.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/proto_time.h"
+#include "server/gateway/validation.h"
+#include "server/net/host_port.h"
 #include "server/config/config.h"
 #include "server/grpc/grpc_metrics.h"
 #include "server/http/http_api.h"
@@ -201,7 +203,7 @@ absl::Status BuildGateway(const v1::ServerConfig& config, Server::Parts& p) {
           config.storage_failure_policy() == v1::STORAGE_FAILURE_POLICY_FAIL_OPEN
               ? StorageFailurePolicy::kFailOpen
               : StorageFailurePolicy::kFailClosed,
-      .max_messages = config.max_messages() > 0 ? config.max_messages() : 256,
+      .max_messages = config.max_messages() > 0 ? config.max_messages() : kDefaultMaxMessages,
       .trusted_proxies = *std::move(proxies),
       .clock = p.options.clock,
       .observer = p.metrics.get(),
@@ -228,8 +230,10 @@ absl::Status StartGrpc(const v1::ServerConfig& config, Server::Parts& p) {
     return absl::UnavailableError(
         absl::StrCat("grpc_listen: cannot listen on \"", config.grpc_listen(), "\""));
   }
-  const std::string& listen = config.grpc_listen();
-  p.grpc_address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", p.grpc_port);
+  // The config was validated: grpc_listen is HOST:PORT.
+  absl::StatusOr<net::HostPort> listen = net::HostPort::Parse(config.grpc_listen());
+  if (!listen.ok()) return listen.status();
+  p.grpc_address = net::HostPort{listen->host, p.grpc_port}.ToString();
   return absl::OkStatus();
 }
 

@@ -13,8 +13,9 @@
 
 namespace anyai::server {
 
+// Exact for every valid Duration (up to ±10000 years: nanoseconds in an int64 would overflow).
 inline absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Nanoseconds(google::protobuf::util::TimeUtil::DurationToNanoseconds(d));
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
 inline google::protobuf::Duration ToProto(absl::Duration d) {

@@ -34,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/gateway/errors.h"
 #include "server/http/http_status.h"
+#include "server/net/host_port.h"
 
 namespace anyai::server {
 namespace {
@@ -648,29 +649,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool recorded_ = true;
 };
 
-struct HostPort {
-  std::string host;  // without brackets
-  std::string port;
-};
-
-absl::StatusOr<HostPort> SplitHostPort(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon + 1 == listen.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_listen: \"", listen, "\" is not HOST:PORT"));
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  int port = 0;
-  if (!absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_listen: \"", listen, "\" has no valid port"));
-  }
-  return HostPort{host, listen.substr(colon + 1)};
-}
-
 }  // namespace
 
 struct HttpServer::Impl {
@@ -728,8 +706,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   if (options.max_body_bytes < 1 || options.max_header_bytes < 1) {
     return absl::InvalidArgumentError("http: max_body_bytes and max_header_bytes must be >= 1");
   }
-  absl::StatusOr<HostPort> hp = SplitHostPort(options.listen);
-  if (!hp.ok()) return hp.status();
+  absl::StatusOr<::anyai::net::HostPort> hp = ::anyai::net::HostPort::Parse(options.listen);
+  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("http_listen: ", hp.status().message()));
   const std::string listen = options.listen;
   auto impl = std::make_unique<Impl>(std::move(options), router);
 
@@ -739,12 +717,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   };
   beast::error_code ec;
   tcp::endpoint endpoint;
-  const net::ip::address address = net::ip::make_address(hp->host, ec);
+  const net::ip::address address = net::ip::make_address(hp->host.name, ec);
   if (!ec) {
-    endpoint = tcp::endpoint(address, static_cast<uint16_t>(std::stoi(hp->port)));
+    endpoint = tcp::endpoint(address, static_cast<uint16_t>(hp->port));
   } else {
     tcp::resolver resolver(impl->ioc);
-    auto results = resolver.resolve(hp->host, hp->port, tcp::resolver::passive, ec);
+    auto results =
+        resolver.resolve(hp->host.name, absl::StrCat(hp->port), tcp::resolver::passive, ec);
     if (ec) return cannot(ec);
     if (results.empty()) return cannot(net::error::host_not_found);
     endpoint = *results.begin();
@@ -757,7 +736,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   if (ec) return cannot(ec);
   impl->port = acceptor.local_endpoint(ec).port();
   if (ec) return cannot(ec);
-  impl->address = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", impl->port);
+  impl->address = ::anyai::net::HostPort{hp->host, impl->port}.ToString();
 
   impl->work_guard.emplace(net::make_work_guard(impl->ioc));
   impl->Accept();

@@ -22,6 +22,8 @@
 #include "anyai/v1/anyai.pb.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/token_count.h"
+#include "server/gateway/validation.h"
+#include "server/net/url.h"
 #include "server/providers/builtin/image_renderer.h"
 
 namespace anyai::server {
@@ -33,15 +35,8 @@ constexpr char kSystem[] = "system";
 constexpr char kStop[] = "stop";
 constexpr char kLength[] = "length";
 
-// Defaults of absent optional fields, as anyai.proto states them; the default models are
-// catalogue.h's.
-constexpr int kDefaultImagineSide = 1024;
-constexpr int kDefaultImagineSteps = 50;
-constexpr int kDefaultImageCount = 1;
-constexpr int kMaxImageCount = 10;
-constexpr char kDefaultImageSize[] = "1024x1024";
-constexpr char kDefaultImageFormat[] = "url";
-constexpr char kDefaultImageQuality[] = "standard";
+// Absent optional fields take the defaults the Gateway fills in (validation.h's constants, the
+// default models of catalogue.h), so that the provider answers the same when called directly.
 // GenerateImages' steps by quality: "hd" paints the ridges with more octaves.
 constexpr int kStandardSteps = 25;
 constexpr int kHdSteps = 50;
@@ -273,33 +268,6 @@ std::vector<std::string> Keywords(absl::string_view text) {
   return out;
 }
 
-struct UrlParts {
-  std::string host;
-  std::string path;
-};
-
-// Splits scheme://[userinfo@]host[:port]/path?query#fragment; only host and path are kept.
-UrlParts SplitUrl(absl::string_view url) {
-  UrlParts parts;
-  const size_t scheme_end = url.find("://");
-  absl::string_view rest = scheme_end == absl::string_view::npos ? url : url.substr(scheme_end + 3);
-  const size_t authority_end = std::min(rest.find_first_of("/?#"), rest.size());
-  absl::string_view authority = rest.substr(0, authority_end);
-  absl::string_view after = rest.substr(authority_end);
-  const size_t at = authority.rfind('@');
-  if (at != absl::string_view::npos) authority.remove_prefix(at + 1);
-  if (!authority.empty() && authority.front() == '[') {
-    const size_t close = authority.find(']');
-    authority =
-        authority.substr(0, close == absl::string_view::npos ? authority.size() : close + 1);
-  } else {
-    authority = authority.substr(0, std::min(authority.find(':'), authority.size()));
-  }
-  parts.host = absl::AsciiStrToLower(authority);
-  parts.path = std::string(after.substr(0, std::min(after.find_first_of("?#"), after.size())));
-  return parts;
-}
-
 // What a file name's extension says about an image, or "" when it says nothing.
 std::string ImageKindFromPath(absl::string_view path) {
   const size_t slash = path.rfind('/');
@@ -372,12 +340,12 @@ absl::Status BuiltinProvider::StreamChat(
 
 absl::StatusOr<v1::GenerateImagesResponse> BuiltinProvider::GenerateImages(
     const v1::GenerateImagesRequest& request) {
-  const int n = request.has_n() ? request.n() : kDefaultImageCount;
-  if (n < 1 || n > kMaxImageCount) {
-    return absl::InvalidArgumentError(absl::StrCat("n: must be in [1, ", kMaxImageCount, "]"));
+  const int n = request.has_n() ? request.n() : kDefaultImagesPerRequest;
+  if (n < 1 || n > kMaxImagesPerRequest) {
+    return absl::InvalidArgumentError(absl::StrCat("n: must be in [1, ", kMaxImagesPerRequest, "]"));
   }
   const std::string format =
-      request.response_format().empty() ? kDefaultImageFormat : request.response_format();
+      request.response_format().empty() ? kDefaultImageResponseFormat : request.response_format();
   if (format != "url" && format != "b64_json") {
     return absl::InvalidArgumentError(
         absl::StrCat("response_format: \"", format, "\" is neither \"url\" nor \"b64_json\""));
@@ -458,16 +426,20 @@ absl::StatusOr<v1::DescribeImageResponse> BuiltinProvider::DescribeImage(
     const v1::DescribeImageRequest& request) {
   const std::string model(request.model().empty() ? kDefaultVisionModel : request.model());
   // Only the URL's text is read; the image is never downloaded.
-  const UrlParts url = SplitUrl(request.url());
+  // The Gateway has validated the URL; called directly, a provider may see one that does not
+  // parse, which is then described as having no host.
+  const absl::StatusOr<net::Url> url = net::Url::Parse(request.url());
+  const std::string host = url.ok() ? url->host.name : "";
+  const std::string path = url.ok() ? url->path : "";
   std::string text = absl::StrCat(
       "This is the AnyAI gateway's builtin stand-in answering for \"", model,
       "\": it never downloads images, so it cannot say what this one shows. From its URL alone: "
       "it is served by ",
-      url.host.empty() ? "an unnamed host" : TruncateUtf8(url.host, kMaxQuotedUrlBytes));
-  if (!url.path.empty() && url.path != "/") {
-    absl::StrAppend(&text, " at the path ", TruncateUtf8(url.path, kMaxQuotedUrlBytes));
+      host.empty() ? "an unnamed host" : TruncateUtf8(host, kMaxQuotedUrlBytes));
+  if (!path.empty() && path != "/") {
+    absl::StrAppend(&text, " at the path ", TruncateUtf8(path, kMaxQuotedUrlBytes));
   }
-  const std::string kind = ImageKindFromPath(url.path);
+  const std::string kind = ImageKindFromPath(path);
   if (!kind.empty()) absl::StrAppend(&text, ", and its name suggests a ", kind, " file");
   absl::StrAppend(&text, ". Route vision to an upstream provider for real descriptions.");
   v1::DescribeImageResponse response;

@@ -23,6 +23,8 @@
 #include "anyai/v1/anyai.pb.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/errors.h"
+#include "server/gateway/validation.h"
+#include "server/net/url.h"
 #include "server/providers/openai/sse_parser.h"
 #include "server/providers/openai/upstream_http.h"
 
@@ -31,12 +33,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Defaults of absent optional fields, as anyai.proto states them (the gateway normally fills
-// them before a provider sees the request); the default models are catalogue.h's.
-constexpr char kDefaultImageSize[] = "1024x1024";
-constexpr char kDefaultImageFormat[] = "url";
-constexpr int kDefaultImagineSide = 1024;
-
+// Absent optional fields take the defaults the Gateway fills in (validation.h's constants, the
+// default models of catalogue.h), so that the provider answers the same when called directly.
 constexpr char kChatPath[] = "/chat/completions";
 constexpr char kImagesPath[] = "/images/generations";
 constexpr char kDone[] = "[DONE]";
@@ -220,11 +218,9 @@ absl::StatusOr<std::unique_ptr<OpenAIProvider>> OpenAIProvider::Create(
     OpenAIProviderOptions options, SsrfGuard ssrf, std::function<absl::Time()> clock) {
   std::string& base = options.base_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  const size_t scheme_end = base.find("://");
-  const std::string scheme =
-      absl::AsciiStrToLower(base.substr(0, scheme_end == std::string::npos ? 0 : scheme_end));
-  if ((scheme != "http" && scheme != "https") || base.size() == scheme_end + 3 ||
-      base[scheme_end + 3] == '/' || base.find_first_of("?# ") != std::string::npos) {
+  absl::StatusOr<net::Url> url = net::Url::Parse(base);
+  if (!url.ok() || (url->scheme != "http" && url->scheme != "https") || url->query.has_value() ||
+      url->fragment.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat("base_url: \"", QuoteForMessage(base),
                      "\" is not an http(s) base URL such as \"https://upstream.example/v1\""));
@@ -438,10 +434,10 @@ absl::StatusOr<v1::GenerateImagesResponse> OpenAIProvider::GenerateImages(
     const v1::GenerateImagesRequest& request) {
   const std::string model(request.model().empty() ? kDefaultImageGenerationModel : request.model());
   const std::string format =
-      request.response_format().empty() ? kDefaultImageFormat : request.response_format();
+      request.response_format().empty() ? kDefaultImageResponseFormat : request.response_format();
   Json body = {{"model", UpstreamModel(model)},
                {"prompt", request.prompt()},
-               {"n", request.has_n() ? request.n() : 1},
+               {"n", request.has_n() ? request.n() : kDefaultImagesPerRequest},
                {"size", request.size().empty() ? kDefaultImageSize : request.size()},
                {"response_format", format}};
   if (!request.quality().empty()) body["quality"] = request.quality();
