@@ -39,8 +39,8 @@ void BM_AdmitPersisted(benchmark::State& state) {
     const quota::ClassId cls = *engine->FindClass("llm");
     int64_t now = kT0;
     for (auto _ : state) {
-      benchmark::DoNotOptimize(engine->Admit("key:0123456789abcdef", plan, cls,
-                                             absl::FromUnixMicros(now += 25'000)));
+      benchmark::DoNotOptimize(
+          engine->Admit("key:0123456789abcdef", plan, cls, absl::FromUnixMicros(now += 25'000)));
     }
   }
   std::filesystem::remove_all(dir);

@@ -46,7 +46,8 @@ quota::PlanTable BenchPlans() {
 std::vector<std::string> TenantNames(int n) {
   std::vector<std::string> names;
   names.reserve(n);
-  for (int i = 0; i < n; ++i) names.push_back(absl::StrCat("ip:10.", i >> 16, ".", (i >> 8) & 255, ".", i & 255));
+  for (int i = 0; i < n; ++i)
+    names.push_back(absl::StrCat("ip:10.", i >> 16, ".", (i >> 8) & 255, ".", i & 255));
   return names;
 }
 
@@ -94,7 +95,8 @@ void Run(benchmark::State& state, Decide decide, int64_t step_us = kStepUs) {
     benchmark::DoNotOptimize(decide(now));
     now += step_us;
   }
-  for (int64_t seen = g_latest_us.load(); seen < now && !g_latest_us.compare_exchange_weak(seen, now);) {
+  for (int64_t seen = g_latest_us.load();
+       seen < now && !g_latest_us.compare_exchange_weak(seen, now);) {
   }
   state.counters["decisions_per_second"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
@@ -124,7 +126,8 @@ void BM_Engine_RefusedTenant(benchmark::State& state) {
 }
 void BM_Mutex_RefusedTenant(benchmark::State& state) {
   Fixture& f = Fixture::Get();
-  Run(state, [&](int64_t now) { return f.tight_baseline->Admit("flood", now); }, 0);
+  Run(
+      state, [&](int64_t now) { return f.tight_baseline->Admit("flood", now); }, 0);
 }
 
 // Each thread its own hot tenant: the scaling case (no shared cache lines but the table's).
@@ -146,8 +149,7 @@ void BM_Engine_1MTenantsRandom(benchmark::State& state) {
   std::mt19937 gen(state.thread_index() + 1);
   std::uniform_int_distribution<int> pick(0, kManyTenants - 1);
   Run(state, [&](int64_t now) {
-    return f.engine->Admit(f.names[pick(gen)], f.plan, f.cls, absl::FromUnixMicros(now))
-        ->admitted;
+    return f.engine->Admit(f.names[pick(gen)], f.plan, f.cls, absl::FromUnixMicros(now))->admitted;
   });
 }
 void BM_Mutex_1MTenantsRandom(benchmark::State& state) {

@@ -14,8 +14,8 @@
 // until the two agree. The epoch moves from E to E+1 (seq_cst CAS) only when every active
 // record announces E (seq_cst loads). In the single total order of seq_cst operations, a
 // reader either is seen by the reclaimer or sees the newer epoch. (No standalone fences:
-// ThreadSanitizer does not model them.) So when the global epoch reaches e+2, every thread active at epoch e
-// (which might have loaded a pointer unlinked before retirement at e) has since left its
+// ThreadSanitizer does not model them.) So when the global epoch reaches e+2, every thread active
+// at epoch e (which might have loaded a pointer unlinked before retirement at e) has since left its
 // guard, and later entrants cannot reach the unlinked object.
 #ifndef ANYAI_QUOTA_EPOCH_H_
 #define ANYAI_QUOTA_EPOCH_H_

@@ -75,10 +75,10 @@ bool SlidingWindows::ReadCachedRefusal(uint64_t head, WindowOutcome& out) const 
   const RefusalCache* cache = refusal_.load(std::memory_order_acquire);
   if (cache == nullptr || cache->tag.load(std::memory_order_acquire) != head) return false;
   for (int w = 0; w < geometry_.windows(); ++w) {
-    out.windows[w] = WindowFigures{
-        .used = cache->fields[3 * w].load(std::memory_order_acquire),
-        .free_at_us = cache->fields[3 * w + 1].load(std::memory_order_acquire),
-        .retry_at_us = cache->fields[3 * w + 2].load(std::memory_order_acquire)};
+    out.windows[w] =
+        WindowFigures{.used = cache->fields[3 * w].load(std::memory_order_acquire),
+                      .free_at_us = cache->fields[3 * w + 1].load(std::memory_order_acquire),
+                      .retry_at_us = cache->fields[3 * w + 2].load(std::memory_order_acquire)};
   }
   return cache->tag.load(std::memory_order_acquire) == head &&
          head_.load(std::memory_order_acquire) == head;
@@ -299,8 +299,7 @@ WindowOutcome SlidingWindows::TryAdmit(int64_t now_us, absl::Span<const int64_t>
         const int64_t oldest = base > 0 ? b - age : b;
         out.windows[w] = WindowFigures{
             .used = SaturatingAdd(base, c + 1),
-            .free_at_us =
-                geometry_.StampStartUs((oldest + kBucketsPerWindow) * geometry_.ratio[w]),
+            .free_at_us = geometry_.StampStartUs((oldest + kBucketsPerWindow) * geometry_.ratio[w]),
             .retry_at_us = 0};
       }
       return out;

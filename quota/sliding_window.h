@@ -15,9 +15,9 @@
 // Invariant (strictness): an admission at time t in bucket b of window w is admitted only if
 // the buckets [b - 60, b] hold fewer than L_w (b = floor(60 t / W_w)). Every earlier admission
 // at a > t - W_w lies in bucket floor(60 a / W_w) >= floor(60 t / W_w - 60) = b - 60, so it is
-// counted: no interval of length W_w ever holds more than L_w admissions. A unit counted in bucket j is released
-// when bucket j + 61 starts, at most W_w / 60 (one sub-bucket, rounded up to a microsecond)
-// after it truly left the window: the allowed early refusal.
+// counted: no interval of length W_w ever holds more than L_w admissions. A unit counted in bucket
+// j is released when bucket j + 61 starts, at most W_w / 60 (one sub-bucket, rounded up to a
+// microsecond) after it truly left the window: the allowed early refusal.
 //
 // State, in three kinds of 64-bit atomic words:
 //  * head: [stamp s : 40][count c : 23][sealed : 1] — admissions in the current stamp s, not

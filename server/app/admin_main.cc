@@ -10,14 +10,14 @@
 // The admin token comes from ANYAI_ADMIN_TOKEN; the server from --server (default
 // localhost:50051, or ANYAI_SERVER). Exit status: 0 on success, 1 on an RPC error (printed
 // with its code), 2 on a usage error.
+#include <grpcpp/grpcpp.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -28,7 +28,8 @@
 #include "anyai/v1/admin.grpc.pb.h"
 #include "server/gateway/proto_time.h"
 
-ABSL_FLAG(std::string, server, "", "gRPC address of anyai-server (default: $ANYAI_SERVER or localhost:50051)");
+ABSL_FLAG(std::string, server, "",
+          "gRPC address of anyai-server (default: $ANYAI_SERVER or localhost:50051)");
 ABSL_FLAG(std::optional<std::string>, plan, std::nullopt, "plan of a key (create, update)");
 ABSL_FLAG(std::optional<std::string>, label, std::nullopt, "label of a key (create, update)");
 ABSL_FLAG(int, page_size, 0, "keys per page for `keys list` (0: the server's default)");
@@ -57,18 +58,29 @@ std::string FormatDuration(const google::protobuf::Duration& d) {
 }
 
 void PrintKey(const v1::KeyRecord& k) {
-  std::cout << absl::StrFormat("key_id:   %s\nplan:     %s\nlabel:    %s\nkey:      %s\ncreated:  %s\n",
-                               k.key_id(), k.plan(), k.label(), k.masked_key(),
-                               FormatTime(k.create_time()));
+  std::cout << absl::StrFormat(
+      "key_id:   %s\nplan:     %s\nlabel:    %s\nkey:      %s\ncreated:  %s\n", k.key_id(),
+      k.plan(), k.label(), k.masked_key(), FormatTime(k.create_time()));
   if (k.revoked()) std::cout << "revoked:  " << FormatTime(k.revoke_time()) << "\n";
 }
 
 int Failed(const grpc::Status& s) {
-  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
                                  "UNAUTHENTICATED"};
   const int code = s.error_code();
   std::cerr << "anyai-admin: " << (code >= 0 && code <= 16 ? kNames[code] : "ERROR") << ": "
@@ -191,8 +203,8 @@ int main(int argc, char** argv) {
     for (const v1::ClassUsage& c : resp.classes()) {
       for (const v1::WindowUsage& w : c.windows()) {
         std::cout << absl::StrFormat("%-18s %-8s %8d %8d %10d  %s\n", c.feature_class(),
-                                     FormatDuration(w.window()), w.used(), w.limit(),
-                                     w.remaining(), FormatDuration(w.reset()));
+                                     FormatDuration(w.window()), w.used(), w.limit(), w.remaining(),
+                                     FormatDuration(w.reset()));
       }
     }
     return 0;

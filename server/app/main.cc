@@ -16,8 +16,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "server/config/config.h"
 #include "server/app/server.h"
+#include "server/config/config.h"
 
 ABSL_FLAG(std::string, config, "", "Config file (textproto or .json); empty: built-in defaults");
 ABSL_FLAG(std::optional<std::string>, grpc_listen, std::nullopt,

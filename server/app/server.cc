@@ -13,19 +13,19 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "quota/engine.h"
-#include "server/grpc/admin_service.h"
-#include "server/grpc/anyai_service.h"
+#include "server/config/config.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/proto_time.h"
 #include "server/gateway/validation.h"
-#include "server/net/host_port.h"
-#include "server/config/config.h"
+#include "server/grpc/admin_service.h"
+#include "server/grpc/anyai_service.h"
 #include "server/grpc/grpc_metrics.h"
 #include "server/http/http_api.h"
 #include "server/http/http_router.h"
 #include "server/http/http_server.h"
 #include "server/metrics/metered_provider.h"
 #include "server/metrics/metrics.h"
+#include "server/net/host_port.h"
 #include "server/providers/provider_registry.h"
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
@@ -247,10 +247,10 @@ absl::Status StartHttp(const v1::ServerConfig& config, Server::Parts& p) {
   absl::Status s = p.http_router->Add(
       "GET", "/metrics",
       [raw](HttpExchange& exchange) {
-        exchange.Respond(HttpResponse{
-            .status = 200,
-            .headers = {{"content-type", "text/plain; version=0.0.4; charset=utf-8"}},
-            .body = raw->metrics->Render()});
+        exchange.Respond(
+            HttpResponse{.status = 200,
+                         .headers = {{"content-type", "text/plain; version=0.0.4; charset=utf-8"}},
+                         .body = raw->metrics->Render()});
       },
       HttpRouter::Dispatch::kWorker);
   if (!s.ok()) return s;

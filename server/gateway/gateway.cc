@@ -261,8 +261,8 @@ StreamOutcome Gateway::StreamChat(const Caller& caller, const v1::ChatCompletion
 
 absl::StatusOr<Gateway::Route> Gateway::ChatRoute(const Principal& who,
                                                   const v1::ChatCompletionRequest& request) {
-  absl::StatusOr<const ModelInfo*> model = ValidateChatCompletion(
-      request, *parts_.catalogue, MaxMessageChars(who), parts_.max_messages);
+  absl::StatusOr<const ModelInfo*> model =
+      ValidateChatCompletion(request, *parts_.catalogue, MaxMessageChars(who), parts_.max_messages);
   if (!model.ok()) return model.status();
   return chat_routes_.at((*model)->id);
 }
@@ -272,8 +272,7 @@ Outcome<v1::GenerateImagesResponse> Gateway::GenerateImages(const Caller& caller
   return Serve<v1::GenerateImagesResponse>(
       caller,
       [&](const Principal& who) -> absl::StatusOr<Route> {
-        absl::Status s =
-            ValidateGenerateImages(request, parts_.image_models, MaxMessageChars(who));
+        absl::Status s = ValidateGenerateImages(request, parts_.image_models, MaxMessageChars(who));
         if (!s.ok()) return s;
         ApplyGenerateImagesDefaults(&request, parts_.image_models);
         return images_;
@@ -297,8 +296,8 @@ Outcome<v1::ImagineResponse> Gateway::Imagine(const Caller& caller, v1::ImagineR
   return out;
 }
 
-StreamOutcome Gateway::Ask(const Caller& caller, const v1::AskRequest& request,
-                           StartStream start, absl::FunctionRef<bool(const v1::AskChunk&)> emit) {
+StreamOutcome Gateway::Ask(const Caller& caller, const v1::AskRequest& request, StartStream start,
+                           absl::FunctionRef<bool(const v1::AskChunk&)> emit) {
   return ServeStream<v1::AskChunk>(
       caller,
       [&](const Principal& who) -> absl::StatusOr<Route> {
@@ -326,8 +325,8 @@ Outcome<v1::DescribeImageResponse> Gateway::DescribeImage(const Caller& caller,
 
 Outcome<const v1::ListModelsResponse*> Gateway::ListModels(const Caller& caller) {
   Outcome<const v1::ListModelsResponse*> out{.result = &models_, .rate_limit = std::nullopt};
-  absl::StatusOr<Admission> admission =
-      Admit(caller, [&](const Principal&) { return meta_; }, out.rate_limit);
+  absl::StatusOr<Admission> admission = Admit(
+      caller, [&](const Principal&) { return meta_; }, out.rate_limit);
   if (!admission.ok()) out.result = admission.status();
   return out;
 }
@@ -335,8 +334,8 @@ Outcome<const v1::ListModelsResponse*> Gateway::ListModels(const Caller& caller)
 Outcome<const v1::Model*> Gateway::GetModel(const Caller& caller, std::string_view id) {
   Outcome<const v1::Model*> out{.result = UnknownModel("model", std::string(id)),
                                 .rate_limit = std::nullopt};
-  absl::StatusOr<Admission> admission =
-      Admit(caller, [&](const Principal&) { return meta_; }, out.rate_limit);
+  absl::StatusOr<Admission> admission = Admit(
+      caller, [&](const Principal&) { return meta_; }, out.rate_limit);
   if (!admission.ok()) {
     out.result = admission.status();
     return out;
@@ -374,8 +373,8 @@ Outcome<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller, std::strin
     }
     asked = *std::move(p);
   }
-  absl::StatusOr<Admission> meta =
-      Admit(caller, [&](const Principal&) { return meta_; }, out.rate_limit);
+  absl::StatusOr<Admission> meta = Admit(
+      caller, [&](const Principal&) { return meta_; }, out.rate_limit);
   if (!meta.ok()) {
     out.result = meta.status();
     return out;

@@ -155,7 +155,6 @@ class Gateway {
   absl::StatusOr<v1::KeyRecord> RevokeKey(const v1::RevokeKeyRequest& request);
   absl::StatusOr<v1::GetUsageResponse> GetUsage(const v1::GetUsageRequest& request);
 
-
  private:
   // Where an admitted call goes: the class it counts in and the provider that answers.
   struct Route {
@@ -186,8 +185,7 @@ class Gateway {
   template <typename Chunk>
   StreamOutcome ServeStream(const Caller& caller,
                             absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
-                            StartStream start,
-                            absl::FunctionRef<absl::Status(Provider&)> answer);
+                            StartStream start, absl::FunctionRef<absl::Status(Provider&)> answer);
   absl::StatusOr<Route> ChatRoute(const Principal& who, const v1::ChatCompletionRequest& request);
   absl::StatusOr<Principal> PrincipalOfKey(std::string_view key);
   absl::StatusOr<v1::GetUsageResponse> UsageOf(const Principal& principal);

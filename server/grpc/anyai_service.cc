@@ -98,8 +98,7 @@ grpc::Status AnyAIService::StreamChatCompletion(
   GrpcCaller caller(*context);
   StreamHead head(*context);
   return head.End(gateway_.StreamChat(
-      caller.get(), *request,
-      [&](const std::optional<RateLimitState>& r) { return head.Start(r); },
+      caller.get(), *request, [&](const std::optional<RateLimitState>& r) { return head.Start(r); },
       [&](const v1::ChatCompletionChunk& chunk) { return writer->Write(chunk); }));
 }
 
@@ -117,8 +116,7 @@ grpc::Status AnyAIService::GenerateImages(grpc::ServerContext* context,
   return ToGrpcStatus(Deliver(*context, gateway_.GenerateImages(caller.get(), *request), response));
 }
 
-grpc::Status AnyAIService::Imagine(grpc::ServerContext* context,
-                                   const v1::ImagineRequest* request,
+grpc::Status AnyAIService::Imagine(grpc::ServerContext* context, const v1::ImagineRequest* request,
                                    v1::ImagineResponse* response) {
   GrpcCaller caller(*context);
   return ToGrpcStatus(Deliver(*context, gateway_.Imagine(caller.get(), *request), response));
@@ -129,8 +127,7 @@ grpc::Status AnyAIService::Ask(grpc::ServerContext* context, const v1::AskReques
   GrpcCaller caller(*context);
   StreamHead head(*context);
   return head.End(gateway_.Ask(
-      caller.get(), *request,
-      [&](const std::optional<RateLimitState>& r) { return head.Start(r); },
+      caller.get(), *request, [&](const std::optional<RateLimitState>& r) { return head.Start(r); },
       [&](const v1::AskChunk& chunk) { return writer->Write(chunk); }));
 }
 

@@ -40,8 +40,7 @@ class AnyAIService final : public AnyAIServiceBase {
                        v1::ImagineResponse* response) override;
   grpc::Status Ask(grpc::ServerContext* context, const v1::AskRequest* request,
                    grpc::ServerWriter<v1::AskChunk>* writer) override;
-  grpc::Status DescribeImage(grpc::ServerContext* context,
-                             const v1::DescribeImageRequest* request,
+  grpc::Status DescribeImage(grpc::ServerContext* context, const v1::DescribeImageRequest* request,
                              v1::DescribeImageResponse* response) override;
   grpc::ServerUnaryReactor* CheckKey(grpc::CallbackServerContext* context,
                                      const v1::CheckKeyRequest* request,

@@ -53,8 +53,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
-      metrics_.ObserveRequest(endpoint_, Transport::kGrpc,
-                              HttpStatusOf(status),
+      metrics_.ObserveRequest(endpoint_, Transport::kGrpc, HttpStatusOf(status),
                               absl::FromChrono(std::chrono::steady_clock::now() - start_));
     }
     methods->Proceed();

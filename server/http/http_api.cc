@@ -141,9 +141,7 @@ Endpoint HttpApi::EndpointOfRoute(std::string_view route) {
 }
 
 HttpApi::HttpApi(Gateway& gateway, std::function<bool()> ready)
-    : gateway_(gateway),
-      ready_(std::move(ready)),
-      models_json_(ModelListJson(gateway.models())) {}
+    : gateway_(gateway), ready_(std::move(ready)), models_json_(ModelListJson(gateway.models())) {}
 
 absl::Status HttpApi::AddRoutes(HttpRouter& router) {
   for (const Route& r : kRoutes) {

@@ -707,7 +707,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
     return absl::InvalidArgumentError("http: max_body_bytes and max_header_bytes must be >= 1");
   }
   absl::StatusOr<::anyai::net::HostPort> hp = ::anyai::net::HostPort::Parse(options.listen);
-  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("http_listen: ", hp.status().message()));
+  if (!hp.ok())
+    return absl::InvalidArgumentError(absl::StrCat("http_listen: ", hp.status().message()));
   const std::string listen = options.listen;
   auto impl = std::make_unique<Impl>(std::move(options), router);
 

@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
 #include "nlohmann/json.hpp"
-#include "server/gateway/errors.h"
 #include "server/gateway/error_kind.h"
+#include "server/gateway/errors.h"
 #include "server/gateway/proto_time.h"
 
 namespace anyai::server {

@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "server/metrics/metrics.h"
 #include "server/gateway/provider.h"
+#include "server/metrics/metrics.h"
 
 namespace anyai::server {
 

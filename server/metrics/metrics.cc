@@ -1,16 +1,15 @@
 #include "server/metrics/metrics.h"
 
 #include <dirent.h>
+#include <prometheus/collectable.h>
+#include <prometheus/gauge.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <sstream>
-
-#include <prometheus/collectable.h>
-#include <prometheus/gauge.h>
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -126,21 +125,24 @@ class Metrics::ScrapeCollector : public prometheus::Collectable {
     if (!sources_.storage.empty()) {
       auto writes = Family("anyai_storage_writes_total",
                            "RocksDB writes acknowledged or failed, by store.", MetricType::Counter);
-      auto errors = Family("anyai_storage_write_errors_total", "RocksDB writes that failed, by store.",
-                           MetricType::Counter);
-      auto backlog = Family("anyai_storage_writes_in_flight",
-                            "RocksDB writes started and not yet acknowledged (the backlog), by store.",
-                            MetricType::Gauge);
-      auto latency = Family("anyai_storage_write_seconds",
-                            "Time from the start of a RocksDB write to its acknowledgement, by store.",
-                            MetricType::Summary);
+      auto errors = Family("anyai_storage_write_errors_total",
+                           "RocksDB writes that failed, by store.", MetricType::Counter);
+      auto backlog =
+          Family("anyai_storage_writes_in_flight",
+                 "RocksDB writes started and not yet acknowledged (the backlog), by store.",
+                 MetricType::Gauge);
+      auto latency =
+          Family("anyai_storage_write_seconds",
+                 "Time from the start of a RocksDB write to its acknowledgement, by store.",
+                 MetricType::Summary);
       for (const auto& [name, read] : sources_.storage) {
         const storage::WriteStats s = read();
         std::vector<prometheus::ClientMetric::Label> labels = {{"store", name}};
         writes.metric.push_back(Value(static_cast<double>(s.writes), MetricType::Counter, labels));
         errors.metric.push_back(
             Value(static_cast<double>(s.write_errors), MetricType::Counter, labels));
-        backlog.metric.push_back(Value(static_cast<double>(s.in_flight), MetricType::Gauge, labels));
+        backlog.metric.push_back(
+            Value(static_cast<double>(s.in_flight), MetricType::Gauge, labels));
         prometheus::ClientMetric m;
         m.label = labels;
         m.summary.sample_count = s.writes;
@@ -169,11 +171,11 @@ class Metrics::ScrapeCollector : public prometheus::Collectable {
         p.max_fds);
     add("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
         MetricType::Gauge, p.start_time_seconds);
-    auto build = Family("anyai_build_info",
-                        "Always 1; the labels say which build of anyai-server this is.",
-                        MetricType::Gauge);
-    build.metric.push_back(Value(1, MetricType::Gauge,
-                                 {{"version", ANYAI_VERSION}, {"compiler", __VERSION__}}));
+    auto build =
+        Family("anyai_build_info", "Always 1; the labels say which build of anyai-server this is.",
+               MetricType::Gauge);
+    build.metric.push_back(
+        Value(1, MetricType::Gauge, {{"version", ANYAI_VERSION}, {"compiler", __VERSION__}}));
     out.push_back(std::move(build));
     return out;
   }
@@ -190,13 +192,15 @@ std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSou
   m->engine_ = &engine;
   auto& requests = prometheus::BuildCounter()
                        .Name("anyai_requests_total")
-                       .Help("Requests answered, by endpoint, transport (grpc, http) and HTTP "
-                             "status code (gRPC codes mapped to their HTTP equivalents).")
+                       .Help(
+                           "Requests answered, by endpoint, transport (grpc, http) and HTTP "
+                           "status code (gRPC codes mapped to their HTTP equivalents).")
                        .Register(*m->registry_);
   auto& seconds = prometheus::BuildHistogram()
                       .Name("anyai_request_duration_seconds")
-                      .Help("Time from a request's arrival to its answer, by endpoint and "
-                            "transport (streams: to their last chunk).")
+                      .Help(
+                          "Time from a request's arrival to its answer, by endpoint and "
+                          "transport (streams: to their last chunk).")
                       .Register(*m->registry_);
   for (int e = 0; e < kEndpointCount; ++e) {
     for (Transport t : {Transport::kGrpc, Transport::kHttp}) {
@@ -208,16 +212,16 @@ std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSou
       }
       m->requests_.push_back(&requests.Add(
           {{"endpoint", endpoint}, {"transport", TransportName(t)}, {"code", "other"}}));
-      m->request_seconds_.push_back(
-          &seconds.Add({{"endpoint", endpoint}, {"transport", TransportName(t)}},
-                       RequestBuckets()));
+      m->request_seconds_.push_back(&seconds.Add(
+          {{"endpoint", endpoint}, {"transport", TransportName(t)}}, RequestBuckets()));
     }
   }
   auto& decisions =
       prometheus::BuildCounter()
           .Name("anyai_quota_decisions_total")
-          .Help("Quota engine decisions, by feature class, plan and outcome (admitted, or "
-                "refused with the window that refused).")
+          .Help(
+              "Quota engine decisions, by feature class, plan and outcome (admitted, or "
+              "refused with the window that refused).")
           .Register(*m->registry_);
   const quota::PlanTable& plans = engine.plans();
   for (size_t p = 0; p < plans.plans.size(); ++p) {
@@ -243,26 +247,28 @@ std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSou
   m->decision_seconds_ =
       &prometheus::BuildHistogram()
            .Name("anyai_quota_admit_duration_seconds")
-           .Help("Time of one quota engine Admit(), including the durable write of an "
-                 "admission to storage. Every decision is observed: two clock reads and the "
-                 "metric updates cost under 3% of a persisted Admit (bench/RESULTS.md).")
+           .Help(
+               "Time of one quota engine Admit(), including the durable write of an "
+               "admission to storage. Every decision is observed: two clock reads and the "
+               "metric updates cost under 3% of a persisted Admit (bench/RESULTS.md).")
            .Register(*m->registry_)
            .Add({}, DecisionBuckets());
   auto& upstream = prometheus::BuildCounter()
                        .Name("anyai_upstream_requests_total")
-                       .Help("Calls to providers (upstream backends), by provider and outcome "
-                             "(ok, error).")
+                       .Help(
+                           "Calls to providers (upstream backends), by provider and outcome "
+                           "(ok, error).")
                        .Register(*m->registry_);
   auto& upstream_seconds = prometheus::BuildHistogram()
                                .Name("anyai_upstream_request_duration_seconds")
-                               .Help("Time of one call to a provider, by provider (streams: "
-                                     "to their last chunk).")
+                               .Help(
+                                   "Time of one call to a provider, by provider (streams: "
+                                   "to their last chunk).")
                                .Register(*m->registry_);
   for (const std::string& name : sources.providers) {
-    m->upstream_[name] = Upstream{
-        &upstream.Add({{"provider", name}, {"outcome", "ok"}}),
-        &upstream.Add({{"provider", name}, {"outcome", "error"}}),
-        &upstream_seconds.Add({{"provider", name}}, RequestBuckets())};
+    m->upstream_[name] = Upstream{&upstream.Add({{"provider", name}, {"outcome", "ok"}}),
+                                  &upstream.Add({{"provider", name}, {"outcome", "error"}}),
+                                  &upstream_seconds.Add({{"provider", name}}, RequestBuckets())};
   }
   sources.engine = &engine;
   m->scrape_ = std::make_shared<ScrapeCollector>(std::move(sources));

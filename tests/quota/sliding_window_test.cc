@@ -123,12 +123,13 @@ TEST_P(SlidingWindowPropertyTest, NeverOverAdmitsAndRefusesEarlyByAtMostOneSubBu
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Windows, SlidingWindowPropertyTest,
-    ::testing::Values(Scenario{{1}, {1}}, Scenario{{1}, {5}}, Scenario{{60}, {10}},
-                      Scenario{{1, 5}, {3, 7}}, Scenario{{2, 4, 60}, {10, 12, 50}},
-                      Scenario{{60, 86400}, {10, 2000}}, Scenario{{3600, 86400}, {25, 100}},
-                      Scenario{{1, 3}, {100, 5}}, Scenario{{86400}, {20}}));
+INSTANTIATE_TEST_SUITE_P(Windows, SlidingWindowPropertyTest,
+                         ::testing::Values(Scenario{{1}, {1}}, Scenario{{1}, {5}},
+                                           Scenario{{60}, {10}}, Scenario{{1, 5}, {3, 7}},
+                                           Scenario{{2, 4, 60}, {10, 12, 50}},
+                                           Scenario{{60, 86400}, {10, 2000}},
+                                           Scenario{{3600, 86400}, {25, 100}},
+                                           Scenario{{1, 3}, {100, 5}}, Scenario{{86400}, {20}}));
 
 TEST(SlidingWindowTest, AdmitsExactlyTheLimitInOneInstant) {
   const ClassGeometry g = Geometry({60, 86400});

@@ -7,14 +7,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/options.h"
-#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anyai::storage {
 namespace {
 
-using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
+using ::anyai::testing::TempDir;
 using ::testing::HasSubstr;
 
 TEST(DatabaseTest, CreatesAMissingDataDirWithItsParents) {

@@ -12,14 +12,14 @@
 #include "storage/database.h"
 #include "storage/usage_schema.h"
 #include "storage/usage_store.h"
-#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anyai::storage {
 namespace {
 
-using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
+using ::anyai::testing::TempDir;
 using ::testing::HasSubstr;
 
 const absl::Time kStart = absl::FromUnixSeconds(1'767'225'600);

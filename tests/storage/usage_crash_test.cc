@@ -28,8 +28,8 @@
 #include "quota/engine.h"
 #include "storage/database.h"
 #include "storage/usage_store.h"
-#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anyai::storage {
 namespace {

@@ -17,8 +17,8 @@
 #include "storage/database.h"
 #include "storage/usage_row.h"
 #include "storage/usage_schema.h"
-#include "tests/testing/temp_dir.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anyai::storage {
 namespace {
@@ -26,8 +26,8 @@ namespace {
 using ::anyai::quota::Admission;
 using ::anyai::quota::BucketCount;
 using ::anyai::quota::ClassId;
-using ::anyai::testing::TempDir;
 using ::anyai::testing::StatusIs;
+using ::anyai::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;

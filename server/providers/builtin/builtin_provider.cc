@@ -342,7 +342,8 @@ absl::StatusOr<v1::GenerateImagesResponse> BuiltinProvider::GenerateImages(
     const v1::GenerateImagesRequest& request) {
   const int n = request.has_n() ? request.n() : kDefaultImagesPerRequest;
   if (n < 1 || n > kMaxImagesPerRequest) {
-    return absl::InvalidArgumentError(absl::StrCat("n: must be in [1, ", kMaxImagesPerRequest, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("n: must be in [1, ", kMaxImagesPerRequest, "]"));
   }
   const std::string format =
       request.response_format().empty() ? kDefaultImageResponseFormat : request.response_format();

@@ -17,9 +17,9 @@
 //
 // Connections are kept alive and reused across Post calls through a small pool of libcurl
 // easy handles (each keeps its own connection cache). A PostStream has a connection of its
-// own, closed when it returns: stopping a stream must reach the upstream as a closed socket. Redirects are not followed; only http
-// and https are spoken. libcurl's proxy environment variables (https_proxy, no_proxy, ...)
-// apply as usual.
+// own, closed when it returns: stopping a stream must reach the upstream as a closed socket.
+// Redirects are not followed; only http and https are spoken. libcurl's proxy environment variables
+// (https_proxy, no_proxy, ...) apply as usual.
 //
 // Thread-safe: one UpstreamHttp serves concurrent calls; each call has a handle of its own.
 // PostStream calls `on_data` on the calling thread.

@@ -7,9 +7,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/providers/builtin/builtin_provider.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/error_kind.h"
+#include "server/providers/builtin/builtin_provider.h"
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/usage_store.h"
@@ -69,7 +69,8 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<Catalogue> catalogue_;
   BuiltinProvider builtin_{[] { return kNow; }};
   std::unique_ptr<Gateway> gateway_;
-  const Caller anonymous_{.authorization = std::nullopt, .peer = "203.0.113.7", .forwarded_for = ""};
+  const Caller anonymous_{
+      .authorization = std::nullopt, .peer = "203.0.113.7", .forwarded_for = ""};
 };
 
 TEST_F(GatewayTest, AStorageFailureRefusesRequestsWhenFailingClosed) {
@@ -128,7 +129,8 @@ TEST_F(GatewayTest, NothingIsCountedBeforeAuthenticationAndValidationPass) {
 
 TEST_F(GatewayTest, XForwardedForCountsOnlyFromTrustedProxies) {
   Build(StorageFailurePolicy::kFailClosed);
-  const Caller direct{.authorization = std::nullopt, .peer = "198.51.100.1", .forwarded_for = "10.9.9.9"};
+  const Caller direct{
+      .authorization = std::nullopt, .peer = "198.51.100.1", .forwarded_for = "10.9.9.9"};
   EXPECT_EQ(gateway_->Authenticate(direct)->tenant, "ip:198.51.100.1");
 }
 
@@ -136,13 +138,15 @@ TEST_F(GatewayTest, OneClientIsOneTenantHoweverItsAddressIsWritten) {
   Build(StorageFailurePolicy::kFailClosed);
   EXPECT_EQ(
       gateway_
-          ->Authenticate({.authorization = std::nullopt, .peer = "::ffff:203.0.113.7", .forwarded_for = ""})
+          ->Authenticate(
+              {.authorization = std::nullopt, .peer = "::ffff:203.0.113.7", .forwarded_for = ""})
           ->tenant,
       "ip:203.0.113.7");
-  EXPECT_EQ(
-      gateway_->Authenticate({.authorization = std::nullopt, .peer = "2001:DB8:0:0::1", .forwarded_for = ""})
-          ->tenant,
-      "ip:2001:db8::1");
+  EXPECT_EQ(gateway_
+                ->Authenticate(
+                    {.authorization = std::nullopt, .peer = "2001:DB8:0:0::1", .forwarded_for = ""})
+                ->tenant,
+            "ip:2001:db8::1");
   v1::GetUsageRequest by_ip;
   by_ip.set_ip("::FFFF:203.0.113.7");
   EXPECT_EQ(gateway_->GetUsage(by_ip)->tenant(), "ip:203.0.113.7");

@@ -13,12 +13,12 @@
 #include "absl/time/time.h"
 #include "anyai/v1/admin.grpc.pb.h"
 #include "anyai/v1/anyai.grpc.pb.h"
+#include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/config/config.h"
 #include "server/app/server.h"
+#include "server/config/config.h"
 #include "tests/testing/temp_dir.h"
 
 namespace anyai::server {
@@ -38,8 +38,8 @@ class GrpcServerTest : public ::testing::Test {
     config.set_http_listen("127.0.0.1:0");
     config.set_data_dir(dir_.Sub("data"));
     config.set_admin_token(kAdminToken);
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(
-        config, {.clock = [this] { return absl::FromUnixMicros(now_us_.load()); }});
+    absl::StatusOr<std::unique_ptr<Server>> server =
+        Server::Start(config, {.clock = [this] { return absl::FromUnixMicros(now_us_.load()); }});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
@@ -240,9 +240,9 @@ TEST_F(GrpcServerTest, EnforcesEveryPlanTableRow) {
     int free_limit;
     int premium_limit;
   };
-  const std::vector<Row> rows = {{"llm", 10, 30},       {"closed_llm", 25, 50},
-                                 {"image_generation", 120, 120}, {"globalask", 120, 120},
-                                 {"imagine", 20, 20},   {"vision", 25, 25}};
+  const std::vector<Row> rows = {
+      {"llm", 10, 30},         {"closed_llm", 25, 50}, {"image_generation", 120, 120},
+      {"globalask", 120, 120}, {"imagine", 20, 20},    {"vision", 25, 25}};
   for (const std::string& key : {std::string(), premium}) {
     for (const Row& row : rows) {
       SCOPED_TRACE(row.feature_class + (key.empty() ? " free" : " premium"));
@@ -252,8 +252,8 @@ TEST_F(GrpcServerTest, EnforcesEveryPlanTableRow) {
         if (row.feature_class == "llm" || row.feature_class == "closed_llm") {
           v1::ChatCompletion resp;
           return anyai_->CreateChatCompletion(
-              c.get(), Chat(row.feature_class == "llm" ? "Mixtral-8x22B" : "claude-3-opus-20240229"),
-              &resp);
+              c.get(),
+              Chat(row.feature_class == "llm" ? "Mixtral-8x22B" : "claude-3-opus-20240229"), &resp);
         }
         if (row.feature_class == "image_generation") {
           v1::GenerateImagesRequest req;
@@ -337,9 +337,8 @@ TEST_F(GrpcServerTest, BadInputIsRefusedAndNothingIsCounted) {
          m->set_role("system");
          m->set_content("late");
        })},
-      {"too long for free", bad_chat([](auto& r) {
-         r.mutable_messages(0)->set_content(std::string(1001, 'a'));
-       })},
+      {"too long for free",
+       bad_chat([](auto& r) { r.mutable_messages(0)->set_content(std::string(1001, 'a')); })},
       {"max_tokens 0", bad_chat([](auto& r) { r.set_max_tokens(0); })},
       {"temperature 3", bad_chat([](auto& r) { r.set_temperature(3); })},
       {"top_p 2", bad_chat([](auto& r) { r.set_top_p(2); })},
@@ -441,8 +440,7 @@ TEST_F(GrpcServerTest, AdminNeedsTheAdminTokenNotAnApiKey) {
   for (const std::string& token : {std::string(), key, std::string("wrong")}) {
     auto c = Context(token);
     v1::ListKeysResponse resp;
-    EXPECT_EQ(admin_->ListKeys(c.get(), {}, &resp).error_code(),
-              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(admin_->ListKeys(c.get(), {}, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   }
 }
 
@@ -472,8 +470,7 @@ TEST_F(GrpcServerTest, AdminManagesKeys) {
     req.set_key_id(id);
     req.set_plan("gold");
     v1::KeyRecord r;
-    EXPECT_EQ(admin_->UpdateKey(c.get(), req, &r).error_code(),
-              grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(admin_->UpdateKey(c.get(), req, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   {
     auto c = Context(kAdminToken);

@@ -312,14 +312,13 @@ TEST_F(HttpApiTest, CheckWithoutAKeyReportsTheCallersAnonymousUsageAsGrpcDoes) {
   ASSERT_EQ(Post("/v1/chat/completions", ChatBody("llama-3-8b-chat")).status, 200);
   EXPECT_EQ(AnonymousUsed("llm"), 2);
   HttpReply r = Get("/check");
-  EXPECT_TRUE(r.HasHeader("x-ratelimit-limit-requests"));  // counted in `meta`
+  EXPECT_TRUE(r.HasHeader("x-ratelimit-limit-requests"));      // counted in `meta`
   EXPECT_EQ(nlohmann::json::parse(r.body)["masked_key"], "");  // no key, nothing masked
 }
 
 TEST_F(HttpApiTest, CheckOfABadKeyIsUnauthenticated) {
   for (const auto& [target, headers] : std::vector<std::pair<std::string, Headers>>{
-           {"/check?key=sk-anyai-" + std::string(64, '0'), {}},
-           {"/check", Bearer("nonsense")}}) {
+           {"/check?key=sk-anyai-" + std::string(64, '0'), {}}, {"/check", Bearer("nonsense")}}) {
     SCOPED_TRACE(target);
     HttpReply r = Get(target, headers);
     EXPECT_EQ(r.status, 401) << r.body;

@@ -36,26 +36,20 @@ TEST(ErrorResponse, MapsEveryCode) {
     const char* code;  // JSON
     const char* param;
   } cases[] = {
-      {absl::InvalidArgumentError("x"), 400, "invalid_request_error", "null",
+      {absl::InvalidArgumentError("x"), 400, "invalid_request_error", "null", "null"},
+      {Unauthenticated("unknown or revoked API key"), 401, "invalid_request_error",
+       "\"invalid_api_key\"", "null"},
+      {absl::PermissionDeniedError("x"), 403, "invalid_request_error", "\"permission_denied\"",
        "null"},
-      {Unauthenticated("unknown or revoked API key"), 401,
-       "invalid_request_error", "\"invalid_api_key\"", "null"},
-      {absl::PermissionDeniedError("x"), 403, "invalid_request_error",
-       "\"permission_denied\"", "null"},
-      {UnknownModel("model", "gpt-17"), 404, "invalid_request_error",
-       "\"model_not_found\"", "\"model\""},
-      {absl::NotFoundError("x"), 404, "invalid_request_error",
-       "\"not_found\"", "null"},
-      {absl::UnavailableError("storage"), 503, "server_error",
-       "\"service_unavailable\"", "null"},
-      {FromProvider(absl::UnavailableError("upstream")), 502, "server_error",
-       "\"upstream_error\"", "null"},
-      {absl::DeadlineExceededError("slow"), 504, "server_error",
-       "\"timeout\"", "null"},
-      {absl::UnimplementedError("no"), 501, "server_error",
-       "\"not_implemented\"", "null"},
-      {absl::InternalError("bug"), 500, "server_error", "\"internal_error\"",
+      {UnknownModel("model", "gpt-17"), 404, "invalid_request_error", "\"model_not_found\"",
+       "\"model\""},
+      {absl::NotFoundError("x"), 404, "invalid_request_error", "\"not_found\"", "null"},
+      {absl::UnavailableError("storage"), 503, "server_error", "\"service_unavailable\"", "null"},
+      {FromProvider(absl::UnavailableError("upstream")), 502, "server_error", "\"upstream_error\"",
        "null"},
+      {absl::DeadlineExceededError("slow"), 504, "server_error", "\"timeout\"", "null"},
+      {absl::UnimplementedError("no"), 501, "server_error", "\"not_implemented\"", "null"},
+      {absl::InternalError("bug"), 500, "server_error", "\"internal_error\"", "null"},
   };
   for (const auto& c : cases) {
     HttpResponse r = ErrorResponse(c.status);

@@ -12,8 +12,8 @@
 #include "absl/time/time.h"
 #include "anyai/v1/config.pb.h"
 #include "gtest/gtest.h"
-#include "server/config/config.h"
 #include "server/app/server.h"
+#include "server/config/config.h"
 #include "tests/server/http/http_test_client.h"
 #include "tests/testing/temp_dir.h"
 

@@ -1,5 +1,5 @@
-// Tests for server/providers/provider_registry.cc: the providers a config defines come into being by
-// name, or the config is refused with the bad field named.
+// Tests for server/providers/provider_registry.cc: the providers a config defines come into being
+// by name, or the config is refused with the bad field named.
 #include "server/providers/provider_registry.h"
 
 #include <stdlib.h>

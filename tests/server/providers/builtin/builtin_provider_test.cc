@@ -1,6 +1,6 @@
-// Tests for server/providers/builtin/builtin_provider.cc and server/gateway/token_count.cc: the builtin provider is
-// deterministic, honest about its token counts, streams exactly what it answers whole, paints
-// PNGs of the requested size and stops when its client goes away.
+// Tests for server/providers/builtin/builtin_provider.cc and server/gateway/token_count.cc: the
+// builtin provider is deterministic, honest about its token counts, streams exactly what it answers
+// whole, paints PNGs of the requested size and stops when its client goes away.
 #include "server/providers/builtin/builtin_provider.h"
 
 #include <cstdint>

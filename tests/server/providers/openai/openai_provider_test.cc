@@ -1,7 +1,8 @@
-// Tests for server/providers/openai/openai_provider.cc (and server/providers/openai/upstream_http.cc under it), against
-// FakeUpstream, a scripted OpenAI-compatible server on a local socket: what the provider sends,
-// how it maps answers and failures back, that streams pass through chunk by chunk as they
-// arrive, that a client going away closes the upstream connection at once, and timeouts.
+// Tests for server/providers/openai/openai_provider.cc (and
+// server/providers/openai/upstream_http.cc under it), against FakeUpstream, a scripted
+// OpenAI-compatible server on a local socket: what the provider sends, how it maps answers and
+// failures back, that streams pass through chunk by chunk as they arrive, that a client going away
+// closes the upstream connection at once, and timeouts.
 #include "server/providers/openai/openai_provider.h"
 
 #include <netinet/in.h>

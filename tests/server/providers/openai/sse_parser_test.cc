@@ -1,5 +1,5 @@
-// Tests for server/providers/openai/sse_parser.cc: events come out whole and in order however the bytes are
-// cut, with every line ending the format allows.
+// Tests for server/providers/openai/sse_parser.cc: events come out whole and in order however the
+// bytes are cut, with every line ending the format allows.
 #include "server/providers/openai/sse_parser.h"
 
 #include <string>

@@ -1,6 +1,6 @@
-// Tests for server/providers/openai/ssrf_guard.cc: user-supplied URLs never lead into private, loopback or
-// link-local space, whether the host is an address or a name that resolves there, unless the
-// allow-list says so.
+// Tests for server/providers/openai/ssrf_guard.cc: user-supplied URLs never lead into private,
+// loopback or link-local space, whether the host is an address or a name that resolves there,
+// unless the allow-list says so.
 #include "server/providers/openai/ssrf_guard.h"
 
 #include <string>
