@@ -15,6 +15,7 @@
 #include "server/net/cidr.h"
 #include "server/net/host_port.h"
 #include "server/net/ip_address.h"
+#include "server/net/percent_decoding.h"
 
 namespace anyai::server {
 namespace {
@@ -36,8 +37,9 @@ std::optional<std::string> CanonicalAddress(std::string_view address) {
 std::string AddressOfGrpcPeer(std::string_view peer) {
   std::string_view rest = peer;
   if (!ConsumePrefix(rest, "ipv4:") && !ConsumePrefix(rest, "ipv6:")) return std::string(peer);
-  std::string host_port(rest);
-  // A link-local peer carries its zone inside the brackets ("[fe80::1%25eth0]:5555"); the
+  // gRPC writes the peer as a URI ("ipv6:%5B::1%5D:54621"); a raw '%' (a zone) is read as is.
+  std::string host_port = net::PercentDecode(rest).value_or(std::string(rest));
+  // A link-local peer carries its zone inside the brackets ("[fe80::1%eth0]:5555"); the
   // client is the address.
   if (const size_t zone = host_port.find('%'); zone != std::string::npos) {
     const size_t close = host_port.find(']', zone);

@@ -11,6 +11,7 @@
 #include "server/http/http_json.h"
 #include "server/http/http_query.h"
 #include "server/http/http_status.h"
+#include "server/net/percent_decoding.h"
 
 namespace anyai::server {
 namespace {
@@ -84,28 +85,6 @@ class EventStream {
   HttpExchange& exchange_;
   bool started_ = false;
 };
-
-// "%xx" escapes of a path segment decoded; nullopt when malformed.
-std::optional<std::string> DecodePathSegment(std::string_view segment) {
-  std::string out;
-  for (size_t i = 0; i < segment.size(); ++i) {
-    if (segment[i] != '%') {
-      out.push_back(segment[i]);
-      continue;
-    }
-    if (i + 2 >= segment.size() || !absl::ascii_isxdigit(segment[i + 1]) ||
-        !absl::ascii_isxdigit(segment[i + 2])) {
-      return std::nullopt;
-    }
-    const auto hex = [](char c) {
-      return absl::ascii_isdigit(c) ? c - '0' : (c | 0x20) - 'a' + 10;
-    };
-    const int value = hex(segment[i + 1]) * 16 + hex(segment[i + 2]);
-    out.push_back(static_cast<char>(value));
-    i += 2;
-  }
-  return out;
-}
 
 // The Gateway's Caller of an HTTP request; its views point into `request`.
 Caller CallerOf(const HttpRequest& request) {
@@ -185,7 +164,7 @@ void HttpApi::Models(HttpExchange& exchange) {
 
 void HttpApi::Model(HttpExchange& exchange) {
   const std::string& path = exchange.request().path;
-  std::optional<std::string> id = DecodePathSegment(path.substr(path.rfind('/') + 1));
+  std::optional<std::string> id = net::PercentDecode(path.substr(path.rfind('/') + 1));
   if (!id.has_value()) {
     return exchange.Respond(ErrorResponse(InvalidField("model", "malformed %-escape")));
   }

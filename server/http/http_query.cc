@@ -9,37 +9,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/gateway/errors.h"
+#include "server/net/percent_decoding.h"
 
 namespace anyai::server {
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 absl::StatusOr<std::string> FormDecode(std::string_view text, std::string_view what) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '+') {
-      out.push_back(' ');
-    } else if (c == '%') {
-      const int hi = i + 2 < text.size() ? HexValue(text[i + 1]) : -1;
-      const int lo = i + 2 < text.size() ? HexValue(text[i + 2]) : -1;
-      if (hi < 0 || lo < 0) {
-        return InvalidField(std::string(what), "malformed %-escape in the query string");
-      }
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(c);
-    }
+  std::optional<std::string> decoded = net::PercentDecode(text, net::PlusIs::kSpace);
+  if (!decoded.has_value()) {
+    return InvalidField(std::string(what), "malformed %-escape in the query string");
   }
-  return out;
+  return *std::move(decoded);
 }
 
 // The known parameters of one endpoint, each given at most once; empty values are absent.

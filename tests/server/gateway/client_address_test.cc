@@ -31,6 +31,14 @@ TEST(AddressOfGrpcPeerTest, TakesTheAddressOutOfThePeer) {
   EXPECT_EQ(AddressOfGrpcPeer("ipv6:[2001:DB8:0::1]:443"), "2001:db8::1");
   EXPECT_EQ(AddressOfGrpcPeer("ipv6:[::ffff:10.0.0.1]:5555"), "10.0.0.1");
   EXPECT_EQ(AddressOfGrpcPeer("ipv6:[fe80::1%25eth0]:5555"), "fe80::1");
+  EXPECT_EQ(AddressOfGrpcPeer("ipv6:[fe80::1%eth0]:5555"), "fe80::1");
+}
+
+TEST(AddressOfGrpcPeerTest, ReadsThePeerAsTheUriGrpcWrites) {
+  EXPECT_EQ(AddressOfGrpcPeer("ipv6:%5B::1%5D:54621"), "::1");
+  EXPECT_EQ(AddressOfGrpcPeer("ipv6:%5B2001:db8::7%5D:443"), "2001:db8::7");
+  EXPECT_EQ(AddressOfGrpcPeer("ipv6:%5B::ffff:203.0.113.7%5D:5555"), "203.0.113.7");
+  EXPECT_EQ(AddressOfGrpcPeer("ipv6:%5Bfe80::1%25eth0%5D:5555"), "fe80::1");
 }
 
 TEST(AddressOfGrpcPeerTest, LeavesOtherPeersAlone) {

@@ -32,9 +32,9 @@ class GrpcServerTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
 
-  void Start() {
+  void Start(const std::string& grpc_listen = "127.0.0.1:0") {
     v1::ServerConfig config = DefaultConfig();
-    config.set_grpc_listen("127.0.0.1:0");
+    config.set_grpc_listen(grpc_listen);
     config.set_http_listen("127.0.0.1:0");
     config.set_data_dir(dir_.Sub("data"));
     config.set_admin_token(kAdminToken);
@@ -483,6 +483,24 @@ TEST_F(GrpcServerTest, AdminManagesKeys) {
   // The upgraded key gets premium limits: 30 chat requests a minute.
   for (int i = 0; i < 30; ++i) ASSERT_TRUE(CallChat(Chat("phi-2"), key).ok()) << i;
   EXPECT_EQ(CallChat(Chat("phi-2"), key).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(GrpcServerTest, AnIpv6ClientIsOneAnonymousTenantWhateverConnectionItUses) {
+  server_.reset();
+  Start("[::1]:0");
+  ASSERT_EQ(server_->grpc_address().rfind("[::1]:", 0), 0u) << server_->grpc_address();
+  for (int connection = 0; connection < 3; ++connection) {
+    // A channel of its own (a new connection, a new client port) for every call.
+    grpc::ChannelArguments args;
+    args.SetInt("anyai.test.connection", connection);
+    auto channel = grpc::CreateCustomChannel(server_->grpc_address(),
+                                             grpc::InsecureChannelCredentials(), args);
+    v1::ChatCompletion resp;
+    auto c = Context();
+    ASSERT_TRUE(
+        v1::AnyAI::NewStub(channel)->CreateChatCompletion(c.get(), Chat("phi-2"), &resp).ok());
+  }
+  EXPECT_EQ(Used("llm"), 3);
 }
 
 TEST_F(GrpcServerTest, CheckKeyReportsAMaskedKeyAndItsUsage) {
