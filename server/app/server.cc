@@ -84,8 +84,7 @@ struct Server::Parts {
   // /readyz: true from the end of Start() until Shutdown() begins.
   std::atomic<bool> ready{false};
 
-  absl::Mutex mu;
-  absl::CondVar cv;  // signalled when `stopping` or `stopped` turns true
+  absl::Mutex mu;  // waiters Await() the flags below
   bool stopping ABSL_GUARDED_BY(mu) = false;
   bool stopped ABSL_GUARDED_BY(mu) = false;
   std::thread evictor;
@@ -94,15 +93,6 @@ struct Server::Parts {
 Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 
 Server::~Server() { Shutdown(absl::ZeroDuration()); }
-
-// Storage, engine and the rest in the order they depend on each other; each step fills its part
-// of `p` or says what failed.
-absl::Status OpenStorage(const v1::ServerConfig& config, const quota::PlanTable& plans,
-                         Server::Parts& p);
-absl::Status BuildGateway(const v1::ServerConfig& config, Server::Parts& p);
-absl::Status StartGrpc(const v1::ServerConfig& config, Server::Parts& p);
-absl::Status StartHttp(const v1::ServerConfig& config, Server::Parts& p);
-void StartEvictor(Server::Parts& p);
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& config,
                                                       ServerOptions options) {
@@ -137,8 +127,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   return std::unique_ptr<Server>(new Server(std::move(p)));
 }
 
-absl::Status OpenStorage(const v1::ServerConfig& config, const quota::PlanTable& plans,
-                         Server::Parts& p) {
+absl::Status Server::OpenStorage(const v1::ServerConfig& config, const quota::PlanTable& plans,
+                                 Parts& p) {
   absl::StatusOr<std::unique_ptr<storage::Database>> db =
       storage::Database::Open({.data_dir = config.data_dir(),
                                .durability = config.durability() == v1::DURABILITY_FSYNC
@@ -161,8 +151,7 @@ absl::Status OpenStorage(const v1::ServerConfig& config, const quota::PlanTable&
   return absl::OkStatus();
 }
 
-// The catalogue, the providers (each wrapped to count its calls), the metrics and the Gateway.
-absl::Status BuildGateway(const v1::ServerConfig& config, Server::Parts& p) {
+absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
   absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(config);
   if (!catalogue.ok()) return catalogue.status();
   p.catalogue = std::make_unique<Catalogue>(*std::move(catalogue));
@@ -197,7 +186,7 @@ absl::Status BuildGateway(const v1::ServerConfig& config, Server::Parts& p) {
       .imagine_provider = EndpointProvider(config.imagine()),
       .ask_provider = EndpointProvider(config.ask()),
       .vision_provider = EndpointProvider(config.vision()),
-      .anonymous_plan = config.anonymous_plan(),
+      .anonymous_plan = AnonymousPlan(config),
       .admin_token = config.admin_token(),
       .storage_failure_policy =
           config.storage_failure_policy() == v1::STORAGE_FAILURE_POLICY_FAIL_OPEN
@@ -213,7 +202,7 @@ absl::Status BuildGateway(const v1::ServerConfig& config, Server::Parts& p) {
   return absl::OkStatus();
 }
 
-absl::Status StartGrpc(const v1::ServerConfig& config, Server::Parts& p) {
+absl::Status Server::StartGrpc(const v1::ServerConfig& config, Parts& p) {
   p.anyai_service = std::make_unique<AnyAIService>(*p.gateway);
   p.admin_service = std::make_unique<AdminService>(*p.gateway);
   grpc::EnableDefaultHealthCheckService(true);
@@ -223,7 +212,10 @@ absl::Status StartGrpc(const v1::ServerConfig& config, Server::Parts& p) {
   builder.RegisterService(p.anyai_service.get());
   builder.RegisterService(p.admin_service.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(MakeGrpcMetricsInterceptor(*p.metrics));
+  interceptors.push_back(MakeGrpcMetricsInterceptor(
+      [metrics = p.metrics.get()](Endpoint endpoint, int status, absl::Duration latency) {
+        metrics->ObserveRequest(endpoint, Transport::kGrpc, status, latency);
+      }));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   p.grpc = builder.BuildAndStart();
   if (p.grpc == nullptr || p.grpc_port == 0) {
@@ -237,9 +229,8 @@ absl::Status StartGrpc(const v1::ServerConfig& config, Server::Parts& p) {
   return absl::OkStatus();
 }
 
-// The API's routes, /metrics, and the server that serves them, counting every answer.
-absl::Status StartHttp(const v1::ServerConfig& config, Server::Parts& p) {
-  Server::Parts* raw = &p;
+absl::Status Server::StartHttp(const v1::ServerConfig& config, Parts& p) {
+  Parts* raw = &p;
   p.http_router = std::make_unique<HttpRouter>();
   p.http_api = std::make_unique<HttpApi>(
       *p.gateway, [raw] { return raw->ready.load(std::memory_order_acquire); });
@@ -267,17 +258,18 @@ absl::Status StartHttp(const v1::ServerConfig& config, Server::Parts& p) {
   return absl::OkStatus();
 }
 
-// Idle tenants leave memory every eviction_period, until Shutdown().
-void StartEvictor(Server::Parts& p) {
-  Server::Parts* raw = &p;
+void Server::StartEvictor(Parts& p) {
+  Parts* raw = &p;
   p.evictor = std::thread([raw] {
-    absl::MutexLock lock(&raw->mu);
-    while (!raw->stopping) {
-      raw->cv.WaitWithTimeout(&raw->mu, raw->options.eviction_period);
-      if (raw->stopping) break;
-      raw->mu.Unlock();
+    for (;;) {
+      {
+        absl::MutexLock lock(&raw->mu);
+        if (raw->mu.AwaitWithTimeout(absl::Condition(&raw->stopping),
+                                     raw->options.eviction_period)) {
+          return;
+        }
+      }
       raw->engine->EvictIdle(raw->options.clock());
-      raw->mu.Lock();
     }
   });
 }
@@ -292,7 +284,6 @@ void Server::Shutdown(absl::Duration grace) {
     absl::MutexLock lock(&parts_->mu);
     if (parts_->stopping) return;
     parts_->stopping = true;
-    parts_->cv.SignalAll();
   }
   parts_->ready.store(false, std::memory_order_release);
   // Both fronts drain at once, against one deadline.
@@ -305,13 +296,12 @@ void Server::Shutdown(absl::Duration grace) {
   {
     absl::MutexLock lock(&parts_->mu);
     parts_->stopped = true;
-    parts_->cv.SignalAll();
   }
 }
 
 void Server::Wait() {
   absl::MutexLock lock(&parts_->mu);
-  while (!parts_->stopped) parts_->cv.Wait(&parts_->mu);
+  parts_->mu.Await(absl::Condition(&parts_->stopped));
 }
 
 }  // namespace anyai::server

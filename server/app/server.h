@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "anyai/v1/config.pb.h"
+#include "quota/plan.h"
 #include "server/gateway/gateway.h"
 
 namespace anyai::server {
@@ -59,10 +60,21 @@ class Server {
   // Blocks until Shutdown() has completed.
   void Wait();
 
-  // Everything a Server owns; defined, and built step by step, in server.cc.
-  struct Parts;
-
  private:
+  // Everything a Server owns; defined in server.cc.
+  struct Parts;
+  // Start()'s steps, in the order the parts depend on each other; each fills its part of `p`
+  // or says what failed.
+  static absl::Status OpenStorage(const v1::ServerConfig& config, const quota::PlanTable& plans,
+                                  Parts& p);
+  // The catalogue, the providers (each wrapped to count its calls), the metrics, the Gateway.
+  static absl::Status BuildGateway(const v1::ServerConfig& config, Parts& p);
+  static absl::Status StartGrpc(const v1::ServerConfig& config, Parts& p);
+  // The API's routes, /metrics, and the server that serves them, counting every answer.
+  static absl::Status StartHttp(const v1::ServerConfig& config, Parts& p);
+  // Idle tenants leave memory every eviction_period, until Shutdown().
+  static void StartEvictor(Parts& p);
+
   explicit Server(std::unique_ptr<Parts> parts);
 
   std::unique_ptr<Parts> parts_;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <string_view>
+#include <utility>
 
 #include "google/rpc/status.pb.h"
 #include "server/gateway/error_kind.h"
@@ -12,7 +13,47 @@ namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
-// The endpoint of a gRPC method path ("/anyai.v1.AnyAI/CreateChatCompletion").
+class MetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(const GrpcCallObserver& observe, Endpoint endpoint)
+      : observe_(observe), endpoint_(endpoint), start_(std::chrono::steady_clock::now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      observe_(endpoint_, HttpStatusOfGrpcStatus(status),
+               absl::FromChrono(std::chrono::steady_clock::now() - start_));
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const GrpcCallObserver& observe_;
+  const Endpoint endpoint_;
+  const std::chrono::steady_clock::time_point start_;
+};
+
+class MetricsInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(GrpcCallObserver observe) : observe_(std::move(observe)) {}
+
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(observe_, EndpointOfGrpcMethod(info->method()));
+  }
+
+ private:
+  const GrpcCallObserver observe_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeGrpcMetricsInterceptor(
+    GrpcCallObserver observe) {
+  return std::make_unique<MetricsInterceptorFactory>(std::move(observe));
+}
+
 Endpoint EndpointOfGrpcMethod(std::string_view method) {
   constexpr std::string_view kAnyAI = "/anyai.v1.AnyAI/";
   if (method.rfind("/anyai.v1.Admin/", 0) == 0) return Endpoint::kAdmin;
@@ -31,59 +72,15 @@ Endpoint EndpointOfGrpcMethod(std::string_view method) {
   return Endpoint::kOther;
 }
 
-// The HTTP status the request metrics count a finished call under, from the same table as the
-// HTTP front's answers. Only an UNAVAILABLE call's details are read: they tell a failed upstream
-// (502) from the gateway's storage (503).
-int HttpStatusOf(const grpc::Status& status) {
-  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
-    return ErrorKindOf(absl::Status(static_cast<absl::StatusCode>(status.error_code()), "x"))
-        .http_status;
+int HttpStatusOfGrpcStatus(const grpc::Status& status) {
+  const auto code = static_cast<absl::StatusCode>(status.error_code());
+  if (code != absl::StatusCode::kUnavailable) {
+    return ErrorKindOf(absl::Status(code, "")).http_status;
   }
   google::rpc::Status rpc;
+  if (!rpc.ParseFromString(status.error_details())) rpc.Clear();
   rpc.set_code(status.error_code());
-  if (!status.error_details().empty()) rpc.ParseFromString(status.error_details());
   return ErrorKindOf(FromRpcStatus(rpc)).http_status;
-}
-
-class MetricsInterceptor final : public grpc::experimental::Interceptor {
- public:
-  MetricsInterceptor(Metrics& metrics, Endpoint endpoint)
-      : metrics_(metrics), endpoint_(endpoint), start_(std::chrono::steady_clock::now()) {}
-
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      const grpc::Status status = methods->GetSendStatus();
-      metrics_.ObserveRequest(endpoint_, Transport::kGrpc, HttpStatusOf(status),
-                              absl::FromChrono(std::chrono::steady_clock::now() - start_));
-    }
-    methods->Proceed();
-  }
-
- private:
-  Metrics& metrics_;
-  const Endpoint endpoint_;
-  const std::chrono::steady_clock::time_point start_;
-};
-
-class MetricsInterceptorFactory final
-    : public grpc::experimental::ServerInterceptorFactoryInterface {
- public:
-  explicit MetricsInterceptorFactory(Metrics& metrics) : metrics_(metrics) {}
-
-  grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo* info) override {
-    return new MetricsInterceptor(metrics_, EndpointOfGrpcMethod(info->method()));
-  }
-
- private:
-  Metrics& metrics_;
-};
-
-}  // namespace
-
-std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeGrpcMetricsInterceptor(
-    Metrics& metrics) {
-  return std::make_unique<MetricsInterceptorFactory>(metrics);
 }
 
 }  // namespace anyai::server

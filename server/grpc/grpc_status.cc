@@ -16,7 +16,7 @@ void AddRateLimitMetadata(grpc::ServerContextBase& context,
                           const std::optional<RateLimitState>& rate_limit,
                           const absl::Status& status) {
   if (!rate_limit.has_value()) return;
-  const bool trailing = status.code() == absl::StatusCode::kResourceExhausted;
+  const bool trailing = !status.ok();
   for (const RateLimitHeader& h : RateLimitHeaders(*rate_limit)) {
     if (trailing) {
       context.AddTrailingMetadata(std::string(h.name), h.value);

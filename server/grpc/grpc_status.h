@@ -18,9 +18,9 @@ namespace anyai::server {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Adds x-ratelimit-* for `rate_limit` (nothing when it is empty): as trailing metadata on a
-// RESOURCE_EXHAUSTED `status`, which is where a refused call's metadata reaches clients, else as
-// initial metadata.
+// Adds x-ratelimit-* for `rate_limit` (nothing when it is empty): as initial metadata on an OK
+// `status`; as trailing metadata on a failed one (a 429, or a provider failure after admission),
+// which is where every client library shows a failed call's metadata (grpc-js: err.metadata).
 void AddRateLimitMetadata(grpc::ServerContextBase& context,
                           const std::optional<RateLimitState>& rate_limit,
                           const absl::Status& status);
