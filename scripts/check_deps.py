@@ -35,27 +35,43 @@ def only_abseil_and_std(path, own):
 
 
 def forbid(*prefixes, why):
-    def rule(path, _own):
+    def rule(path, _file):
         if any(path == p or path.startswith(p) for p in prefixes):
             return why
         return None
     return rule
 
 
+def net_internals_stay_in_net(path, file):
+    if path.startswith("server/net/internal/") and not file.startswith("server/net/"):
+        return "server/net/internal/ is for server/net/ only"
+    return None
+
+
 # (folder, rule): every file under the folder is checked against the rule.
 RULES = [
-    ("quota/", lambda p, own: only_abseil_and_std(p, "quota/")),
-    ("server/net/", lambda p, own: only_abseil_and_std(p, "server/net/")),
+    ("", net_internals_stay_in_net),
+    ("quota/", lambda p, _file: only_abseil_and_std(p, "quota/")),
+    ("server/net/", lambda p, _file: only_abseil_and_std(p, "server/net/")),
     ("server/grpc/", forbid("server/http/", "boost/", "nlohmann/",
                             why="a front may not include the other front")),
     ("server/http/", forbid("server/grpc/", "grpcpp/", "grpc/",
                             why="a front may not include the other front")),
+    ("server/grpc/", forbid("server/metrics/", "prometheus/", "server/app/",
+                            why="a front may not include metrics or app")),
+    ("server/http/", forbid("server/metrics/", "prometheus/", "server/app/",
+                            why="a front may not include metrics or app")),
     ("server/gateway/", forbid(*FRONTS, "server/metrics/", "server/app/", "server/providers/",
                                "server/config/", "prometheus/", "grpcpp/", "boost/",
                                why="the gateway may not include a front, metrics, app, a "
                                    "provider or config")),
-    ("server/providers/", forbid(*FRONTS, "server/metrics/", "server/app/", "prometheus/",
-                                 why="a provider may not include a front, metrics or app")),
+    ("server/providers/", forbid(*FRONTS, "server/metrics/", "server/app/", "server/config/",
+                                 "prometheus/",
+                                 why="a provider may not include a front, metrics, app or config")),
+    ("server/providers/builtin/", forbid("server/providers/openai/",
+                                         why="a provider may not include the other provider")),
+    ("server/providers/openai/", forbid("server/providers/builtin/",
+                                        why="a provider may not include the other provider")),
     ("server/config/", forbid(*FRONTS, "server/metrics/", "server/app/", "server/providers/",
                               why="config may not include a front, metrics, app or a provider")),
     ("server/metrics/", forbid(*FRONTS, "server/app/",
@@ -70,7 +86,10 @@ def violations(root):
     found = []
     for folder, rule in RULES:
         top = os.path.join(root, folder)
-        for dirpath, _dirs, files in os.walk(top):
+        for dirpath, dirs, files in os.walk(top):
+            # Build trees and installed packages are not the project's sources.
+            dirs[:] = [d for d in dirs
+                       if not (d.startswith(("build", ".")) or d == "node_modules")]
             for name in sorted(files):
                 if not name.endswith(SOURCE):
                     continue
@@ -81,7 +100,7 @@ def violations(root):
                         m = INCLUDE.match(line)
                         if not m:
                             continue
-                        why = rule(m.group(2), folder)
+                        why = rule(m.group(2), rel)
                         if why:
                             found.append(f"{rel}:{number}: includes {m.group(2)} ({why})")
     return found
@@ -100,6 +119,12 @@ def self_test():
         "server/providers/openai/i.cc": '#include "server/http/http_server.h"',
         "server/providers/j.cc": '#include "server/app/server.h"',
         "storage/k.cc": '#include "server/gateway/gateway.h"',
+        "server/grpc/l.cc": '#include "server/metrics/metrics.h"',
+        "server/http/m.h": "#include <prometheus/registry.h>",
+        "server/providers/openai/n.cc": '#include "server/providers/builtin/png_encoder.h"',
+        "server/providers/builtin/o.cc": '#include "server/config/config.h"',
+        "server/gateway/p.cc": '#include "server/net/internal/quote.h"',
+        "tests/server/q.cc": '#include "server/net/internal/authority.h"',
     }
     allowed = {
         "quota/ok.cc": '#include "absl/time/time.h"\n#include <atomic>\n#include "quota/plan.h"',
@@ -107,6 +132,7 @@ def self_test():
                             '#include "server/net/cidr.h"',
         "server/grpc/ok.cc": '#include "server/gateway/gateway.h"\n#include <grpcpp/grpcpp.h>',
         "server/providers/ok.cc": '#include "server/gateway/provider.h"',
+        "server/net/ok2.cc": '#include "server/net/internal/quote.h"',
     }
     with tempfile.TemporaryDirectory() as root:
         for rel, text in {**planted, **allowed}.items():

@@ -159,6 +159,10 @@ absl::StatusOr<std::string> RandomBytes(size_t size) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RocksDbKeyStore>> RocksDbKeyStore::Open(Database& db) {
+  if (!Sha256Available()) {
+    return absl::FailedPreconditionError(
+        "OpenSSL has no SHA-256 (is its default provider available?): keys cannot be checked");
+  }
   return std::unique_ptr<RocksDbKeyStore>(new RocksDbKeyStore(db));
 }
 

@@ -28,6 +28,8 @@ const EVP_MD* FetchedSha256() {
 
 }  // namespace
 
+bool Sha256Available() { return FetchedSha256() != nullptr; }
+
 std::string Sha256(std::string_view data) {
   const EVP_MD* md = FetchedSha256();
   if (md == nullptr) DieCannotHash();

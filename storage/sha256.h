@@ -18,9 +18,13 @@ namespace anyai::storage {
 
 inline constexpr size_t kSha256Size = 32;
 
-// The SHA-256 digest of `data`, as kSha256Size raw bytes. libcrypto fails to hash only when it
-// cannot allocate or has no SHA-256 at all (a broken OpenSSL configuration); the process then
-// aborts with a message, as it does when `new` fails: it could not authenticate anything.
+// Whether libcrypto has SHA-256 (a broken OpenSSL configuration may not): checked once at start
+// by the key store, so that such a process refuses to start instead of failing later.
+bool Sha256Available();
+
+// The SHA-256 digest of `data`, as kSha256Size raw bytes. Once Sha256Available(), libcrypto fails
+// to hash only when it cannot allocate; the process then aborts with a message, as it does when
+// `new` fails.
 std::string Sha256(std::string_view data);
 
 // Whether `a` and `b` hold the same bytes. It compares the SHA-256 digests of both with

@@ -22,6 +22,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -65,26 +66,10 @@ void PrintKey(const v1::KeyRecord& k) {
 }
 
 int Failed(const grpc::Status& s) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  const int code = s.error_code();
-  std::cerr << "anyai-admin: " << (code >= 0 && code <= 16 ? kNames[code] : "ERROR") << ": "
-            << s.error_message() << "\n";
+  // absl names the codes as gRPC does ("UNAUTHENTICATED"); "" for one out of range.
+  std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()));
+  std::cerr << "anyai-admin: " << (name.empty() ? "ERROR" : name) << ": " << s.error_message()
+            << "\n";
   return 1;
 }
 

@@ -715,8 +715,7 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
                    absl::StrCat("no class ", Quoted(use.feature_class), ", which ", use.user,
                                 " counts against"));
   }
-  const std::string anonymous =
-      config.anonymous_plan().empty() ? std::string(quota::kFreePlan) : config.anonymous_plan();
+  const std::string anonymous = AnonymousPlan(config);
   if (plans->Find(anonymous) == nullptr) {
     std::vector<std::string> names;
     for (const quota::Plan& p : plans->plans) names.push_back(p.name);
@@ -840,6 +839,10 @@ EndpointModels EndpointModelsFromConfig(const v1::EndpointConfig& endpoint,
   }
   if (!endpoint.default_model().empty()) out.default_model = endpoint.default_model();
   return out;
+}
+
+std::string AnonymousPlan(const v1::ServerConfig& config) {
+  return config.anonymous_plan().empty() ? std::string(quota::kFreePlan) : config.anonymous_plan();
 }
 
 std::string EndpointProvider(const v1::EndpointConfig& endpoint) {

@@ -134,6 +134,9 @@ absl::StatusOr<Catalogue> CatalogueFromConfig(const v1::ServerConfig& config);
 EndpointModels EndpointModelsFromConfig(const v1::EndpointConfig& endpoint,
                                         const EndpointModels& defaults);
 
+// The plan of callers without a key: config.anonymous_plan(), or "free" when empty.
+std::string AnonymousPlan(const v1::ServerConfig& config);
+
 // The provider that answers an endpoint: endpoint.provider(), or "builtin" when empty.
 std::string EndpointProvider(const v1::EndpointConfig& endpoint);
 

@@ -21,6 +21,8 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "server/gateway/proto_time.h"
+#include "server/gateway/rate_limit.h"
 
 namespace anyai::server {
 namespace {
@@ -56,12 +58,6 @@ std::string SecondsText(absl::Duration d) {
     return absl::StrCat(absl::ToInt64Seconds(d));
   }
   return absl::StrCat(absl::ToDoubleSeconds(d));
-}
-
-// Whole seconds, rounded up, never negative: what "retry after Ns" and Retry-After say.
-int64_t CeilSeconds(absl::Duration d) {
-  if (d <= absl::ZeroDuration()) return 0;
-  return absl::ToInt64Seconds(absl::Ceil(d, absl::Seconds(1)));
 }
 
 }  // namespace
@@ -123,7 +119,7 @@ absl::Status RateLimited(const RateLimitInfo& info) {
   if (!info.tenant_description.empty()) {
     absl::StrAppend(&message, " (", info.tenant_description, ")");
   }
-  absl::StrAppend(&message, "; retry after ", CeilSeconds(info.retry_after), "s");
+  absl::StrAppend(&message, "; retry after ", RetryAfterSeconds(info.retry_after), "s");
   absl::Status status(absl::StatusCode::kResourceExhausted, message);
 
   google::rpc::QuotaFailure failure;
@@ -133,11 +129,7 @@ absl::Status RateLimited(const RateLimitInfo& info) {
   Attach(status, kQuotaFailureTypeUrl, failure);
 
   google::rpc::RetryInfo retry;
-  const absl::Duration delay = std::max(info.retry_after, absl::ZeroDuration());
-  const int64_t seconds = absl::ToInt64Seconds(delay);
-  retry.mutable_retry_delay()->set_seconds(seconds);
-  retry.mutable_retry_delay()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(delay - absl::Seconds(seconds))));
+  *retry.mutable_retry_delay() = ToProto(std::max(info.retry_after, absl::ZeroDuration()));
   Attach(status, kRetryInfoTypeUrl, retry);
 
   google::rpc::ErrorInfo error_info;

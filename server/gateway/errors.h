@@ -14,8 +14,9 @@
 // Every ErrorInfo has domain "anyai.v1". At the edges:
 //   gRPC:  ToRpcStatus(status) gives the google.rpc.Status to serialize into
 //          `grpc-status-details-bin`, with grpc::Status(code, message, rpc.SerializeAsString()).
-//   HTTP:  status.code() picks the HTTP status; ErrorField(status) is OpenAI's `param`; the
-//          accessors (GetRetryInfo, GetErrorInfo, ...) give Retry-After and the error `code`.
+//   HTTP:  ErrorKindOf(status) (error_kind.h) picks the HTTP status and OpenAI's type and code,
+//          reading ErrorInfo for 404 and 502; ErrorField(status) is OpenAI's `param`;
+//          GetRetryInfo gives Retry-After.
 //
 // Messages are safe to show to the caller and to put in JSON: user-supplied text echoed in
 // them (a model id) is truncated and escaped to printable ASCII.

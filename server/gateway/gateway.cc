@@ -225,7 +225,6 @@ Outcome<T> Gateway::Serve(const Caller& caller,
   return out;
 }
 
-template <typename Chunk>
 StreamOutcome Gateway::ServeStream(const Caller& caller,
                                    absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
                                    StartStream start,
@@ -254,7 +253,7 @@ Outcome<v1::ChatCompletion> Gateway::Chat(const Caller& caller,
 StreamOutcome Gateway::StreamChat(const Caller& caller, const v1::ChatCompletionRequest& request,
                                   StartStream start,
                                   absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) {
-  return ServeStream<v1::ChatCompletionChunk>(
+  return ServeStream(
       caller, [&](const Principal& who) { return ChatRoute(who, request); }, start,
       [&](Provider& provider) { return provider.StreamChat(request, emit); });
 }
@@ -298,7 +297,7 @@ Outcome<v1::ImagineResponse> Gateway::Imagine(const Caller& caller, v1::ImagineR
 
 StreamOutcome Gateway::Ask(const Caller& caller, const v1::AskRequest& request, StartStream start,
                            absl::FunctionRef<bool(const v1::AskChunk&)> emit) {
-  return ServeStream<v1::AskChunk>(
+  return ServeStream(
       caller,
       [&](const Principal& who) -> absl::StatusOr<Route> {
         absl::Status s = ValidateAsk(request, MaxMessageChars(who));

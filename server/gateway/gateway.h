@@ -95,11 +95,11 @@ struct GatewayParts {
   EndpointModels vision_models;
   // Providers by name; every name below must be present.
   absl::flat_hash_map<std::string, Provider*> providers;
-  std::string image_provider = "builtin";
-  std::string imagine_provider = "builtin";
-  std::string ask_provider = "builtin";
-  std::string vision_provider = "builtin";
-  std::string anonymous_plan = "free";
+  std::string image_provider = kBuiltinProvider;
+  std::string imagine_provider = kBuiltinProvider;
+  std::string ask_provider = kBuiltinProvider;
+  std::string vision_provider = kBuiltinProvider;
+  std::string anonymous_plan = quota::kFreePlan;
   std::string admin_token;  // empty: the Admin service refuses everything
   StorageFailurePolicy storage_failure_policy = StorageFailurePolicy::kFailClosed;
   int max_messages = kDefaultMaxMessages;
@@ -182,7 +182,6 @@ class Gateway {
   Outcome<T> Serve(const Caller& caller,
                    absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
                    absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer);
-  template <typename Chunk>
   StreamOutcome ServeStream(const Caller& caller,
                             absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
                             StartStream start, absl::FunctionRef<absl::Status(Provider&)> answer);

@@ -1,6 +1,7 @@
 // The one conversion between protobuf's well-known time types (google.protobuf.Duration and
 // Timestamp, as the protos and the config use them) and Abseil's absl::Duration and absl::Time,
-// which the code computes with. Microsecond precision, as the engine keeps time.
+// which the code computes with. Durations are exact to the nanosecond; times to the microsecond,
+// as the engine keeps time.
 //
 // Thread safety: pure functions.
 #ifndef ANYAI_SERVER_GATEWAY_PROTO_TIME_H_
@@ -18,8 +19,13 @@ inline absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
+// Exact to the nanosecond (truncated below it), the sign carried by both fields as the proto asks.
 inline google::protobuf::Duration ToProto(absl::Duration d) {
-  return google::protobuf::util::TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
+  google::protobuf::Duration out;
+  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
+  out.set_seconds(seconds);
+  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
+  return out;
 }
 
 inline absl::Time FromProto(const google::protobuf::Timestamp& t) {

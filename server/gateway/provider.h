@@ -6,10 +6,9 @@
 //
 // Contract shared by every implementation:
 //   - Requests are already validated (field ranges, message sizes, model known and routed
-//     here); a provider applies the defaults of absent optional fields, as the protos state
-//     them (Imagine: width and height 1024, steps 50, model "sdxl"; GenerateImages: n 1, size
-//     "1024x1024", response_format "url", quality "standard", model "dall-e-3"; DescribeImage:
-//     model "gemini-pro-vision").
+//     here), and the Gateway has filled in the defaults of absent optional fields
+//     (validation.h's Apply*Defaults). Called directly, a provider takes the same defaults from
+//     the same owners: validation.h's constants and catalogue.h's default models.
 //   - Errors are absl::Status: UNAVAILABLE or DEADLINE_EXCEEDED for upstream trouble,
 //     INVALID_ARGUMENT only for a request the upstream refuses, CANCELLED when a stream's
 //     client went away. The fronts map them to gRPC and HTTP in one place each.

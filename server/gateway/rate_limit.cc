@@ -36,4 +36,9 @@ std::string FormatReset(absl::Duration d) {
   return out;
 }
 
+int64_t RetryAfterSeconds(absl::Duration delay) {
+  if (delay <= absl::ZeroDuration()) return 0;
+  return absl::ToInt64Seconds(absl::Ceil(delay, absl::Seconds(1)));
+}
+
 }  // namespace anyai::server

@@ -49,6 +49,10 @@ std::array<RateLimitHeader, 3> RateLimitHeaders(const RateLimitState& state);
 // this long finds room.
 std::string FormatReset(absl::Duration d);
 
+// Retry-After's value and the "retry after Ns" of a 429's message: whole seconds, rounded up,
+// never negative.
+int64_t RetryAfterSeconds(absl::Duration delay);
+
 }  // namespace anyai::server
 
 #endif  // ANYAI_SERVER_GATEWAY_RATE_LIMIT_H_

@@ -15,6 +15,7 @@
 #include "google/protobuf/duration.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/gateway/errors.h"
+#include "server/gateway/proto_time.h"
 
 namespace anyai::server {
 namespace {
@@ -278,8 +279,7 @@ OrderedJson ModelObject(const v1::Model& model) {
 
 // Seconds as a JSON number: an integer when whole, else rounded to the millisecond.
 OrderedJson Seconds(const google::protobuf::Duration& d) {
-  if (d.nanos() == 0) return d.seconds();
-  const int64_t millis = d.seconds() * 1000 + (d.nanos() + 999'999) / 1'000'000;
+  const int64_t millis = absl::ToInt64Milliseconds(absl::Ceil(FromProto(d), absl::Milliseconds(1)));
   if (millis % 1000 == 0) return millis / 1000;
   return static_cast<double>(millis) / 1000.0;
 }

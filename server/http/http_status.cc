@@ -34,11 +34,6 @@ std::string OpenAiErrorBody(std::string_view message, std::string_view type, std
 
 }  // namespace
 
-int64_t RetryAfterSeconds(absl::Duration delay) {
-  if (delay <= absl::ZeroDuration()) return 0;
-  return absl::ToInt64Seconds(absl::Ceil(delay, absl::Seconds(1)));
-}
-
 HttpResponse ErrorResponse(const absl::Status& status) {
   const ErrorKind kind = ErrorKindOf(status);
   HttpResponse response;

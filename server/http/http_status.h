@@ -36,9 +36,6 @@ HttpResponse ProtocolError(int status, std::string_view message, std::string_vie
 // decide).
 void AddRateLimitHeaders(const std::optional<RateLimitState>& rate_limit, HttpHeaders* headers);
 
-// Retry-After's value for a delay: whole seconds, rounded up, never negative.
-int64_t RetryAfterSeconds(absl::Duration delay);
-
 }  // namespace anyai::server
 
 #endif  // ANYAI_SERVER_HTTP_HTTP_STATUS_H_

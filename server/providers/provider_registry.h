@@ -22,12 +22,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "anyai/v1/config.pb.h"
+#include "server/gateway/catalogue.h"
 #include "server/gateway/provider.h"
 
 namespace anyai::server {
 
 // The name of the predefined builtin provider.
-inline constexpr char kBuiltinProviderName[] = "builtin";
+inline constexpr const char* kBuiltinProviderName = kBuiltinProvider;
 
 class ProviderRegistry {
  public:
