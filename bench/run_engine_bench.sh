@@ -3,35 +3,43 @@
 # engine against the mutex + hash map baseline, in one binary and one run, reported as ratios.
 # Memory benchmarks run each in a fresh process so that freed heap does not blur RSS deltas.
 # Usage: bench/run_engine_bench.sh [min_time_seconds=2] [repetitions=3]   -> Markdown on stdout
+# (each speed benchmark runs at least min_time per repetition; the table shows the median of the
+# repetitions, or with 1 repetition its one run). BUILD_DIR (default build) is the build tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 min_time=${1:-2}
 reps=${2:-3}
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build --target quota_bench >/dev/null
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target quota_bench >/dev/null
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-build/bin/quota_bench --benchmark_filter='HotTenant|RefusedTenant|DistinctTenants|1MTenantsRandom' \
+"$build"/bin/quota_bench \
+  --benchmark_filter='HotTenant|RefusedTenant|DistinctTenants|1MTenantsRandom' \
   --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
   --benchmark_report_aggregates_only=true --benchmark_format=json >"$out/speed.json" 2>/dev/null
 for b in BM_Engine_MemoryPerTenant BM_Engine_MemoryPerTenantWithHistory BM_Mutex_MemoryPerTenant; do
-  build/bin/quota_bench --benchmark_filter="^$b/" --benchmark_format=json >"$out/$b.json"
+  "$build"/bin/quota_bench --benchmark_filter="^$b/" --benchmark_format=json >"$out/$b.json"
 done
-/usr/bin/python3 - "$out" <<'PY'
+/usr/bin/python3 - "$out" "$reps" <<'PY'
 import json, sys, glob, os
-out = sys.argv[1]
+out, reps = sys.argv[1], int(sys.argv[2])
 speed = json.load(open(os.path.join(out, "speed.json")))
 rate = {}
 for b in speed["benchmarks"]:
-    if b.get("aggregate_name") != "median":
+    # Google Benchmark computes aggregates only over 2+ repetitions; one run stands for itself.
+    if reps > 1 and b.get("aggregate_name") != "median":
         continue
-    name = b["run_name"]  # e.g. BM_Engine_HotTenant/min_time:2.000/real_time/threads:2
+    if reps <= 1 and b.get("run_type") != "iteration":
+        continue
+    name = b["run_name"]  # e.g. BM_Engine_HotTenant/real_time/threads:2
     parts = name.split("/")
     impl, case = parts[0].split("_", 2)[1:]
     threads = int(parts[-1].split(":")[1])
     rate[(impl, case, threads)] = b["decisions_per_second"]
 ctx = speed["context"]
-print(f"Machine: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz; medians of the repetitions; "
+runs = f"medians of {reps} repetitions" if reps > 1 else "one repetition"
+print(f"Machine: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz; {runs}; "
       f"decisions per second over all threads.\n")
 print("| case | threads | engine decisions/s | engine ns/decision per thread | mutex baseline decisions/s | engine / baseline |")
 print("|---|---|---|---|---|---|")

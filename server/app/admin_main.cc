@@ -2,14 +2,19 @@
 //
 //   anyai-admin keys create --plan=premium [--label="ci bot"]   prints the key, once
 //   anyai-admin keys get KEY_ID
-//   anyai-admin keys list [--page_size=N] [--show_revoked]
+//   anyai-admin keys list [--page_size=N [--page_token=T]] [--show_revoked]
 //   anyai-admin keys update KEY_ID [--plan=P] [--label=L]
 //   anyai-admin keys revoke KEY_ID
 //   anyai-admin usage KEY | IP | KEY_ID                          a table of every window
 //
 // The admin token comes from ANYAI_ADMIN_TOKEN; the server from --server (default
 // localhost:50051, or ANYAI_SERVER). Exit status: 0 on success, 1 on an RPC error (printed
-// with its code), 2 on a usage error.
+// with its code), 2 on a usage error. Results go to stdout, and only once the command has
+// succeeded; errors go to stderr only, so a script never mistakes a failure for an empty list.
+// `keys list` prints every key, or with --page_size one page, and then, if there are more, a last
+// line on stderr that is the command for the next page:
+//   next page: anyai-admin keys list --page_size=N --page_token=T
+// (stdout stays the table alone; a script takes T from stderr, a human pastes the line).
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -22,9 +27,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "anyai/v1/admin.grpc.pb.h"
 #include "server/gateway/proto_time.h"
@@ -33,17 +42,22 @@ ABSL_FLAG(std::string, server, "",
           "gRPC address of anyai-server (default: $ANYAI_SERVER or localhost:50051)");
 ABSL_FLAG(std::optional<std::string>, plan, std::nullopt, "plan of a key (create, update)");
 ABSL_FLAG(std::optional<std::string>, label, std::nullopt, "label of a key (create, update)");
-ABSL_FLAG(int, page_size, 0, "keys per page for `keys list` (0: the server's default)");
+ABSL_FLAG(int, page_size, 0,
+          "`keys list` prints one page of this many keys, and the command for the next page on "
+          "stderr (0: every page)");
+ABSL_FLAG(std::string, page_token, "",
+          "`keys list` starts at this page (the token that `keys list --page_size=N` printed)");
 ABSL_FLAG(bool, show_revoked, false, "`keys list` also shows revoked keys");
 
 namespace {
 
 namespace v1 = anyai::v1;
 
-constexpr char kUsage[] = R"(anyai-admin: manage API keys and look at usage.
+// Abseil's --help prints it after "anyai-admin: ".
+constexpr char kUsage[] = R"(manage API keys and look at usage.
   anyai-admin keys create --plan=PLAN [--label=TEXT]
   anyai-admin keys get KEY_ID
-  anyai-admin keys list [--page_size=N] [--show_revoked]
+  anyai-admin keys list [--page_size=N [--page_token=T]] [--show_revoked]
   anyai-admin keys update KEY_ID [--plan=PLAN] [--label=TEXT]
   anyai-admin keys revoke KEY_ID
   anyai-admin usage KEY|IP|KEY_ID
@@ -74,8 +88,29 @@ int Failed(const grpc::Status& s) {
 }
 
 int UsageError(const std::string& why) {
-  std::cerr << "anyai-admin: " << why << "\n" << kUsage << "\n";
+  std::cerr << "anyai-admin: " << why << "\nanyai-admin: " << kUsage << "\n";
   return 2;
+}
+
+// Abseil's --help lists only the flags of a file named after the program (anyai-admin.cc), so
+// without this it listed none. The filename is as the compiler saw it: relative or absolute.
+bool IsThisFile(absl::string_view filename) {
+  return absl::EndsWith(filename, "server/app/admin_main.cc");
+}
+
+// `s` as one word for a POSIX shell: as it is when that is safe, else in single quotes.
+std::string ShellWord(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789_@%+=:,./-") == std::string::npos) {
+    return s;
+  }
+  return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
+}
+
+std::string KeyRow(const v1::KeyRecord& k) {
+  return absl::StrFormat("%-16s  %-10s  %-22s  %-23s  %-7s  %s\n", k.key_id(), k.plan(),
+                         k.masked_key(), FormatTime(k.create_time()), k.revoked() ? "yes" : "no",
+                         k.label());
 }
 
 bool LooksLikeKeyId(const std::string& s) {
@@ -86,6 +121,10 @@ bool LooksLikeKeyId(const std::string& s) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  absl::FlagsUsageConfig usage_config;  // unset callbacks keep Abseil's defaults
+  usage_config.contains_helpshort_flags = IsThisFile;
+  usage_config.contains_help_flags = IsThisFile;
+  absl::SetFlagsUsageConfig(usage_config);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   std::vector<std::string> args(positional.begin() + 1, positional.end());
   if (args.empty()) return UsageError("no command");
@@ -121,22 +160,34 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (verb == "list" && args.size() == 2) {
+      const int page_size = absl::GetFlag(FLAGS_page_size);
       v1::ListKeysRequest req;
-      req.set_page_size(absl::GetFlag(FLAGS_page_size));
+      req.set_page_size(page_size);
+      req.set_page_token(absl::GetFlag(FLAGS_page_token));
       req.set_show_revoked(absl::GetFlag(FLAGS_show_revoked));
-      std::cout << absl::StrFormat("%-16s  %-10s  %-22s  %-23s  %-7s  %s\n", "KEY_ID", "PLAN",
-                                   "KEY", "CREATED", "REVOKED", "LABEL");
+      // Held back until every page has come, so that a failure prints nothing on stdout.
+      std::string table = absl::StrFormat("%-16s  %-10s  %-22s  %-23s  %-7s  %s\n", "KEY_ID",
+                                          "PLAN", "KEY", "CREATED", "REVOKED", "LABEL");
+      std::string next_page_token;
       for (;;) {
         v1::ListKeysResponse resp;
         grpc::Status s = stub->ListKeys(context().get(), req, &resp);
         if (!s.ok()) return Failed(s);
-        for (const v1::KeyRecord& k : resp.keys()) {
-          std::cout << absl::StrFormat("%-16s  %-10s  %-22s  %-23s  %-7s  %s\n", k.key_id(),
-                                       k.plan(), k.masked_key(), FormatTime(k.create_time()),
-                                       k.revoked() ? "yes" : "no", k.label());
+        for (const v1::KeyRecord& k : resp.keys()) table += KeyRow(k);
+        if (resp.next_page_token().empty()) break;
+        if (page_size > 0) {
+          next_page_token = resp.next_page_token();
+          break;
         }
-        if (resp.next_page_token().empty() || absl::GetFlag(FLAGS_page_size) > 0) break;
         req.set_page_token(resp.next_page_token());
+      }
+      std::cout << table << std::flush;
+      if (!next_page_token.empty()) {
+        std::string server = absl::GetFlag(FLAGS_server);
+        std::cerr << "next page: anyai-admin"
+                  << (server.empty() ? "" : " --server=" + ShellWord(server)) << " keys list"
+                  << " --page_size=" << page_size << (req.show_revoked() ? " --show_revoked" : "")
+                  << " --page_token=" << ShellWord(next_page_token) << "\n";
       }
       return 0;
     }

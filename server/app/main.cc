@@ -6,6 +6,7 @@
 // validated) as textproto with its secrets redacted, and exits.
 // SIGTERM or SIGINT shut it down gracefully: /readyz turns 503, both fronts stop accepting,
 // and in-flight calls (HTTP streams included) get 5 seconds to finish.
+// --help lists the flags below (those of this file); --helpfull adds Abseil's own.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -16,6 +17,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 #include "server/app/server.h"
 #include "server/config/config.h"
 
@@ -31,6 +35,13 @@ ABSL_FLAG(bool, print_config, false,
 
 namespace {
 
+// Abseil's --help shows only the flags of files named after the program (anyai-server.cc,
+// anyai-server_main.cc), so without this it listed none. The filename is as the compiler saw it:
+// relative or absolute, depending on the build directory and ccache.
+bool IsThisFile(absl::string_view filename) {
+  return absl::EndsWith(filename, "server/app/main.cc");
+}
+
 int Fail(const absl::Status& status) {
   std::cerr << "anyai-server: " << status.message() << "\n";
   return 1;
@@ -40,6 +51,10 @@ int Fail(const absl::Status& status) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("The AnyAI gateway: gRPC and HTTP fronts over one quota engine.");
+  absl::FlagsUsageConfig usage_config;  // unset callbacks keep Abseil's defaults
+  usage_config.contains_helpshort_flags = IsThisFile;
+  usage_config.contains_help_flags = IsThisFile;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(argc, argv);
   namespace server = anyai::server;
 

@@ -110,12 +110,16 @@ class ServerProcess:
     start() waits for the "grpc listening on" line and, unless require_http=False, for the
     "http listening on" line, and raises HttpFrontMissing if the gRPC line came and the HTTP
     one did not within `http_grace` seconds. Stopped with SIGTERM, then SIGKILL.
+    With listen_flags=False it gets no --grpc_listen/--http_listen, so that a config file in
+    extra_args says where it listens.
     """
 
     START_TIMEOUT_S = 60.0
 
-    def __init__(self, binary, extra_args=(), require_http=True, http_grace=10.0):
+    def __init__(self, binary, extra_args=(), require_http=True, http_grace=10.0,
+                 listen_flags=True):
         self.binary = binary
+        self.listen_flags = listen_flags
         self.extra_args = list(extra_args)
         self.require_http = require_http
         self.http_grace = http_grace
@@ -141,8 +145,9 @@ class ServerProcess:
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="anyai-deploy-")
         env = {k: v for k, v in os.environ.items() if k != "ANYAI_ADMIN_TOKEN"}
-        args = [self.binary, "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-                "--data_dir=" + os.path.join(self.dir, "data")] + self.extra_args
+        listen = ["--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0"]
+        args = ([self.binary] + (listen if self.listen_flags else []) +
+                ["--data_dir=" + os.path.join(self.dir, "data")] + self.extra_args)
         self._stderr = open(os.path.join(self.dir, "server.stderr"), "wb")
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=self._stderr, env=env,

@@ -7,7 +7,9 @@ engine (there is none on the build machines).
   each library of `ldd build/bin/anyai-server` (and anyai-admin) belongs to a runtime package
   or to one of their dependencies, as this Debian 12 machine's dpkg database says;
 - the image's user, volume, ports, health check, config and entrypoint agree with the server
-  (its default ports in deploy/config/anyai.textproto) and with deploy/k8s.
+  (its default ports in deploy/config/anyai.textproto) and with deploy/k8s;
+- the health check (deploy/healthcheck.sh) follows the HTTP port the server is configured with,
+  by a config file or a flag: it is run here against real servers on non-default ports.
 
 Usage: dockerfile_test.py --server=build/bin/anyai-server --admin=build/bin/anyai-admin
 """
@@ -15,11 +17,15 @@ Usage: dockerfile_test.py --server=build/bin/anyai-server --admin=build/bin/anya
 import json
 import os
 import re
+import signal
 import subprocess
+import tempfile
 import unittest
 
 import deploy_testing
-from deploy_testing import DEPLOY, REPO
+from deploy_testing import DEPLOY, REPO, ServerProcess
+
+HEALTHCHECK_SCRIPT = os.path.join(DEPLOY, "healthcheck.sh")
 
 
 def instructions(path):
@@ -181,9 +187,54 @@ class DockerfileTest(unittest.TestCase):
         (expose,) = self.runtime("EXPOSE")
         self.assertEqual(expose.split(), ports)
         (healthcheck,) = self.runtime("HEALTHCHECK")
-        self.assertIn("http://127.0.0.1:%s/healthz" % ports[1], healthcheck)
-        self.assertIn("curl", healthcheck)
+        # Not a fixed port: the script asks the server's effective config (tested below).
+        self.assertNotRegex(healthcheck, r"127\.0\.0\.1:\d+")
+        command = json.loads(healthcheck.split("CMD", 1)[1])
+        self.assertEqual(command[0], "/bin/sh")
+        self.assertIn("deploy/healthcheck.sh " + command[1], self.runtime("COPY"))
+        with open(HEALTHCHECK_SCRIPT) as f:
+            self.assertIn("/healthz", f.read())
         self.assertIn("curl", self.runtime_packages())
+
+    def healthcheck(self, pid):
+        """Runs deploy/healthcheck.sh for the server of `pid`, as the HEALTHCHECK does."""
+        env = dict(os.environ, ANYAI_SERVER_PID=str(pid))
+        return subprocess.run(["/bin/sh", HEALTHCHECK_SCRIPT], env=env, capture_output=True,
+                              text=True, timeout=30)
+
+    def test_healthcheck_follows_the_http_port_of_the_config_file(self):
+        port = deploy_testing.free_port()
+        with tempfile.TemporaryDirectory(prefix="anyai-healthcheck-") as tmp:
+            config = os.path.join(tmp, "anyai.textproto")
+            with open(config, "w") as f:
+                f.write('grpc_listen: "127.0.0.1:0"\nhttp_listen: "0.0.0.0:%d"\n' % port)
+            with ServerProcess(deploy_testing.ARGS["server"], extra_args=["--config=" + config],
+                               listen_flags=False) as server:
+                self.assertEqual(server.http_address, "0.0.0.0:%d" % port)
+                result = self.healthcheck(server.process.pid)
+                self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_healthcheck_follows_an_http_listen_flag(self):
+        port = deploy_testing.free_port()
+        with ServerProcess(deploy_testing.ARGS["server"],
+                           extra_args=["--http_listen=127.0.0.1:%d" % port]) as server:
+            self.assertEqual(server.http_address, "127.0.0.1:%d" % port)
+            pid = server.process.pid
+            result = self.healthcheck(pid)
+            self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotEqual(self.healthcheck(pid).returncode, 0, "no server: unhealthy")
+
+    def test_healthcheck_fails_when_nothing_answers_on_the_configured_port(self):
+        # A server that is up but not serving HTTP where its config says: a stopped process.
+        port = deploy_testing.free_port()
+        with ServerProcess(deploy_testing.ARGS["server"],
+                           extra_args=["--http_listen=127.0.0.1:%d" % port]) as server:
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                result = self.healthcheck(server.process.pid)
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            self.assertNotEqual(result.returncode, 0, result.stdout)
 
     def test_entrypoint_runs_the_server_with_the_copied_config(self):
         entrypoint = json.loads(self.runtime("ENTRYPOINT")[0])

@@ -2,8 +2,9 @@
 
 Every YAML document parses and the expected objects are there; the ports, probe paths, volume
 mount and config path match what anyai-server really listens on and reads (its defaults in
-deploy/config/anyai.textproto, the image's flags in deploy/Dockerfile); and the ConfigMap's
-config starts a real anyai-server.
+deploy/config/anyai.textproto, the image's flags in deploy/Dockerfile); the ConfigMap's config
+holds only what differs from the defaults (as `anyai-server --print_config` reports them), and
+starts a real anyai-server.
 
 Usage: k8s_manifests_test.py --server=build/bin/anyai-server
 """
@@ -11,6 +12,7 @@ Usage: k8s_manifests_test.py --server=build/bin/anyai-server
 import glob
 import os
 import re
+import subprocess
 import tempfile
 import unittest
 
@@ -32,6 +34,23 @@ def dockerfile_entrypoint():
         text = re.sub(r"\\\n", " ", f.read())
     m = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", text, re.M)
     return yaml.safe_load(m.group(1))
+
+
+def top_level_fields(textproto):
+    """{field name: [its entries' text]} of a textproto's top level, comments left out. An
+    entry is one `name: value` line, or a `name {` line through its closing `}`."""
+    fields = {}
+    depth = 0
+    for line in textproto.splitlines():
+        line = re.sub(r"\s*#.*$", "", line).rstrip()  # no '#' inside the strings used here
+        if not line:
+            continue
+        if depth == 0:
+            name = re.match(r"^\s*(\w+)", line).group(1)
+            fields.setdefault(name, []).append("")
+        fields[name][-1] += " ".join(line.split()) + "\n"
+        depth += line.count("{") - line.count("}")
+    return fields
 
 
 def flag(args, name):
@@ -90,6 +109,21 @@ class K8sManifestsTest(unittest.TestCase):
         entrypoint = self.container.get("command") or dockerfile_entrypoint()
         return entrypoint + self.container.get("args", [])
 
+    def print_config(self, *args):
+        """The effective config of anyai-server with `args`, as --print_config prints it."""
+        env = {k: v for k, v in os.environ.items() if k != "ANYAI_ADMIN_TOKEN"}
+        result = subprocess.run([deploy_testing.ARGS["server"], *args, "--print_config"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout
+
+    def config_map_effective_config(self):
+        with tempfile.TemporaryDirectory(prefix="anyai-k8s-config-") as tmp:
+            path = os.path.join(tmp, "anyai.textproto")
+            with open(path, "w") as f:
+                f.write(self.config_map_config())
+            return self.print_config("--config=" + path)
+
     def config_map_config(self):
         config_path = flag(self.server_args(), "config")
         data = self.one("ConfigMap")["data"]
@@ -127,7 +161,8 @@ class K8sManifestsTest(unittest.TestCase):
         self.assertEqual(self.container_port("http"), listen_port(self.defaults, "http_listen"))
 
     def test_config_map_listens_on_the_container_ports(self):
-        config = self.config_map_config()
+        # The effective config: the ConfigMap leaves the listen addresses at their defaults.
+        config = self.config_map_effective_config()
         self.assertEqual(listen_port(config, "grpc_listen"), self.container_port("grpc"))
         self.assertEqual(listen_port(config, "http_listen"), self.container_port("http"))
         for field in ("grpc_listen", "http_listen"):
@@ -199,6 +234,16 @@ class K8sManifestsTest(unittest.TestCase):
         self.assertEqual(len(mount), 1)
         self.assertEqual(os.path.dirname(config_path), mount[0]["mountPath"])
         self.assertTrue(mount[0].get("readOnly"))
+
+    def test_config_map_holds_only_what_differs_from_the_defaults(self):
+        given = top_level_fields(self.config_map_config())
+        self.assertTrue(given, "the ConfigMap sets nothing")
+        defaults = top_level_fields(self.print_config())
+        effective = top_level_fields(self.config_map_effective_config())
+        for name in given:
+            with self.subTest(field=name):
+                self.assertNotEqual(effective.get(name), defaults.get(name),
+                                    "%s is set to its default in the ConfigMap" % name)
 
     def test_config_map_data_dir_is_the_volume(self):
         m = re.search(r'(?m)^data_dir:\s*"([^"]*)"', self.config_map_config())

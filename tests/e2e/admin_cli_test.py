@@ -1,6 +1,8 @@
 """`anyai-admin` end to end: the CLI against a real anyai-server process, through a key's whole
-life (create, list, update, usage, revoke), then its errors. What the CLI changes is checked
-from the outside with Python gRPC calls, as a client would see it.
+life (create, list, update, usage, revoke), `keys list` page by page, then its errors (on
+stderr only, nothing on stdout). What the CLI changes is checked from the outside with Python
+gRPC calls, as a client would see it. Also: `--help` of anyai-admin and anyai-server lists the
+program's own flags.
 
 ctest runs it (tests/e2e/CMakeLists.txt, e2e_admin_cli):
   /usr/bin/python3 tests/e2e/admin_cli_test.py --server build/bin/anyai-server \
@@ -9,6 +11,7 @@ ctest runs it (tests/e2e/CMakeLists.txt, e2e_admin_cli):
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import unittest
@@ -129,6 +132,50 @@ class AdminCliTest(unittest.TestCase):
         self.assertNotIn(key_id, self.admin_ok("keys", "list"), "revoked keys are hidden")
         self.assertIn(key_id, self.admin_ok("keys", "list", "--show_revoked"))
 
+    def key_ids(self, listed):
+        """The key_ids of a `keys list` table, in order, after checking its header."""
+        lines = listed.splitlines()
+        self.assertRegex(lines[0] if lines else "", r"^KEY_ID\s+PLAN\s+KEY\s", listed)
+        return [line.split()[0] for line in lines[1:]]
+
+    def test_keys_list_pages_and_prints_the_command_for_the_next_page(self):
+        for i in range(5):
+            self.admin_ok("keys", "create", "--plan=free", f"--label=page {i}")
+        everything = self.key_ids(self.admin_ok("keys", "list"))
+        self.assertGreaterEqual(len(everything), 5)
+
+        # Follow the printed command from page to page, as a script would.
+        paged, pages = [], 0
+        args = ["keys", "list", "--page_size=2"]
+        while args is not None:
+            pages += 1
+            self.assertLess(pages, 100, "the pages never end")
+            result = self.admin(*args)
+            self.assertEqual(result.returncode, 0, f"{result.stdout}{result.stderr}")
+            self.assertNotIn("next page", result.stdout, "stdout is the table alone")
+            ids = self.key_ids(result.stdout)
+            self.assertLessEqual(len(ids), 2, result.stdout)
+            paged += ids
+            if not result.stderr:
+                args = None
+                continue
+            match = re.fullmatch(r"next page: anyai-admin (.*)\n", result.stderr)
+            self.assertIsNotNone(match, f"the last line of stderr, and the only one:\n"
+                                        f"{result.stderr}")
+            words = shlex.split(match.group(1))
+            self.assertEqual(words[0], "--server=" + self.server.grpc_address)
+            self.assertIn("--page_size=2", words)
+            args = words[1:]  # self.admin passes --server itself
+        self.assertGreaterEqual(pages, 3)
+        self.assertEqual(paged, everything, "every key once, in order, over the pages")
+
+        # A page token alone lists everything from there on.
+        result = self.admin("keys", "list", "--page_size=2")
+        first = self.key_ids(result.stdout)
+        token = re.search(r"--page_token=(\S+)", result.stderr).group(1)
+        rest = self.key_ids(self.admin_ok("keys", "list", "--page_token=" + token))
+        self.assertEqual(first + rest, everything)
+
     def test_errors_exit_non_zero_with_a_readable_message(self):
         key_id = self.field(self.admin_ok("keys", "create", "--plan=free"), "key_id")
         cases = [
@@ -148,9 +195,43 @@ class AdminCliTest(unittest.TestCase):
             with self.subTest(name):
                 result = self.admin(*args, **kwargs)
                 self.assertEqual(result.returncode, code, f"{result.stdout}{result.stderr}")
+                self.assertEqual(result.stdout, "", "a failed command prints nothing on stdout")
                 self.assertTrue(result.stderr.startswith("anyai-admin: "), result.stderr)
                 self.assertIn(message, result.stderr)
                 self.assertNotIn(ADMIN_TOKEN, result.stdout + result.stderr)
+
+
+class HelpTest(unittest.TestCase):
+    """--help lists the program's own flags (Abseil's default shows only those of a file named
+    after the program, which neither main file is); --helpfull lists them with Abseil's."""
+
+    def help(self, binary, flag):
+        result = subprocess.run([binary, flag], capture_output=True, text=True,
+                                timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        return result.stdout + result.stderr
+
+    def check_lists(self, binary, flags, usage):
+        for help_flag in ("--help", "--helpshort", "--helpfull"):
+            with self.subTest(binary=os.path.basename(binary), help=help_flag):
+                text = self.help(binary, help_flag)
+                self.assertNotIn("No flags matched", text)
+                self.assertTrue(text.startswith(usage), text)
+                for flag in flags:
+                    self.assertRegex(text, rf"(?m)^\s+--{flag} \(", f"--{flag} missing:\n{text}")
+                if help_flag == "--helpfull":
+                    self.assertIn("--flagfile", text)
+                else:
+                    self.assertNotIn("--flagfile", text, "only the program's own flags")
+
+    def test_anyai_server_help_lists_its_flags(self):
+        self.check_lists(OPTIONS.server,
+                         ("config", "grpc_listen", "http_listen", "data_dir", "print_config"),
+                         "anyai-server: The AnyAI gateway")
+
+    def test_anyai_admin_help_lists_its_flags(self):
+        self.check_lists(OPTIONS.admin,
+                         ("server", "plan", "label", "page_size", "page_token", "show_revoked"),
+                         "anyai-admin: manage API keys")
 
 
 if __name__ == "__main__":
