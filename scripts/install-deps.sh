@@ -18,6 +18,7 @@ if [[ "${1:-}" == "--tests" ]]; then
   packages+=(
     python3 python3-grpcio python3-protobuf
     nodejs npm nginx-core prometheus wrk curl procps python3-yaml clang-format-16
+    chromium  # e2e_usage_page: the /check page in headless Chromium
   )
 fi
 

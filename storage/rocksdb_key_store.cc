@@ -1,8 +1,5 @@
 #include "storage/rocksdb_key_store.h"
 
-#include <openssl/err.h>
-#include <openssl/rand.h>
-
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -13,6 +10,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/snapshot.h"
 #include "rocksdb/write_batch.h"
+#include "storage/secure_random.h"
 #include "storage/sha256.h"
 
 namespace anyai::storage {
@@ -144,18 +142,6 @@ absl::Status ValidateKeyId(std::string_view key_id) {
   return absl::OkStatus();
 }
 
-// `size` bytes from OpenSSL's CSPRNG (seeded and reseeded from the operating system). Its
-// failure (no entropy yet, or a broken OpenSSL configuration) is reported without OpenSSL's
-// own error text, which names internals: the message may reach the admin client.
-absl::StatusOr<std::string> RandomBytes(size_t size) {
-  std::string bytes(size, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(size)) != 1) {
-    ERR_clear_error();
-    return absl::UnavailableError("could not generate random bytes for a key; try again later");
-  }
-  return bytes;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RocksDbKeyStore>> RocksDbKeyStore::Open(Database& db) {
@@ -190,7 +176,7 @@ absl::StatusOr<CreatedKey> RocksDbKeyStore::Create(std::string_view plan, std::s
   if (absl::Status s = ValidateLabel(label); !s.ok()) return s;
   absl::MutexLock lock(&write_mu_);
   for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
-    absl::StatusOr<std::string> random = RandomBytes(kKeyRandomBytes);
+    absl::StatusOr<std::string> random = SecureRandomBytes(kKeyRandomBytes);
     if (!random.ok()) return random.status();
     CreatedKey created;
     created.key = absl::StrCat(kKeyPrefix, absl::BytesToHexString(*random));

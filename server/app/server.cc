@@ -69,6 +69,8 @@ struct Server::Parts {
   std::unique_ptr<Metrics> metrics;
   // The providers as the Gateway sees them: each wrapped to count its calls.
   std::vector<std::unique_ptr<MeteredProvider>> metered;
+  // Generated images for their URLs (response_format "url"); in memory.
+  std::unique_ptr<ImageStore> images;
   std::unique_ptr<Gateway> gateway;
   std::unique_ptr<AnyAIService> anyai_service;
   std::unique_ptr<AdminService> admin_service;
@@ -116,10 +118,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   if (!engine.ok()) return engine.status();
   p->engine = *std::move(engine);
   if (absl::Status s = BuildGateway(config, *p); !s.ok()) return s;
-  if (absl::Status s = StartGrpc(config, *p); !s.ok()) return s;
-  if (absl::Status s = StartHttp(config, *p); !s.ok()) {
-    p->grpc->Shutdown();
-    p->grpc->Wait();
+  // HTTP first: the gRPC front's image URLs name the HTTP port.
+  if (absl::Status s = StartHttp(config, *p); !s.ok()) return s;
+  if (absl::Status s = StartGrpc(config, *p); !s.ok()) {
+    p->http->BeginShutdown();
+    p->http->Shutdown(absl::Now());
     return s;
   }
   StartEvictor(*p);
@@ -169,6 +172,14 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
     p.metered.push_back(std::make_unique<MeteredProvider>(name, *provider, *p.metrics));
     metered[name] = p.metered.back().get();
   }
+  // An unset (zero) field means its DefaultConfig() value.
+  const v1::ServerConfig defaults = DefaultConfig();
+  p.images = std::make_unique<ImageStore>(ImageStore::Options{
+      .ttl =
+          FromProto(config.has_image_url_ttl() ? config.image_url_ttl() : defaults.image_url_ttl()),
+      .max_bytes = config.image_store_max_bytes() > 0 ? config.image_store_max_bytes()
+                                                      : defaults.image_store_max_bytes(),
+      .clock = p.options.clock});
   absl::StatusOr<TrustedProxies> proxies =
       TrustedProxies::Create({config.trusted_proxies().begin(), config.trusted_proxies().end()});
   if (!proxies.ok()) return proxies.status();
@@ -196,6 +207,7 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
       .trusted_proxies = *std::move(proxies),
       .clock = p.options.clock,
       .observer = p.metrics.get(),
+      .images = p.images.get(),
   });
   if (!gateway.ok()) return gateway.status();
   p.gateway = *std::move(gateway);
@@ -203,7 +215,8 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
 }
 
 absl::Status Server::StartGrpc(const v1::ServerConfig& config, Parts& p) {
-  p.anyai_service = std::make_unique<AnyAIService>(*p.gateway);
+  p.anyai_service =
+      std::make_unique<AnyAIService>(*p.gateway, config.public_base_url(), p.http->port());
   p.admin_service = std::make_unique<AdminService>(*p.gateway);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -233,7 +246,8 @@ absl::Status Server::StartHttp(const v1::ServerConfig& config, Parts& p) {
   Parts* raw = &p;
   p.http_router = std::make_unique<HttpRouter>();
   p.http_api = std::make_unique<HttpApi>(
-      *p.gateway, [raw] { return raw->ready.load(std::memory_order_acquire); });
+      *p.gateway, [raw] { return raw->ready.load(std::memory_order_acquire); },
+      config.public_base_url());
   if (absl::Status s = p.http_api->AddRoutes(*p.http_router); !s.ok()) return s;
   absl::Status s = p.http_router->Add(
       "GET", "/metrics",

@@ -56,6 +56,8 @@ constexpr int64_t kDefaultMaxHeaderBytes = int64_t{16} << 10;
 constexpr absl::Duration kDefaultHttpIdleTimeout = absl::Seconds(60);
 constexpr absl::Duration kDefaultHttpReadTimeout = absl::Seconds(30);
 constexpr absl::Duration kDefaultKeyCacheTtl = absl::Seconds(5);
+constexpr absl::Duration kDefaultImageUrlTtl = absl::Hours(1);  // as OpenAI's image URLs
+constexpr int64_t kDefaultImageStoreMaxBytes = int64_t{256} << 20;
 constexpr absl::Duration kDefaultProviderTimeout = absl::Seconds(60);
 
 // A config file larger than this is refused rather than read into memory.
@@ -599,6 +601,8 @@ v1::ServerConfig DefaultConfig() {
   *config.mutable_http_read_timeout() = ToProto(kDefaultHttpReadTimeout);
   config.set_max_messages(kDefaultMaxMessages);
   *config.mutable_key_cache_ttl() = ToProto(kDefaultKeyCacheTtl);
+  *config.mutable_image_url_ttl() = ToProto(kDefaultImageUrlTtl);
+  config.set_image_store_max_bytes(kDefaultImageStoreMaxBytes);
   return config;
 }
 
@@ -760,7 +764,8 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
        {std::pair<const char*, bool>{"idle_tenant_timeout", false},
         {"http_idle_timeout", false},
         {"http_read_timeout", false},
-        {"key_cache_ttl", true}}) {
+        {"key_cache_ttl", true},
+        {"image_url_ttl", false}}) {
     if (absl::Status s = CheckPositiveDuration(config, d->FindFieldByName(field), zero_allowed);
         !s.ok()) {
       return s;
@@ -776,6 +781,20 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
   }
   if (config.max_messages() < 0) {
     return Invalid("max_messages", absl::StrCat("must be at least 1, got ", config.max_messages()));
+  }
+  if (config.image_store_max_bytes() < 0) {
+    return Invalid("image_store_max_bytes",
+                   absl::StrCat("must be at least 1, got ", config.image_store_max_bytes()));
+  }
+  if (!config.public_base_url().empty()) {
+    absl::StatusOr<net::Url> url = net::Url::Parse(config.public_base_url());
+    if (!url.ok() || (url->scheme != "http" && url->scheme != "https") || url->query ||
+        url->fragment || absl::EndsWith(config.public_base_url(), "/")) {
+      return Invalid("public_base_url",
+                     absl::StrCat(Quoted(config.public_base_url()),
+                                  " is not an http(s) URL without a query, fragment or trailing "
+                                  "'/', such as \"https://api.example.com\""));
+    }
   }
   return absl::OkStatus();
 }
@@ -827,7 +846,9 @@ absl::StatusOr<Catalogue> CatalogueFromConfig(const v1::ServerConfig& config) {
                     m.provider().empty() ? default_provider : m.provider()});
     }
   }
-  return Catalogue::Create(std::move(models));
+  std::vector<Catalogue::Alias> aliases;
+  for (const v1::ModelAlias& a : config.model_aliases()) aliases.push_back({a.alias(), a.model()});
+  return Catalogue::Create(std::move(models), std::move(aliases));
 }
 
 EndpointModels EndpointModelsFromConfig(const v1::EndpointConfig& endpoint,

@@ -1,10 +1,12 @@
 #include "server/gateway/catalogue.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -134,6 +136,29 @@ constexpr SeedRow kSeedModels[] = {
     {"sparkdesk", "iFlytek", 0},
 };
 
+// The family of a dated id ("claude-3-opus" of "claude-3-opus-20240229"), or "" when the id
+// carries no date suffix: "-YYYYMMDD", "-YYYY-MM-DD" or "-MMDD".
+std::string_view FamilyOf(std::string_view id) {
+  const auto digits = [](std::string_view s) {
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  const auto ends_with_date = [&](size_t date_size, auto is_date) -> bool {
+    return id.size() > date_size + 1 && id[id.size() - date_size - 1] == '-' &&
+           is_date(id.substr(id.size() - date_size));
+  };
+  if (ends_with_date(8, digits) || ends_with_date(4, digits)) {
+    return id.substr(0, id.rfind('-'));
+  }
+  if (ends_with_date(10, [&](std::string_view d) {
+        return digits(d.substr(0, 4)) && d[4] == '-' && digits(d.substr(5, 2)) && d[7] == '-' &&
+               digits(d.substr(8, 2));
+      })) {
+    return id.substr(0, id.size() - 11);
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string DefaultFeatureClass(std::string_view model_id) {
@@ -155,7 +180,8 @@ std::vector<ModelInfo> DefaultModels() {
   return models;
 }
 
-absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models) {
+absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models,
+                                            std::vector<Alias> aliases) {
   Catalogue catalogue;
   catalogue.index_.reserve(models.size());
   for (size_t i = 0; i < models.size(); ++i) {
@@ -172,8 +198,45 @@ absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models) {
                                                      "\" repeats models[", it->second, "].id"));
     }
   }
+  // Derived aliases: each family's newest member, unless the family's name is an id.
+  for (size_t i = 0; i < models.size(); ++i) {
+    const std::string family(FamilyOf(models[i].id));
+    if (family.empty() || catalogue.index_.contains(family)) continue;
+    auto [it, inserted] = catalogue.alias_index_.try_emplace(family, i);
+    const ModelInfo& best = models[it->second];
+    if (!inserted && std::tie(models[i].created, models[i].id) > std::tie(best.created, best.id)) {
+      it->second = i;
+    }
+  }
+  absl::flat_hash_map<std::string, size_t> configured;
+  for (size_t i = 0; i < aliases.size(); ++i) {
+    const Alias& a = aliases[i];
+    const std::string field = absl::StrCat("model_aliases[", i, "]");
+    if (a.alias.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ".alias: required"));
+    if (catalogue.index_.contains(a.alias)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".alias: \"", a.alias, "\" is a model id, not an alias"));
+    }
+    auto model = catalogue.index_.find(a.model);
+    if (model == catalogue.index_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".model: no model \"", a.model, "\" in the catalogue"));
+    }
+    if (auto [it, inserted] = configured.try_emplace(a.alias, i); !inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".alias: \"", a.alias, "\" repeats model_aliases[", it->second, "].alias"));
+    }
+    catalogue.alias_index_[a.alias] = model->second;
+  }
+  for (const auto& [alias, i] : catalogue.alias_index_) catalogue.aliases_[alias] = models[i].id;
   catalogue.models_ = std::move(models);
   return catalogue;
+}
+
+const ModelInfo* Catalogue::Resolve(std::string_view name) const {
+  if (const ModelInfo* exact = Find(name)) return exact;
+  auto it = alias_index_.find(ToAbsl(name));
+  return it == alias_index_.end() ? nullptr : &models_[it->second];
 }
 
 const ModelInfo* Catalogue::Find(std::string_view id) const {

@@ -7,7 +7,13 @@
 // defaults are those written in proto/anyai/v1/config.proto's ServerConfig comments.
 //
 //   absl::StatusOr<Catalogue> catalogue = Catalogue::Create(DefaultModels());
-//   if (const ModelInfo* m = catalogue->Find("gpt-4o")) { ... m->feature_class ... }
+//   if (const ModelInfo* m = catalogue->Resolve("claude-3-opus")) { ... m->feature_class ... }
+//
+// Aliases: an undated name stands for the newest dated model of its family, as providers
+// resolve them ("claude-3-opus" -> "claude-3-opus-20240229"): derived from the catalogue, for
+// every family whose undated name is not itself an id. A date suffix is "-YYYYMMDD",
+// "-YYYY-MM-DD" or OpenAI's "-MMDD"; the newest member is the one created last (then the
+// greatest id). A config may add aliases or override the derived ones.
 //
 // Thread safety: a Catalogue and an EndpointModels are immutable once built; any number of
 // threads may read them concurrently.
@@ -52,13 +58,26 @@ std::vector<ModelInfo> DefaultModels();
 // An immutable, indexed list of chat models.
 class Catalogue {
  public:
-  // InvalidArgument, naming the entry ("models[3].id: ..."), when an id is empty or repeated
-  // or a feature_class is empty. The provider may be empty (the config resolves it).
-  static absl::StatusOr<Catalogue> Create(std::vector<ModelInfo> models);
+  // An explicit alias: `alias` names the model `model`.
+  struct Alias {
+    std::string alias;
+    std::string model;
+  };
+
+  // InvalidArgument, naming the entry ("models[3].id: ...", "model_aliases[0].alias: ..."),
+  // when an id is empty or repeated, a feature_class is empty, or an alias is empty, repeated,
+  // an id itself, or names no model. The provider may be empty (the config resolves it).
+  static absl::StatusOr<Catalogue> Create(std::vector<ModelInfo> models,
+                                          std::vector<Alias> aliases = {});
 
   // The model with exactly this id (case-sensitive), or nullptr. O(1). The pointer is valid as
   // long as the Catalogue is alive and not moved from or assigned to.
   const ModelInfo* Find(std::string_view id) const;
+  // The model a request naming `name` gets: the model with that id, else the one the alias
+  // `name` stands for, else nullptr. O(1).
+  const ModelInfo* Resolve(std::string_view name) const;
+  // Every alias (derived and configured) and the id it stands for.
+  const absl::flat_hash_map<std::string, std::string>& aliases() const { return aliases_; }
 
   // Every model, in catalogue order (the order ListModels shows).
   const std::vector<ModelInfo>& models() const { return models_; }
@@ -68,7 +87,9 @@ class Catalogue {
   Catalogue() = default;
 
   std::vector<ModelInfo> models_;
-  absl::flat_hash_map<std::string, size_t> index_;  // id -> position in models_
+  absl::flat_hash_map<std::string, size_t> index_;         // id -> position in models_
+  absl::flat_hash_map<std::string, std::string> aliases_;  // alias -> id
+  absl::flat_hash_map<std::string, size_t> alias_index_;   // alias -> position in models_
 };
 
 // The `model` values one non-chat endpoint accepts, and the one used when a request names none.

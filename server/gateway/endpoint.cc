@@ -10,6 +10,8 @@ const char* EndpointName(Endpoint endpoint) {
       return "models";
     case Endpoint::kImagesGenerations:
       return "images_generations";
+    case Endpoint::kImageFiles:
+      return "image_files";
     case Endpoint::kImagine:
       return "imagine";
     case Endpoint::kAsk:

@@ -11,6 +11,7 @@ enum class Endpoint {
   kChatCompletions,
   kModels,
   kImagesGenerations,
+  kImageFiles,
   kImagine,
   kAsk,
   kVision,

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/gateway/errors.h"
@@ -245,38 +246,90 @@ StreamOutcome Gateway::ServeStream(const Caller& caller,
 
 Outcome<v1::ChatCompletion> Gateway::Chat(const Caller& caller,
                                           const v1::ChatCompletionRequest& request) {
-  return Serve<v1::ChatCompletion>(
-      caller, [&](const Principal& who) { return ChatRoute(who, request); },
-      [&](Provider& provider) { return provider.Chat(request); });
+  std::optional<v1::ChatCompletionRequest> resolved;
+  Outcome<v1::ChatCompletion> out = Serve<v1::ChatCompletion>(
+      caller, [&](const Principal& who) { return ChatRoute(who, request, resolved); },
+      [&](Provider& provider) { return provider.Chat(resolved ? *resolved : request); });
+  if (out.result.ok()) out.result->set_model(request.model());
+  return out;
 }
 
 StreamOutcome Gateway::StreamChat(const Caller& caller, const v1::ChatCompletionRequest& request,
                                   StartStream start,
                                   absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) {
+  std::optional<v1::ChatCompletionRequest> resolved;
+  // Every chunk names the model as the request did.
+  const auto echo = [&](const v1::ChatCompletionChunk& chunk) {
+    if (chunk.model() == request.model()) return emit(chunk);
+    v1::ChatCompletionChunk renamed = chunk;
+    renamed.set_model(request.model());
+    return emit(renamed);
+  };
   return ServeStream(
-      caller, [&](const Principal& who) { return ChatRoute(who, request); }, start,
-      [&](Provider& provider) { return provider.StreamChat(request, emit); });
+      caller, [&](const Principal& who) { return ChatRoute(who, request, resolved); }, start,
+      [&](Provider& provider) {
+        return provider.StreamChat(resolved ? *resolved : request, echo);
+      });
 }
 
-absl::StatusOr<Gateway::Route> Gateway::ChatRoute(const Principal& who,
-                                                  const v1::ChatCompletionRequest& request) {
+absl::StatusOr<Gateway::Route> Gateway::ChatRoute(
+    const Principal& who, const v1::ChatCompletionRequest& request,
+    std::optional<v1::ChatCompletionRequest>& resolved) {
   absl::StatusOr<const ModelInfo*> model =
       ValidateChatCompletion(request, *parts_.catalogue, MaxMessageChars(who), parts_.max_messages);
   if (!model.ok()) return model.status();
+  if ((*model)->id != request.model()) {
+    resolved = request;
+    resolved->set_model((*model)->id);
+  }
   return chat_routes_.at((*model)->id);
 }
 
 Outcome<v1::GenerateImagesResponse> Gateway::GenerateImages(const Caller& caller,
                                                             v1::GenerateImagesRequest request) {
-  return Serve<v1::GenerateImagesResponse>(
+  bool hosted = false;  // the provider draws bytes, the answer carries our URLs
+  Outcome<v1::GenerateImagesResponse> out = Serve<v1::GenerateImagesResponse>(
       caller,
       [&](const Principal& who) -> absl::StatusOr<Route> {
         absl::Status s = ValidateGenerateImages(request, parts_.image_models, MaxMessageChars(who));
         if (!s.ok()) return s;
         ApplyGenerateImagesDefaults(&request, parts_.image_models);
+        hosted = parts_.images != nullptr && request.response_format() == kUrlResponseFormat;
+        if (hosted) request.set_response_format(kB64JsonResponseFormat);
         return images_;
       },
       [&](Provider& provider) { return provider.GenerateImages(request); });
+  if (hosted && out.result.ok()) {
+    if (absl::Status s = HostImages(caller, *out.result); !s.ok()) out.result = s;
+  }
+  return out;
+}
+
+absl::Status Gateway::HostImages(const Caller& caller, v1::GenerateImagesResponse& response) {
+  for (v1::Image& image : *response.mutable_data()) {
+    if (image.b64_json().empty()) continue;  // a provider that answered a URL anyway: keep it
+    std::string png;
+    if (!absl::Base64Unescape(image.b64_json(), &png)) {
+      return FromProvider(
+          absl::UnavailableError("the provider answered an image that is not base64"));
+    }
+    absl::StatusOr<std::string> id = parts_.images->Put(std::move(png));
+    if (!id.ok())
+      return absl::UnavailableError("the generated image could not be kept for its URL");
+    image.set_url(absl::StrCat(
+        absl::string_view(caller.public_base_url.data(), caller.public_base_url.size()),
+        kImageFilesPath, *id, ".png"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ImageStore::Image> Gateway::FetchImage(std::string_view file_name) {
+  constexpr std::string_view kSuffix = ".png";
+  if (parts_.images == nullptr || file_name.size() <= kSuffix.size() ||
+      file_name.substr(file_name.size() - kSuffix.size()) != kSuffix) {
+    return absl::NotFoundError("no such image: it never existed or its URL has expired");
+  }
+  return parts_.images->Get(file_name.substr(0, file_name.size() - kSuffix.size()));
 }
 
 Outcome<v1::ImagineResponse> Gateway::Imagine(const Caller& caller, v1::ImagineRequest request) {
@@ -330,17 +383,22 @@ Outcome<const v1::ListModelsResponse*> Gateway::ListModels(const Caller& caller)
   return out;
 }
 
-Outcome<const v1::Model*> Gateway::GetModel(const Caller& caller, std::string_view id) {
-  Outcome<const v1::Model*> out{.result = UnknownModel("model", std::string(id)),
-                                .rate_limit = std::nullopt};
+Outcome<v1::Model> Gateway::GetModel(const Caller& caller, std::string_view id) {
+  Outcome<v1::Model> out{.result = UnknownModel("model", std::string(id)),
+                         .rate_limit = std::nullopt};
   absl::StatusOr<Admission> admission = Admit(
       caller, [&](const Principal&) { return meta_; }, out.rate_limit);
   if (!admission.ok()) {
     out.result = admission.status();
     return out;
   }
-  for (const v1::Model& m : models_.data()) {
-    if (m.id() == id) out.result = &m;
+  if (const ModelInfo* m = parts_.catalogue->Resolve(id)) {
+    v1::Model model;
+    model.set_id(std::string(id));
+    model.set_object("model");
+    model.set_created(m->created);
+    model.set_owned_by(m->owned_by);
+    out.result = std::move(model);
   }
   return out;
 }

@@ -36,6 +36,7 @@
 #include "quota/engine.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/client_address.h"
+#include "server/gateway/image_store.h"
 #include "server/gateway/observer.h"
 #include "server/gateway/provider.h"
 #include "server/gateway/rate_limit.h"
@@ -52,6 +53,9 @@ struct Caller {
   std::optional<std::string_view> authorization;
   std::string_view peer;           // the transport's peer address (no port)
   std::string_view forwarded_for;  // X-Forwarded-For, or empty; believed from trusted proxies
+  // Where the caller reaches the HTTP front ("http://gateway.example:8080", no trailing '/'),
+  // for the URLs of generated images; empty gives URLs relative to it ("/v1/images/...").
+  std::string_view public_base_url;
 };
 
 // Whom a call is counted against.
@@ -106,6 +110,9 @@ struct GatewayParts {
   TrustedProxies trusted_proxies;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   GatewayObserver* observer = nullptr;  // optional: told of every decision
+  // Optional: where images generated with `response_format: url` are kept for their URLs.
+  // Without it the provider's own URLs are answered.
+  ImageStore* images = nullptr;
 };
 
 class Gateway {
@@ -120,10 +127,13 @@ class Gateway {
   // The endpoints (SPEC §4). Each validates the request against the caller's plan, counts one
   // unit of its class, and answers through the provider the model or endpoint is routed to;
   // defaults of absent fields are filled in before the provider sees the request.
+  // A chat answer names the model as the request did (an alias too, as the seed's examples show).
   Outcome<v1::ChatCompletion> Chat(const Caller& caller, const v1::ChatCompletionRequest& request);
   StreamOutcome StreamChat(const Caller& caller, const v1::ChatCompletionRequest& request,
                            StartStream start,
                            absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit);
+  // With `response_format: url` (the default) and an ImageStore, the provider is asked for the
+  // image bytes and the answer carries URLs of the HTTP front (ImageStore, FetchImage).
   Outcome<v1::GenerateImagesResponse> GenerateImages(const Caller& caller,
                                                      v1::GenerateImagesRequest request);
   // The image's content_type is always set ("image/png" unless the provider says otherwise).
@@ -137,11 +147,16 @@ class Gateway {
   // /models, /models/{id} and /check count against the anti-abuse `meta` class.
   // The catalogue (the pointer is models()).
   Outcome<const v1::ListModelsResponse*> ListModels(const Caller& caller);
-  // One model of the catalogue, or NOT_FOUND (still counted: the lookup was served).
-  Outcome<const v1::Model*> GetModel(const Caller& caller, std::string_view id);
+  // One model of the catalogue, or NOT_FOUND (still counted: the lookup was served). An alias
+  // answers its model, under the name asked for.
+  Outcome<v1::Model> GetModel(const Caller& caller, std::string_view id);
   // The usage report of `key`, or with an empty `key` the caller's own: its key's, or its
   // anonymous tenant's. A bad `key` is UNAUTHENTICATED and counts nothing.
   Outcome<v1::CheckKeyResponse> CheckKey(const Caller& caller, std::string_view key);
+
+  // A stored image by its file name ("<id>.png"), for anyone holding its URL: no key, nothing
+  // counted. NOT_FOUND when unknown or expired.
+  absl::StatusOr<ImageStore::Image> FetchImage(std::string_view file_name);
 
   // The catalogue as ListModels answers it, built once, for a front to encode once.
   const v1::ListModelsResponse& models() const { return models_; }
@@ -185,7 +200,12 @@ class Gateway {
   StreamOutcome ServeStream(const Caller& caller,
                             absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
                             StartStream start, absl::FunctionRef<absl::Status(Provider&)> answer);
-  absl::StatusOr<Route> ChatRoute(const Principal& who, const v1::ChatCompletionRequest& request);
+  // Validates a chat request and routes it by its model; when the request names an alias,
+  // `resolved` gets the request as the provider sees it, with the model's id.
+  absl::StatusOr<Route> ChatRoute(const Principal& who, const v1::ChatCompletionRequest& request,
+                                  std::optional<v1::ChatCompletionRequest>& resolved);
+  // Keeps every image of `response` (base64, as the provider drew it) and answers its URL.
+  absl::Status HostImages(const Caller& caller, v1::GenerateImagesResponse& response);
   absl::StatusOr<Principal> PrincipalOfKey(std::string_view key);
   absl::StatusOr<v1::GetUsageResponse> UsageOf(const Principal& principal);
   Provider* ProviderNamed(const std::string& name) const;

@@ -123,7 +123,7 @@ absl::StatusOr<const ModelInfo*> ValidateChatCompletion(
   if (request.model().empty()) {
     violations.Add("model", "required");
   } else {
-    model = catalogue.Find(request.model());
+    model = catalogue.Resolve(request.model());
   }
 
   const int count = request.messages_size();
@@ -194,7 +194,7 @@ absl::Status ValidateGenerateImages(const anyai::v1::GenerateImagesRequest& requ
                                            QuoteForMessage(quality), "\""));
   }
   const std::string& format = request.response_format();
-  if (!format.empty() && format != "url" && format != "b64_json") {
+  if (!format.empty() && format != kUrlResponseFormat && format != kB64JsonResponseFormat) {
     violations.Add("response_format", absl::StrCat(R"(must be "url" or "b64_json", got ")",
                                                    QuoteForMessage(format), "\""));
   }

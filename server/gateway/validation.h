@@ -76,6 +76,8 @@ inline constexpr int32_t kMaxTopK = 1000;
 inline constexpr int32_t kMaxImagesPerRequest = 10;
 inline constexpr int32_t kDefaultImagesPerRequest = 1;
 inline constexpr char kDefaultImageQuality[] = "standard";
+inline constexpr char kUrlResponseFormat[] = "url";
+inline constexpr char kB64JsonResponseFormat[] = "b64_json";
 inline constexpr char kDefaultImageResponseFormat[] = "url";
 inline constexpr char kDefaultImageSize[] = "1024x1024";
 

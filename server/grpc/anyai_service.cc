@@ -6,8 +6,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "server/gateway/client_address.h"
 #include "server/grpc/grpc_status.h"
+#include "server/net/host_port.h"
 
 namespace anyai::server {
 namespace {
@@ -113,7 +115,19 @@ grpc::Status AnyAIService::GenerateImages(grpc::ServerContext* context,
                                           const v1::GenerateImagesRequest* request,
                                           v1::GenerateImagesResponse* response) {
   GrpcCaller caller(*context);
-  return ToGrpcStatus(Deliver(*context, gateway_.GenerateImages(caller.get(), *request), response));
+  Caller with_base = caller.get();
+  const std::string base = BaseUrlOf(*context);
+  with_base.public_base_url = base;
+  return ToGrpcStatus(Deliver(*context, gateway_.GenerateImages(with_base, *request), response));
+}
+
+std::string AnyAIService::BaseUrlOf(const grpc::ServerContextBase& context) const {
+  if (!public_base_url_.empty()) return public_base_url_;
+  const grpc::string_ref authority = context.ExperimentalGetAuthority();
+  absl::StatusOr<net::HostPort> called =
+      net::HostPort::Parse(std::string_view(authority.data(), authority.size()));
+  if (!called.ok()) return "";
+  return absl::StrCat("http://", net::HostPort{called->host, http_port_}.ToString());
 }
 
 grpc::Status AnyAIService::Imagine(grpc::ServerContext* context, const v1::ImagineRequest* request,

@@ -12,6 +12,9 @@
 #ifndef ANYAI_SERVER_GRPC_ANYAI_SERVICE_H_
 #define ANYAI_SERVER_GRPC_ANYAI_SERVICE_H_
 
+#include <string>
+#include <utility>
+
 #include "anyai/v1/anyai.grpc.pb.h"
 #include "server/gateway/gateway.h"
 
@@ -22,7 +25,10 @@ using AnyAIServiceBase = v1::AnyAI::WithCallbackMethod_ListModels<
 
 class AnyAIService final : public AnyAIServiceBase {
  public:
-  explicit AnyAIService(Gateway& gateway) : gateway_(gateway) {}
+  // `public_base_url` (ServerConfig.public_base_url) prefixes the URLs of generated images;
+  // when empty they point at `http_port` on the host the client called (its :authority).
+  AnyAIService(Gateway& gateway, std::string public_base_url, int http_port)
+      : gateway_(gateway), public_base_url_(std::move(public_base_url)), http_port_(http_port) {}
 
   grpc::Status CreateChatCompletion(grpc::ServerContext* context,
                                     const v1::ChatCompletionRequest* request,
@@ -47,7 +53,12 @@ class AnyAIService final : public AnyAIServiceBase {
                                      v1::CheckKeyResponse* response) override;
 
  private:
+  // Where the caller reaches the HTTP front, for image URLs.
+  std::string BaseUrlOf(const grpc::ServerContextBase& context) const;
+
   Gateway& gateway_;
+  const std::string public_base_url_;
+  const int http_port_;
 };
 
 }  // namespace anyai::server

@@ -7,10 +7,13 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/gateway/errors.h"
 #include "server/http/http_json.h"
 #include "server/http/http_query.h"
 #include "server/http/http_status.h"
+#include "server/http/usage_page.h"
+#include "server/net/host_port.h"
 #include "server/net/percent_decoding.h"
 
 namespace anyai::server {
@@ -86,16 +89,32 @@ class EventStream {
   bool started_ = false;
 };
 
+// Where the client reaches this front: `configured` (ServerConfig.public_base_url) when set,
+// else http:// and the request's Host when it is a valid HOST[:PORT], else "" (relative URLs).
+std::string BaseUrlOf(const HttpRequest& request, std::string_view configured) {
+  if (!configured.empty()) return std::string(configured);
+  const std::optional<std::string_view> host = request.Header("host");
+  if (!host.has_value()) return "";
+  if (absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(*host); hp.ok()) {
+    return absl::StrCat("http://", hp->ToString());
+  }
+  if (absl::StatusOr<net::Host> h = net::Host::Parse(*host); h.ok()) {
+    return absl::StrCat("http://", h->ToString());
+  }
+  return "";
+}
+
 // The Gateway's Caller of an HTTP request; its views point into `request`.
 Caller CallerOf(const HttpRequest& request) {
   return Caller{.authorization = request.Header("authorization"),
                 .peer = request.peer,
-                .forwarded_for = request.Header("x-forwarded-for").value_or("")};
+                .forwarded_for = request.Header("x-forwarded-for").value_or(""),
+                .public_base_url = {}};
 }
 
 }  // namespace
 
-const HttpApi::Route HttpApi::kRoutes[10] = {
+const HttpApi::Route HttpApi::kRoutes[11] = {
     {"POST", "/chat/completions", Endpoint::kChatCompletions, &HttpApi::ChatCompletions,
      HttpRouter::Dispatch::kWorker},
     {"GET", "/models", Endpoint::kModels, &HttpApi::Models, HttpRouter::Dispatch::kWorker},
@@ -106,6 +125,8 @@ const HttpApi::Route HttpApi::kRoutes[10] = {
     {"GET", "/ask", Endpoint::kAsk, &HttpApi::Ask, HttpRouter::Dispatch::kWorker},
     {"GET", "/images/vision", Endpoint::kVision, &HttpApi::Vision, HttpRouter::Dispatch::kWorker},
     {"GET", "/check", Endpoint::kCheck, &HttpApi::Check, HttpRouter::Dispatch::kWorker},
+    {"GET", "/images/files/*", Endpoint::kImageFiles, &HttpApi::ImageFile,
+     HttpRouter::Dispatch::kWorker},
     // Answered on the I/O thread: a probe never waits behind busy workers.
     {"GET", "/healthz", Endpoint::kHealth, &HttpApi::Healthz, HttpRouter::Dispatch::kInline},
     {"GET", "/readyz", Endpoint::kHealth, &HttpApi::Readyz, HttpRouter::Dispatch::kInline},
@@ -119,8 +140,11 @@ Endpoint HttpApi::EndpointOfRoute(std::string_view route) {
   return route == "/metrics" ? Endpoint::kMetrics : Endpoint::kOther;
 }
 
-HttpApi::HttpApi(Gateway& gateway, std::function<bool()> ready)
-    : gateway_(gateway), ready_(std::move(ready)), models_json_(ModelListJson(gateway.models())) {}
+HttpApi::HttpApi(Gateway& gateway, std::function<bool()> ready, std::string public_base_url)
+    : gateway_(gateway),
+      ready_(std::move(ready)),
+      models_json_(ModelListJson(gateway.models())),
+      public_base_url_(std::move(public_base_url)) {}
 
 absl::Status HttpApi::AddRoutes(HttpRouter& router) {
   for (const Route& r : kRoutes) {
@@ -168,19 +192,31 @@ void HttpApi::Model(HttpExchange& exchange) {
   if (!id.has_value()) {
     return exchange.Respond(ErrorResponse(InvalidField("model", "malformed %-escape")));
   }
-  Outcome<const v1::Model*> outcome = gateway_.GetModel(CallerOf(exchange.request()), *id);
-  Send(exchange,
-       outcome.result.ok() ? JsonResponse(ModelJson(**outcome.result))
-                           : ErrorResponse(outcome.result.status()),
-       outcome.rate_limit);
+  SendJson(exchange, gateway_.GetModel(CallerOf(exchange.request()), *id), &ModelJson);
 }
 
 void HttpApi::GenerateImages(HttpExchange& exchange) {
   absl::StatusOr<v1::GenerateImagesRequest> request =
       ParseGenerateImagesBody(exchange.request().body);
   if (!request.ok()) return exchange.Respond(ErrorResponse(request.status()));
-  SendJson(exchange, gateway_.GenerateImages(CallerOf(exchange.request()), *std::move(request)),
-           &GenerateImagesJson);
+  Caller caller = CallerOf(exchange.request());
+  const std::string base = BaseUrlOf(exchange.request(), public_base_url_);
+  caller.public_base_url = base;
+  SendJson(exchange, gateway_.GenerateImages(caller, *std::move(request)), &GenerateImagesJson);
+}
+
+void HttpApi::ImageFile(HttpExchange& exchange) {
+  const std::string& path = exchange.request().path;
+  absl::StatusOr<ImageStore::Image> image =
+      gateway_.FetchImage(std::string_view(path).substr(path.rfind('/') + 1));
+  if (!image.ok()) return exchange.Respond(ErrorResponse(image.status()));
+  HttpResponse response;
+  response.headers.emplace_back("content-type", "image/png");
+  // Anyone with the URL may fetch it, until it expires; shared caches need not keep it.
+  response.headers.emplace_back(
+      "cache-control", absl::StrCat("private, max-age=", absl::ToInt64Seconds(image->ttl_left)));
+  response.body = *image->png;
+  exchange.Respond(std::move(response));
 }
 
 void HttpApi::Imagine(HttpExchange& exchange) {
@@ -229,8 +265,18 @@ void HttpApi::Vision(HttpExchange& exchange) {
 void HttpApi::Check(HttpExchange& exchange) {
   const HttpRequest& r = exchange.request();
   absl::StatusOr<std::string> key = CheckKeyFromQuery(r.query);
-  if (!key.ok()) return exchange.Respond(ErrorResponse(key.status()));
-  SendJson(exchange, gateway_.CheckKey(CallerOf(r), *key), &CheckKeyJson);
+  // A browser (Accept prefers text/html) gets the usage page, its errors too as a small page
+  // with the same status: someone who typed the URL reads a sentence, not OpenAI's JSON.
+  const bool html = PrefersHtml(r.Header("accept"));
+  if (!key.ok()) {
+    return exchange.Respond(html ? UsageErrorPage(key.status()) : ErrorResponse(key.status()));
+  }
+  const Outcome<v1::CheckKeyResponse> outcome = gateway_.CheckKey(CallerOf(r), *key);
+  if (!html) return SendJson(exchange, outcome, &CheckKeyJson);
+  Send(exchange,
+       outcome.result.ok() ? UsagePage(*outcome.result, absl::Now())
+                           : UsageErrorPage(outcome.result.status()),
+       outcome.rate_limit);
 }
 
 void HttpApi::Healthz(HttpExchange& exchange) {

@@ -14,6 +14,8 @@
 //   GET     /ask                   text/event-stream of `data: {"message", "url"}` events
 //   GET     /images/vision         the description as text/plain, or {"description", "model"}
 //                                  when the Accept header asks for application/json
+//   GET     /images/files/{id}.png an image generated with response_format "url" (image/png),
+//                                  for anyone holding the URL until it expires; else 404
 //   GET     /check                 the usage (http_json.h's CheckKeyJson) of ?key=, else of the
 //                                  caller: its Authorization: Bearer key, or without one its
 //                                  anonymous tenant (as gRPC CheckKey)
@@ -44,8 +46,9 @@ namespace anyai::server {
 class HttpApi {
  public:
   // `gateway` must outlive this object, which must outlive the routes it adds. `ready` says
-  // whether /readyz answers 200.
-  HttpApi(Gateway& gateway, std::function<bool()> ready);
+  // whether /readyz answers 200. `public_base_url` (ServerConfig.public_base_url, may be empty:
+  // then each request's Host) prefixes the URLs of generated images.
+  HttpApi(Gateway& gateway, std::function<bool()> ready, std::string public_base_url = "");
 
   absl::Status AddRoutes(HttpRouter& router);
 
@@ -62,7 +65,7 @@ class HttpApi {
     void (HttpApi::*handler)(HttpExchange&);
     HttpRouter::Dispatch dispatch;
   };
-  static const Route kRoutes[10];
+  static const Route kRoutes[11];
 
   void ChatCompletions(HttpExchange& exchange);
   void Models(HttpExchange& exchange);
@@ -71,6 +74,7 @@ class HttpApi {
   void Imagine(HttpExchange& exchange);
   void Ask(HttpExchange& exchange);
   void Vision(HttpExchange& exchange);
+  void ImageFile(HttpExchange& exchange);
   void Check(HttpExchange& exchange);
   void Healthz(HttpExchange& exchange);
   void Readyz(HttpExchange& exchange);
@@ -78,6 +82,7 @@ class HttpApi {
   Gateway& gateway_;
   std::function<bool()> ready_;
   const std::string models_json_;  // GET /models: the catalogue does not change
+  const std::string public_base_url_;
 };
 
 }  // namespace anyai::server

@@ -222,6 +222,28 @@ async function runTests(OpenAI, grpc, protoLoader) {
         assert.deepEqual(pngSize(Buffer.from(b64, 'base64')), [256, 256]);
       });
 
+      test('images.generate() with response_format url answers a URL that downloads the PNG',
+           async () => {
+        const openai = client(await newKey());
+        const images = await openai.images.generate({
+          prompt: 'A futuristic cityscape', model: 'dall-e-3', n: 1, quality: 'hd',
+          response_format: 'url', size: '1024x1024' });  // the seed's example
+        const { url } = images.data[0];
+        assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/v1\/images\/files\/[0-9a-f]{32}\.png$/);
+        const download = await fetch(url);  // what an SDK user does next: no key needed
+        assert.equal(download.status, 200);
+        assert.equal(download.headers.get('content-type'), 'image/png');
+        assert.deepEqual(pngSize(Buffer.from(await download.arrayBuffer())), [1024, 1024]);
+      });
+
+      test('chat.completions.create() with the seed\'s claude-3-opus echoes that name', async () => {
+        const openai = client(await newKey());
+        const completion = await openai.chat.completions.create({
+          model: 'claude-3-opus', messages: messages() });
+        assert.equal(completion.model, 'claude-3-opus');
+        assert.equal((await openai.models.retrieve('claude-3-opus')).id, 'claude-3-opus');
+      });
+
       test('the 11th free llm chat in a minute is OpenAI.RateLimitError (429)', async () => {
         const openai = client(await newKey('free'));
         for (let i = 0; i < 10; i++) {

@@ -212,6 +212,14 @@ bool IsPng(absl::string_view bytes, int64_t* width, int64_t* height) {
   return true;
 }
 
+// An /images/generations answer: the object, when its "data" is a non-empty list.
+std::optional<Json> ImagesAnswer(const std::string& text) {
+  std::optional<Json> j = ParseObject(text);
+  const Json* data = j ? Member(*j, "data") : nullptr;
+  if (data == nullptr || !data->is_array() || data->empty()) return std::nullopt;
+  return j;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OpenAIProvider>> OpenAIProvider::Create(
@@ -443,11 +451,9 @@ absl::StatusOr<v1::GenerateImagesResponse> OpenAIProvider::GenerateImages(
   if (!request.quality().empty()) body["quality"] = request.quality();
   absl::StatusOr<std::string> text = PostJson(kImagesPath, Dump(body));
   if (!text.ok()) return text.status();
-  std::optional<Json> j = ParseObject(*text);
-  const Json* data = j ? Member(*j, "data") : nullptr;
-  if (data == nullptr || !data->is_array() || data->empty()) {
-    return Malformed("no \"data\" list of images");
-  }
+  std::optional<Json> j = ImagesAnswer(*text);
+  if (!j) return Malformed("no \"data\" list of images");
+  const Json* data = Member(*j, "data");
   v1::GenerateImagesResponse out;
   out.set_created(IntMember(*j, "created").value_or(absl::ToUnixSeconds(clock_())));
   for (const Json& item : *data) {
@@ -475,11 +481,9 @@ absl::StatusOr<v1::ImagineResponse> OpenAIProvider::Imagine(const v1::ImagineReq
   if (!request.negative_prompt().empty()) body["negative_prompt"] = request.negative_prompt();
   absl::StatusOr<std::string> text = PostJson(kImagesPath, Dump(body));
   if (!text.ok()) return text.status();
-  std::optional<Json> j = ParseObject(*text);
-  const Json* data = j ? Member(*j, "data") : nullptr;
-  if (data == nullptr || !data->is_array() || data->empty()) {
-    return Malformed("no \"data\" list of images");
-  }
+  std::optional<Json> j = ImagesAnswer(*text);
+  if (!j) return Malformed("no \"data\" list of images");
+  const Json* data = Member(*j, "data");
   std::optional<std::string> b64 = StringMember((*data)[0], "b64_json");
   if (!b64) return Malformed("no \"b64_json\" image (the gateway does not fetch image URLs)");
   v1::ImagineResponse out;

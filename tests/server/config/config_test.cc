@@ -463,6 +463,45 @@ TEST(ValidateConfigTest, RefusesBadListenAddresses) {
   }
 }
 
+TEST(ValidateConfigTest, ImageUrlsNeedAPositiveLifetimeASizeAndAPlainBaseUrl) {
+  EXPECT_EQ(DefaultConfig().image_url_ttl().seconds(), 3600);
+  EXPECT_EQ(DefaultConfig().image_store_max_bytes(), int64_t{256} << 20);
+  v1::ServerConfig c = DefaultConfig();
+  c.mutable_image_url_ttl()->set_seconds(0);
+  EXPECT_THAT(ValidateConfig(c),
+              StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("image_url_ttl")));
+  c = DefaultConfig();
+  c.set_image_store_max_bytes(-1);
+  EXPECT_THAT(ValidateConfig(c),
+              StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("image_store_max_bytes")));
+  for (const char* bad : {"api.example.com", "ftp://api.example.com", "https://api.example.com/",
+                          "https://api.example.com?x=1", "https://api.example.com#top"}) {
+    c = DefaultConfig();
+    c.set_public_base_url(bad);
+    EXPECT_THAT(ValidateConfig(c),
+                StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("public_base_url")))
+        << bad;
+  }
+  for (const char* good : {"https://api.example.com", "http://10.0.0.1:8080/anyai"}) {
+    c = DefaultConfig();
+    c.set_public_base_url(good);
+    EXPECT_OK(ValidateConfig(c)) << good;
+  }
+}
+
+TEST(CatalogueFromConfigTest, ModelAliasesReachTheCatalogue) {
+  v1::ServerConfig c = DefaultConfig();
+  v1::ModelAlias* alias = c.add_model_aliases();
+  alias->set_alias("opus");
+  alias->set_model("claude-3-opus-20240229");
+  absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(c);
+  ASSERT_OK(catalogue);
+  EXPECT_EQ(catalogue->Resolve("opus")->id, "claude-3-opus-20240229");
+  alias->set_model("claude-17");
+  EXPECT_THAT(CatalogueFromConfig(c),
+              StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("model_aliases[0].model")));
+}
+
 TEST(ValidateConfigTest, RefusesGrpcAndHttpOnOnePort) {
   v1::ServerConfig c = DefaultConfig();
   c.set_http_listen("127.0.0.1:50051");

@@ -2,6 +2,7 @@
 
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -152,6 +153,59 @@ TEST(CatalogueTest, AnEmptyCatalogueIsAllowed) {
   absl::StatusOr<Catalogue> catalogue = Catalogue::Create({});
   ASSERT_OK(catalogue);
   EXPECT_EQ(catalogue->Find("gpt-4"), nullptr);
+}
+
+TEST(CatalogueAliasTest, UndatedNamesResolveToTheNewestDatedModelOfTheirFamily) {
+  absl::StatusOr<Catalogue> catalogue = Catalogue::Create(DefaultModels());
+  ASSERT_OK(catalogue);
+  for (const auto& [alias, model] : std::vector<std::pair<std::string, std::string>>{
+           {"claude-3-opus", "claude-3-opus-20240229"},
+           {"claude-3-sonnet", "claude-3-sonnet-20240229"},
+           {"claude-3-haiku", "claude-3-haiku-20240307"},
+           {"claude-3-5-sonnet", "claude-3-5-sonnet-20240620"}}) {
+    SCOPED_TRACE(alias);
+    EXPECT_EQ(catalogue->Find(alias), nullptr);  // not a model of its own
+    ASSERT_NE(catalogue->Resolve(alias), nullptr);
+    EXPECT_EQ(catalogue->Resolve(alias)->id, model);
+  }
+  // Undated names that are models themselves stay themselves.
+  EXPECT_EQ(catalogue->Resolve("gpt-4")->id, "gpt-4");
+  EXPECT_EQ(catalogue->Resolve("gpt-4o-mini")->id, "gpt-4o-mini");
+  EXPECT_EQ(catalogue->Resolve("gpt-3.5-turbo")->id, "gpt-3.5-turbo");
+  EXPECT_EQ(catalogue->Resolve("claude-3"), nullptr);
+  EXPECT_EQ(catalogue->aliases().size(), 4u) << "derived from the seed's catalogue";
+}
+
+TEST(CatalogueAliasTest, TheNewestIsTheOneCreatedLastWhateverTheDateFormat) {
+  absl::StatusOr<Catalogue> catalogue = Catalogue::Create({{"m-0613", "o", 300, "llm", ""},
+                                                           {"m-1106", "o", 200, "llm", ""},
+                                                           {"n-2024-01-01", "o", 100, "llm", ""},
+                                                           {"n-2024-06-01", "o", 100, "llm", ""},
+                                                           {"v-1.5", "o", 900, "llm", ""}});
+  ASSERT_OK(catalogue);
+  EXPECT_EQ(catalogue->Resolve("m")->id, "m-0613");        // created last, though "older" text
+  EXPECT_EQ(catalogue->Resolve("n")->id, "n-2024-06-01");  // same time: the greater date
+  EXPECT_EQ(catalogue->Resolve("v"), nullptr);             // "1.5" is no date
+}
+
+TEST(CatalogueAliasTest, ConfiguredAliasesAddNamesAndOverrideDerivedOnes) {
+  absl::StatusOr<Catalogue> catalogue = Catalogue::Create(
+      DefaultModels(),
+      {{"opus", "claude-3-opus-20240229"}, {"claude-3-5-sonnet", "claude-3-sonnet-20240229"}});
+  ASSERT_OK(catalogue);
+  EXPECT_EQ(catalogue->Resolve("opus")->id, "claude-3-opus-20240229");
+  EXPECT_EQ(catalogue->Resolve("claude-3-5-sonnet")->id, "claude-3-sonnet-20240229");
+}
+
+TEST(CatalogueAliasTest, RefusesAliasesThatAreIdsNameNothingOrRepeat) {
+  EXPECT_THAT(Catalogue::Create(DefaultModels(), {{"gpt-4", "gpt-4o"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_aliases[0].alias")));
+  EXPECT_THAT(Catalogue::Create(DefaultModels(), {{"x", "gpt-17"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_aliases[0].model")));
+  EXPECT_THAT(Catalogue::Create(DefaultModels(), {{"x", "gpt-4"}, {"x", "gpt-4o"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_aliases[1].alias")));
+  EXPECT_THAT(Catalogue::Create(DefaultModels(), {{"", "gpt-4"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_aliases[0].alias")));
 }
 
 TEST(EndpointModelsTest, DefaultsMatchTheConfigSchema) {

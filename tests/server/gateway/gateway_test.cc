@@ -69,8 +69,10 @@ class GatewayTest : public ::testing::Test {
   std::unique_ptr<Catalogue> catalogue_;
   BuiltinProvider builtin_{[] { return kNow; }};
   std::unique_ptr<Gateway> gateway_;
-  const Caller anonymous_{
-      .authorization = std::nullopt, .peer = "203.0.113.7", .forwarded_for = ""};
+  const Caller anonymous_{.authorization = std::nullopt,
+                          .peer = "203.0.113.7",
+                          .forwarded_for = "",
+                          .public_base_url = ""};
 };
 
 TEST_F(GatewayTest, AStorageFailureRefusesRequestsWhenFailingClosed) {
@@ -99,8 +101,10 @@ TEST_F(GatewayTest, AKeyStoreFailureIsUnavailableNotUnauthenticated) {
   ASSERT_THAT(key, IsOk());
   const std::string header = "Bearer " + key->key;
   db_->InjectFailure(storage::InjectedFailure::kReadsAndWrites);
-  EXPECT_THAT(gateway_->Authenticate({.authorization = header, .peer = "", .forwarded_for = ""}),
-              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  EXPECT_THAT(
+      gateway_->Authenticate(
+          {.authorization = header, .peer = "", .forwarded_for = "", .public_base_url = ""}),
+      StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
 }
 
 TEST_F(GatewayTest, NothingIsCountedBeforeAuthenticationAndValidationPass) {
@@ -111,16 +115,22 @@ TEST_F(GatewayTest, NothingIsCountedBeforeAuthenticationAndValidationPass) {
   Outcome<v1::ChatCompletion> invalid = gateway_->Chat(anonymous_, bad);
   EXPECT_THAT(invalid.result, StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
   EXPECT_FALSE(invalid.rate_limit.has_value());
-  EXPECT_THAT(
-      gateway_
-          ->Chat({.authorization = "Bearer sk-nope", .peer = "203.0.113.7", .forwarded_for = ""},
-                 Chat())
-          .result,
-      StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
-  EXPECT_THAT(
-      gateway_->Chat({.authorization = "", .peer = "203.0.113.7", .forwarded_for = ""}, Chat())
-          .result,
-      StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  EXPECT_THAT(gateway_
+                  ->Chat({.authorization = "Bearer sk-nope",
+                          .peer = "203.0.113.7",
+                          .forwarded_for = "",
+                          .public_base_url = ""},
+                         Chat())
+                  .result,
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  EXPECT_THAT(gateway_
+                  ->Chat({.authorization = "",
+                          .peer = "203.0.113.7",
+                          .forwarded_for = "",
+                          .public_base_url = ""},
+                         Chat())
+                  .result,
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
   absl::StatusOr<quota::UsageSnapshot> usage =
       engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
   ASSERT_THAT(usage, IsOk());
@@ -129,22 +139,27 @@ TEST_F(GatewayTest, NothingIsCountedBeforeAuthenticationAndValidationPass) {
 
 TEST_F(GatewayTest, XForwardedForCountsOnlyFromTrustedProxies) {
   Build(StorageFailurePolicy::kFailClosed);
-  const Caller direct{
-      .authorization = std::nullopt, .peer = "198.51.100.1", .forwarded_for = "10.9.9.9"};
+  const Caller direct{.authorization = std::nullopt,
+                      .peer = "198.51.100.1",
+                      .forwarded_for = "10.9.9.9",
+                      .public_base_url = ""};
   EXPECT_EQ(gateway_->Authenticate(direct)->tenant, "ip:198.51.100.1");
 }
 
 TEST_F(GatewayTest, OneClientIsOneTenantHoweverItsAddressIsWritten) {
   Build(StorageFailurePolicy::kFailClosed);
-  EXPECT_EQ(
-      gateway_
-          ->Authenticate(
-              {.authorization = std::nullopt, .peer = "::ffff:203.0.113.7", .forwarded_for = ""})
-          ->tenant,
-      "ip:203.0.113.7");
   EXPECT_EQ(gateway_
-                ->Authenticate(
-                    {.authorization = std::nullopt, .peer = "2001:DB8:0:0::1", .forwarded_for = ""})
+                ->Authenticate({.authorization = std::nullopt,
+                                .peer = "::ffff:203.0.113.7",
+                                .forwarded_for = "",
+                                .public_base_url = ""})
+                ->tenant,
+            "ip:203.0.113.7");
+  EXPECT_EQ(gateway_
+                ->Authenticate({.authorization = std::nullopt,
+                                .peer = "2001:DB8:0:0::1",
+                                .forwarded_for = "",
+                                .public_base_url = ""})
                 ->tenant,
             "ip:2001:db8::1");
   v1::GetUsageRequest by_ip;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -501,6 +502,54 @@ TEST_F(GrpcServerTest, AnIpv6ClientIsOneAnonymousTenantWhateverConnectionItUses)
         v1::AnyAI::NewStub(channel)->CreateChatCompletion(c.get(), Chat("phi-2"), &resp).ok());
   }
   EXPECT_EQ(Used("llm"), 3);
+}
+
+TEST_F(GrpcServerTest, TheSeedsChatExampleResolvesClaude3OpusAndEchoesIt) {
+  const std::string key = CreateKey("premium");
+  v1::ChatCompletionRequest req;  // the seed's example, field by field
+  req.set_model("claude-3-opus");
+  for (const auto& [role, content] : std::vector<std::pair<std::string, std::string>>{
+           {"system", "System prompt (only the first message, once)"},
+           {"user", "Message content"},
+           {"assistant", "Assistant response"}}) {
+    v1::ChatMessage* m = req.add_messages();
+    m->set_role(role);
+    m->set_content(content);
+  }
+  req.set_max_tokens(2048);
+  req.set_temperature(0.7);
+  req.set_top_p(0.5);
+  req.set_top_k(0);
+  v1::ChatCompletion resp;
+  grpc::Status s = CallChat(req, key, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.model(), "claude-3-opus");
+  EXPECT_EQ(resp.object(), "chat.completion");
+  EXPECT_EQ(Used("closed_llm", key), 1);  // the class of claude-3-opus-20240229
+  EXPECT_EQ(Used("llm", key), 0);
+}
+
+TEST_F(GrpcServerTest, GeneratedImageUrlsPointAtTheHttpFront) {
+  v1::GenerateImagesRequest req;
+  req.set_prompt("A futuristic cityscape");
+  req.set_model("dall-e-2");
+  req.set_size("256x256");
+  req.set_n(2);
+  v1::GenerateImagesResponse resp;
+  auto c = Context();
+  grpc::Status s = anyai_->GenerateImages(c.get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.data_size(), 2);
+  const std::string prefix =
+      absl::StrCat("http://127.0.0.1:", server_->http_port(), "/v1/images/files/");
+  for (const v1::Image& image : resp.data()) {
+    EXPECT_EQ(image.url().rfind(prefix, 0), 0u) << image.url();
+    EXPECT_TRUE(image.b64_json().empty());
+    const std::string file = image.url().substr(prefix.size());
+    absl::StatusOr<ImageStore::Image> png = server_->gateway().FetchImage(file);
+    ASSERT_TRUE(png.ok()) << png.status();
+    EXPECT_EQ(png->png->substr(1, 3), "PNG");
+  }
 }
 
 TEST_F(GrpcServerTest, CheckKeyReportsAMaskedKeyAndItsUsage) {

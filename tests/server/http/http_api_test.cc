@@ -218,7 +218,43 @@ TEST_F(HttpApiTest, ImagesGenerationsAnswersUrlOrB64Json) {
   ASSERT_EQ(r.status, 200) << r.body;
   Json body = Json::parse(r.body);
   ASSERT_EQ(body["data"].size(), 2u);
-  EXPECT_THAT(body["data"][1]["url"].get<std::string>(), ::testing::StartsWith("data:image/png"));
+  // URLs of this front, from the request's Host (the test client sends "127.0.0.1").
+  EXPECT_THAT(body["data"][1]["url"].get<std::string>(),
+              ::testing::MatchesRegex("http://127\\.0\\.0\\.1/v1/images/files/[0-9a-f]{32}\\.png"));
+  EXPECT_NE(body["data"][0]["url"], body["data"][1]["url"]);
+}
+
+TEST_F(HttpApiTest, AGeneratedImagesUrlServesThePngWithoutAKeyUntilItExpires) {
+  const std::string key = CreateKey("premium");
+  HttpReply r = Post("/v1/images/generations",
+                     R"({"prompt": "A futuristic cityscape", "model": "dall-e-2",
+                         "size": "256x256", "response_format": "url"})",
+                     Bearer(key));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string url = Json::parse(r.body)["data"][0]["url"].get<std::string>();
+  const std::string path = url.substr(std::string("http://127.0.0.1").size());
+  for (const std::string& p : {path, path.substr(3)}) {  // with and without /v1
+    SCOPED_TRACE(p);
+    HttpReply image = Get(p);  // no key
+    ASSERT_EQ(image.status, 200) << image.body;
+    EXPECT_EQ(image.Header("content-type"), "image/png");
+    EXPECT_EQ(image.Header("cache-control"), "private, max-age=3600");
+    EXPECT_FALSE(image.HasHeader("x-ratelimit-limit-requests"));  // not metered
+    ASSERT_GT(image.body.size(), 24u);
+    EXPECT_EQ(image.body.substr(0, 8), "\x89PNG\r\n\x1a\n");
+    auto be32 = [&](size_t at) {
+      return (uint32_t{static_cast<uint8_t>(image.body[at])} << 24) |
+             (uint32_t{static_cast<uint8_t>(image.body[at + 1])} << 16) |
+             (uint32_t{static_cast<uint8_t>(image.body[at + 2])} << 8) |
+             uint32_t{static_cast<uint8_t>(image.body[at + 3])};
+    };
+    EXPECT_EQ(be32(16), 256u);  // IHDR width
+    EXPECT_EQ(be32(20), 256u);  // IHDR height
+  }
+  EXPECT_EQ(Get("/v1/images/files/" + std::string(32, '0') + ".png").status, 404);
+  EXPECT_EQ(Get("/v1/images/files/not-an-id").status, 404);
+  Advance(absl::Hours(1));
+  EXPECT_EQ(Get(path).status, 404);
 }
 
 TEST_F(HttpApiTest, ImagineReturnsAPngOfTheRequestedSize) {
