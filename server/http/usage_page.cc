@@ -42,12 +42,16 @@ th{text-align:left;font-weight:500;color:var(--muted);font-size:.85rem}
 th,td{padding:.4rem .5rem;border-top:1px solid var(--line);vertical-align:middle}
 thead th{border-top:0}
 th:nth-child(1){width:16%}th:nth-child(2){width:16%}th:nth-child(3){width:14%}
-th:nth-child(4){width:22%}
+th:nth-child(4){width:24%}
 .num{font-variant-numeric:tabular-nums;white-space:nowrap}
 .bar{height:.65rem;background:var(--track);border-radius:999px;overflow:hidden}
 .bar>span{display:block;height:100%;background:var(--ok);border-radius:999px}
 .bar.warn>span{background:var(--warn)}.bar.full>span{background:var(--full)}
 .note{color:var(--muted);font-size:.85rem;margin:1rem 0 0}
+@media (max-width:600px){body{padding:1rem .5rem}.card{padding:.75rem}thead{display:none}
+table,tbody,td{display:block}tr{display:grid;grid-template-columns:1fr auto;gap:0 1rem;
+padding:.5rem 0;border-top:1px solid var(--line)}td{border:0;padding:0}
+td:nth-child(even){text-align:right}td:nth-child(5){grid-column:1/-1;margin-top:.4rem}}
 )css";
 
 // Escapes the five characters that matter in HTML text and attribute values.
@@ -97,11 +101,11 @@ std::string HumanDuration(absl::Duration d) {
   return two(s / 86400, "d", s / 3600 % 24, "h");
 }
 
-// The time of day alone when `t` is on `now`'s (UTC) day, else with the date.
+// The time of day alone when `t` is on `now`'s (UTC) day, else with a short date.
 std::string ResetTime(absl::Time t, absl::Time now) {
   const absl::TimeZone utc = absl::UTCTimeZone();
   const bool today = absl::FormatTime("%Y-%m-%d", t, utc) == absl::FormatTime("%Y-%m-%d", now, utc);
-  return today ? absl::FormatTime("%H:%M:%S UTC", t, utc) : FormatUtc(t);
+  return absl::FormatTime(today ? "%H:%M:%S UTC" : "%b %d %H:%M UTC", t, utc);
 }
 
 std::string WindowName(absl::Duration window) {

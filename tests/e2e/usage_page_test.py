@@ -209,8 +209,9 @@ class UsagePageTest(unittest.TestCase):
                     self.assertEqual(len(row), 5, row)
                     self.assertEqual(row[1], f"{w['used']} / {w['limit']}")
                     self.assertEqual(row[2], f"{w['remaining']} left")
-                    self.assertRegex(row[3], r"^(resets in \d.* at (\d{4}-\d\d-\d\d )?"
-                                             r"\d\d:\d\d:\d\d UTC|nothing counted)$")
+                    self.assertRegex(row[3], r"^(resets in \d.* at (\d\d:\d\d:\d\d"
+                                             r"|[A-Z][a-z]{2} \d\d \d\d:\d\d) UTC"
+                                             r"|nothing counted)$")
 
     def test_a_keys_page_shows_what_check_reports_as_json(self):
         key = self.create_key("premium")
