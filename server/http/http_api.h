@@ -18,7 +18,8 @@
 //                                  for anyone holding the URL until it expires; else 404
 //   GET     /check                 the usage (http_json.h's CheckKeyJson) of ?key=, else of the
 //                                  caller: its Authorization: Bearer key, or without one its
-//                                  anonymous tenant (as gRPC CheckKey)
+//                                  anonymous tenant (as gRPC CheckKey); for a browser (Accept
+//                                  prefers text/html) the usage page of usage_page.h
 //   GET     /healthz               200 while the process serves (answered on the I/O thread)
 //   GET     /readyz                200 while `ready()`, else 503
 //

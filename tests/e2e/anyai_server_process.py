@@ -32,6 +32,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 _GRPC_LINE = re.compile(r"^grpc listening on (\S+):(\d+)\s*$")
+_HTTP_LINE = re.compile(r"^http listening on (\S+):(\d+)\s*$")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -53,6 +54,7 @@ class ServerProcess:
         self.process = None
         self.grpc_address = None
         self.port = None
+        self.http_port = None
         self.stdout_lines = []
         self._lines = queue.Queue()
         self._reader = None
@@ -102,7 +104,7 @@ class ServerProcess:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError("anyai-server printed no 'grpc listening on' line within "
+                raise RuntimeError("anyai-server printed no 'http listening on' line within "
                                    f"{START_TIMEOUT_S:.0f} s; stderr:\n{self.stderr_text()}")
             try:
                 line = self._lines.get(timeout=left)
@@ -117,6 +119,9 @@ class ServerProcess:
             if match:
                 self.port = int(match.group(2))
                 self.grpc_address = f"127.0.0.1:{self.port}"
+            match = _HTTP_LINE.match(line)
+            if match:  # printed after the gRPC line: both are known now
+                self.http_port = int(match.group(2))
                 return
 
     def stderr_text(self, limit=20000):

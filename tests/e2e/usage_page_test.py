@@ -14,14 +14,12 @@ With ANYAI_E2E_SCREENSHOT_DIR set, the screenshots are kept there to look at.
 import html.parser
 import json
 import os
-import queue
 import re
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.error
 import urllib.request
@@ -37,27 +35,8 @@ CALL_TIMEOUT_S = 30
 CHROMIUM_TIMEOUT_S = 120  # a cold start on two busy cores, or under the ASan build's load
 WINDOW = (1000, 800)
 KEY_RE = re.compile(r"sk-anyai-[0-9a-f]{32,}")
-_HTTP_LINE = re.compile(r"^http listening on (\S+):(\d+)\s*$")
 # No proxy may see the loopback calls.
 URLOPEN = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
-
-
-def http_port(server):
-    """The HTTP port, from the line the server prints after its gRPC one (ServerProcess reads
-    only that one)."""
-    deadline = time.monotonic() + anyai_server_process.START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            line = server._lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queue.Empty:
-            continue
-        if line is None:
-            break
-        server.stdout_lines.append(line)
-        match = _HTTP_LINE.match(line)
-        if match:
-            return int(match.group(2))
-    raise RuntimeError(f"no 'http listening on' line; stderr:\n{server.stderr_text()}")
 
 
 class PageText(html.parser.HTMLParser):
@@ -137,7 +116,7 @@ class UsagePageTest(unittest.TestCase):
         cls.server = anyai_server_process.ServerProcess(OPTIONS.server, admin_token=ADMIN_TOKEN)
         cls.server.start()
         cls.addClassCleanup(cls.server.stop)
-        cls.base = f"http://127.0.0.1:{http_port(cls.server)}"
+        cls.base = f"http://127.0.0.1:{cls.server.http_port}"
         cls.dir = tempfile.mkdtemp(prefix="anyai-usage-page-")
         cls.addClassCleanup(shutil.rmtree, cls.dir, ignore_errors=True)
 
