@@ -2,7 +2,9 @@
 # The image's HEALTHCHECK (deploy/Dockerfile): GET /healthz on the HTTP address the running
 # anyai-server was configured with, wherever that came from (the config file, an --http_listen
 # after the image name). It runs the server's own command line again with --print_config, which
-# prints the effective config and exits without touching the data, and takes http_listen from it.
+# prints the effective config and exits without touching the data, and takes http_listen from it
+# (--print_config goes first, so that no "--" in the arguments can turn it into a positional one).
+# It reads the config file as it is at check time: a file edited after the start is what it sees.
 # A wildcard host (0.0.0.0, [::], none) is asked on loopback.
 #
 # The server is PID 1 (the ENTRYPOINT's exec form), or a child of an init such as
@@ -21,7 +23,8 @@ cd "/proc/$pid/cwd" 2>/dev/null || true  # so that relative paths mean what they
 listen=$(xargs -0 sh -c '
   while [ $# -gt 0 ] && [ "${1##*/}" != anyai-server ]; do shift; done
   [ $# -gt 0 ] || { echo "anyai-healthcheck: the process is not anyai-server" >&2; exit 1; }
-  "$@" --print_config' anyai-healthcheck <"/proc/$pid/cmdline" |
+  bin=$1; shift
+  "$bin" --print_config "$@"' anyai-healthcheck <"/proc/$pid/cmdline" |
   sed -n 's/^http_listen: "\(.*\)"$/\1/p')
 if [ -z "$listen" ]; then
   echo "anyai-healthcheck: no http_listen in the effective config" >&2

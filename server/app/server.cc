@@ -284,6 +284,7 @@ void Server::StartEvictor(Parts& p) {
         }
       }
       raw->engine->EvictIdle(raw->options.clock());
+      raw->images->DropExpired();
     }
   });
 }

@@ -72,7 +72,7 @@ class Server {
   static absl::Status StartGrpc(const v1::ServerConfig& config, Parts& p);
   // The API's routes, /metrics, and the server that serves them, counting every answer.
   static absl::Status StartHttp(const v1::ServerConfig& config, Parts& p);
-  // Idle tenants leave memory every eviction_period, until Shutdown().
+  // Idle tenants and expired images leave memory every eviction_period, until Shutdown().
   static void StartEvictor(Parts& p);
 
   explicit Server(std::unique_ptr<Parts> parts);

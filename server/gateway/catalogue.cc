@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -136,27 +137,48 @@ constexpr SeedRow kSeedModels[] = {
     {"sparkdesk", "iFlytek", 0},
 };
 
-// The family of a dated id ("claude-3-opus" of "claude-3-opus-20240229"), or "" when the id
-// carries no date suffix: "-YYYYMMDD", "-YYYY-MM-DD" or "-MMDD".
-std::string_view FamilyOf(std::string_view id) {
-  const auto digits = [](std::string_view s) {
-    return !s.empty() &&
-           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+// A dated id split: its family ("claude-3-opus" of "claude-3-opus-20240229") and its date as
+// YYYYMMDD (0 for OpenAI's "-MMDD", whose year is not written). nullopt when the id ends in no
+// date: "-YYYYMMDD" or "-YYYY-MM-DD" with a year 2000-2099, or "-MMDD"; the month must be 01-12
+// and the day 01-31, so that a number such as a context length ("llama3-70b-8192") is no date.
+struct Dated {
+  std::string_view family;
+  int date;
+};
+
+std::optional<Dated> DateOf(std::string_view id) {
+  const auto number = [](std::string_view s) -> std::optional<int> {
+    int n = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + (c - '0');
+    }
+    return s.empty() ? std::nullopt : std::optional<int>(n);
   };
-  const auto ends_with_date = [&](size_t date_size, auto is_date) -> bool {
-    return id.size() > date_size + 1 && id[id.size() - date_size - 1] == '-' &&
-           is_date(id.substr(id.size() - date_size));
+  const auto suffix = [&](size_t size) -> std::optional<std::string_view> {
+    if (id.size() <= size + 1 || id[id.size() - size - 1] != '-') return std::nullopt;
+    return id.substr(id.size() - size);
   };
-  if (ends_with_date(8, digits) || ends_with_date(4, digits)) {
-    return id.substr(0, id.rfind('-'));
+  const auto valid = [](std::optional<int> year, std::optional<int> month, std::optional<int> day) {
+    return year && month && day && *year >= 2000 && *year <= 2099 && *month >= 1 && *month <= 12 &&
+           *day >= 1 && *day <= 31;
+  };
+  if (std::optional<std::string_view> d = suffix(8)) {
+    std::optional<int> y = number(d->substr(0, 4)), m = number(d->substr(4, 2)),
+                       day = number(d->substr(6, 2));
+    if (valid(y, m, day)) return Dated{id.substr(0, id.size() - 9), *y * 10000 + *m * 100 + *day};
   }
-  if (ends_with_date(10, [&](std::string_view d) {
-        return digits(d.substr(0, 4)) && d[4] == '-' && digits(d.substr(5, 2)) && d[7] == '-' &&
-               digits(d.substr(8, 2));
-      })) {
-    return id.substr(0, id.size() - 11);
+  if (std::optional<std::string_view> d = suffix(10); d && (*d)[4] == '-' && (*d)[7] == '-') {
+    std::optional<int> y = number(d->substr(0, 4)), m = number(d->substr(5, 2)),
+                       day = number(d->substr(8, 2));
+    if (valid(y, m, day)) return Dated{id.substr(0, id.size() - 11), *y * 10000 + *m * 100 + *day};
   }
-  return {};
+  if (std::optional<std::string_view> d = suffix(4)) {
+    if (valid(2000, number(d->substr(0, 2)), number(d->substr(2, 2)))) {
+      return Dated{id.substr(0, id.size() - 5), 0};
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -198,15 +220,18 @@ absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models,
                                                      "\" repeats models[", it->second, "].id"));
     }
   }
-  // Derived aliases: each family's newest member, unless the family's name is an id.
+  // Derived aliases: each family's newest member (the latest written date, then the latest
+  // created, then the greatest id), unless the family's name is an id.
+  const auto newness = [&](size_t i) {
+    return std::make_tuple(DateOf(models[i].id)->date, models[i].created, models[i].id);
+  };
   for (size_t i = 0; i < models.size(); ++i) {
-    const std::string family(FamilyOf(models[i].id));
-    if (family.empty() || catalogue.index_.contains(family)) continue;
+    const std::optional<Dated> dated = DateOf(models[i].id);
+    if (!dated.has_value()) continue;
+    const std::string family(dated->family);
+    if (catalogue.index_.contains(family)) continue;
     auto [it, inserted] = catalogue.alias_index_.try_emplace(family, i);
-    const ModelInfo& best = models[it->second];
-    if (!inserted && std::tie(models[i].created, models[i].id) > std::tie(best.created, best.id)) {
-      it->second = i;
-    }
+    if (!inserted && newness(i) > newness(it->second)) it->second = i;
   }
   absl::flat_hash_map<std::string, size_t> configured;
   for (size_t i = 0; i < aliases.size(); ++i) {
@@ -228,9 +253,14 @@ absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models,
     }
     catalogue.alias_index_[a.alias] = model->second;
   }
-  for (const auto& [alias, i] : catalogue.alias_index_) catalogue.aliases_[alias] = models[i].id;
   catalogue.models_ = std::move(models);
   return catalogue;
+}
+
+absl::flat_hash_map<std::string, std::string> Catalogue::aliases() const {
+  absl::flat_hash_map<std::string, std::string> out;
+  for (const auto& [alias, i] : alias_index_) out[alias] = models_[i].id;
+  return out;
 }
 
 const ModelInfo* Catalogue::Resolve(std::string_view name) const {

@@ -11,9 +11,10 @@
 //
 // Aliases: an undated name stands for the newest dated model of its family, as providers
 // resolve them ("claude-3-opus" -> "claude-3-opus-20240229"): derived from the catalogue, for
-// every family whose undated name is not itself an id. A date suffix is "-YYYYMMDD",
-// "-YYYY-MM-DD" or OpenAI's "-MMDD"; the newest member is the one created last (then the
-// greatest id). A config may add aliases or override the derived ones.
+// every family whose undated name is not itself an id. A date suffix is "-YYYYMMDD" or
+// "-YYYY-MM-DD" (years 2000-2099) or OpenAI's "-MMDD", with a real month and day; the newest
+// member has the latest written date (an "-MMDD" has none), then the latest `created`, then the
+// greatest id. A config may add aliases or override the derived ones.
 //
 // Thread safety: a Catalogue and an EndpointModels are immutable once built; any number of
 // threads may read them concurrently.
@@ -77,7 +78,7 @@ class Catalogue {
   // `name` stands for, else nullptr. O(1).
   const ModelInfo* Resolve(std::string_view name) const;
   // Every alias (derived and configured) and the id it stands for.
-  const absl::flat_hash_map<std::string, std::string>& aliases() const { return aliases_; }
+  absl::flat_hash_map<std::string, std::string> aliases() const;
 
   // Every model, in catalogue order (the order ListModels shows).
   const std::vector<ModelInfo>& models() const { return models_; }

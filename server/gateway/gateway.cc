@@ -309,9 +309,12 @@ absl::Status Gateway::HostImages(const Caller& caller, v1::GenerateImagesRespons
   for (v1::Image& image : *response.mutable_data()) {
     if (image.b64_json().empty()) continue;  // a provider that answered a URL anyway: keep it
     std::string png;
-    if (!absl::Base64Unescape(image.b64_json(), &png)) {
+    // Served as image/png to anyone with the URL: only a PNG is kept.
+    constexpr std::string_view kPngSignature = "\x89PNG\r\n\x1a\n";
+    if (!absl::Base64Unescape(image.b64_json(), &png) ||
+        std::string_view(png).substr(0, kPngSignature.size()) != kPngSignature) {
       return FromProvider(
-          absl::UnavailableError("the provider answered an image that is not base64"));
+          absl::UnavailableError("the provider answered an image that is not a PNG"));
     }
     absl::StatusOr<std::string> id = parts_.images->Put(std::move(png));
     if (!id.ok())

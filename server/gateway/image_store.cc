@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/net/host_port.h"
 #include "storage/secure_random.h"
 
 namespace anyai::server {
@@ -18,16 +19,20 @@ absl::StatusOr<std::string> ImageStore::Put(std::string png) {
                                                      " bytes) is larger than the image store (",
                                                      options_.max_bytes, " bytes)"));
   }
-  absl::StatusOr<std::string> random = storage::SecureRandomBytes(16);
-  if (!random.ok()) return random.status();
-  std::string id = absl::BytesToHexString(*random);
+  auto bytes = std::make_shared<const std::string>(std::move(png));
   const absl::Time now = options_.clock();
-  absl::MutexLock lock(&mu_);
-  MakeRoom(size, now);
-  images_[id] = Entry{std::make_shared<const std::string>(std::move(png)), now + options_.ttl};
-  oldest_first_.push_back(id);
-  bytes_ += size;
-  return id;
+  for (;;) {  // a 128-bit id repeats with probability 2^-128; never overwrite one anyway
+    absl::StatusOr<std::string> random = storage::SecureRandomBytes(16);
+    if (!random.ok()) return random.status();
+    std::string id = absl::BytesToHexString(*random);
+    absl::MutexLock lock(&mu_);
+    if (images_.contains(id)) continue;
+    MakeRoom(size, now);
+    images_.emplace(id, Entry{bytes, now + options_.ttl});
+    oldest_first_.push_back(id);
+    bytes_ += size;
+    return id;
+  }
 }
 
 absl::StatusOr<ImageStore::Image> ImageStore::Get(std::string_view id) {
@@ -38,6 +43,12 @@ absl::StatusOr<ImageStore::Image> ImageStore::Get(std::string_view id) {
     return absl::NotFoundError("no such image: it never existed or its URL has expired");
   }
   return Image{it->second.png, it->second.expires - now};
+}
+
+void ImageStore::DropExpired() {
+  const absl::Time now = options_.clock();
+  absl::MutexLock lock(&mu_);
+  MakeRoom(0, now);
 }
 
 int64_t ImageStore::bytes() const {
@@ -54,6 +65,17 @@ void ImageStore::MakeRoom(int64_t incoming, absl::Time now) {
     images_.erase(it);
     oldest_first_.pop_front();
   }
+}
+
+std::string ImageBaseUrl(std::string_view authority, std::optional<int> port) {
+  if (absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(authority); hp.ok()) {
+    return absl::StrCat("http://", net::HostPort{hp->host, port.value_or(hp->port)}.ToString());
+  }
+  if (absl::StatusOr<net::Host> host = net::Host::Parse(authority); host.ok()) {
+    return port.has_value() ? absl::StrCat("http://", net::HostPort{*host, *port}.ToString())
+                            : absl::StrCat("http://", host->ToString());
+  }
+  return "";
 }
 
 }  // namespace anyai::server

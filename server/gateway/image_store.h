@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,12 @@ namespace anyai::server {
 
 // The HTTP path under which stored images are served: kImageFilesPath + "<id>.png".
 inline constexpr char kImageFilesPath[] = "/v1/images/files/";
+
+// The base of image URLs for a caller that reached us as `authority` (an HTTP Host header or a
+// gRPC :authority: HOST or HOST:PORT): "http://HOST[:PORT]", with `port` instead of the
+// authority's own when given (gRPC callers reach the HTTP front on another port). "" (URLs
+// relative to the front) when the authority is not a valid HOST[:PORT].
+std::string ImageBaseUrl(std::string_view authority, std::optional<int> port = std::nullopt);
 
 class ImageStore {
  public:
@@ -52,7 +59,10 @@ class ImageStore {
   // The image stored under `id`, or NOT_FOUND when there is none or it has expired.
   absl::StatusOr<Image> Get(std::string_view id) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Bytes held now (expired images included until a Put makes room).
+  // Frees the images that have expired (the Server's evictor calls it; a Put does too).
+  void DropExpired() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Bytes held now (expired images included until DropExpired or a Put frees them).
   int64_t bytes() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:

@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "server/gateway/client_address.h"
 #include "server/grpc/grpc_status.h"
-#include "server/net/host_port.h"
 
 namespace anyai::server {
 namespace {
@@ -124,10 +123,7 @@ grpc::Status AnyAIService::GenerateImages(grpc::ServerContext* context,
 std::string AnyAIService::BaseUrlOf(const grpc::ServerContextBase& context) const {
   if (!public_base_url_.empty()) return public_base_url_;
   const grpc::string_ref authority = context.ExperimentalGetAuthority();
-  absl::StatusOr<net::HostPort> called =
-      net::HostPort::Parse(std::string_view(authority.data(), authority.size()));
-  if (!called.ok()) return "";
-  return absl::StrCat("http://", net::HostPort{called->host, http_port_}.ToString());
+  return ImageBaseUrl(std::string_view(authority.data(), authority.size()), http_port_);
 }
 
 grpc::Status AnyAIService::Imagine(grpc::ServerContext* context, const v1::ImagineRequest* request,

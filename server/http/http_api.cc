@@ -13,7 +13,6 @@
 #include "server/http/http_query.h"
 #include "server/http/http_status.h"
 #include "server/http/usage_page.h"
-#include "server/net/host_port.h"
 #include "server/net/percent_decoding.h"
 
 namespace anyai::server {
@@ -90,18 +89,10 @@ class EventStream {
 };
 
 // Where the client reaches this front: `configured` (ServerConfig.public_base_url) when set,
-// else http:// and the request's Host when it is a valid HOST[:PORT], else "" (relative URLs).
+// else from the request's Host.
 std::string BaseUrlOf(const HttpRequest& request, std::string_view configured) {
   if (!configured.empty()) return std::string(configured);
-  const std::optional<std::string_view> host = request.Header("host");
-  if (!host.has_value()) return "";
-  if (absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(*host); hp.ok()) {
-    return absl::StrCat("http://", hp->ToString());
-  }
-  if (absl::StatusOr<net::Host> h = net::Host::Parse(*host); h.ok()) {
-    return absl::StrCat("http://", h->ToString());
-  }
-  return "";
+  return ImageBaseUrl(request.Header("host").value_or(""));
 }
 
 // The Gateway's Caller of an HTTP request; its views point into `request`.
@@ -212,6 +203,7 @@ void HttpApi::ImageFile(HttpExchange& exchange) {
   if (!image.ok()) return exchange.Respond(ErrorResponse(image.status()));
   HttpResponse response;
   response.headers.emplace_back("content-type", "image/png");
+  response.headers.emplace_back("x-content-type-options", "nosniff");
   // Anyone with the URL may fetch it, until it expires; shared caches need not keep it.
   response.headers.emplace_back(
       "cache-control", absl::StrCat("private, max-age=", absl::ToInt64Seconds(image->ttl_left)));
@@ -272,11 +264,14 @@ void HttpApi::Check(HttpExchange& exchange) {
     return exchange.Respond(html ? UsageErrorPage(key.status()) : ErrorResponse(key.status()));
   }
   const Outcome<v1::CheckKeyResponse> outcome = gateway_.CheckKey(CallerOf(r), *key);
-  if (!html) return SendJson(exchange, outcome, &CheckKeyJson);
-  Send(exchange,
-       outcome.result.ok() ? UsagePage(*outcome.result, absl::Now())
-                           : UsageErrorPage(outcome.result.status()),
-       outcome.rate_limit);
+  HttpResponse response = !html ? outcome.result.ok() ? JsonResponse(CheckKeyJson(*outcome.result))
+                                                      : ErrorResponse(outcome.result.status())
+                          : outcome.result.ok() ? UsagePage(*outcome.result, absl::Now())
+                                                : UsageErrorPage(outcome.result.status());
+  // The answer depends on Accept, and usage changes with every call: no cache may keep it.
+  response.headers.emplace_back("vary", "Accept");
+  if (!html) response.headers.emplace_back("cache-control", "no-store");
+  Send(exchange, std::move(response), outcome.rate_limit);
 }
 
 void HttpApi::Healthz(HttpExchange& exchange) {

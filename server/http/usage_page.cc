@@ -19,7 +19,7 @@ namespace anyai::server {
 namespace {
 
 // Inline styles only: the page's CSP allows nothing else to load.
-constexpr char kCsp[] = "default-src 'none'; style-src 'unsafe-inline'";
+constexpr char kCsp[] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 
 constexpr char kStyle[] = R"css(
 :root{color-scheme:light dark;--fg:#1f2933;--muted:#616e7c;--bg:#f5f7fa;--card:#fff;
@@ -205,6 +205,8 @@ void AddPageHeaders(HttpResponse& response) {
   response.headers.emplace_back("content-security-policy", kCsp);
   response.headers.emplace_back("cache-control", "no-store");
   response.headers.emplace_back("x-content-type-options", "nosniff");
+  // The page's URL may carry ?key=: never send it on to another site.
+  response.headers.emplace_back("referrer-policy", "no-referrer");
 }
 
 }  // namespace

@@ -75,5 +75,31 @@ TEST_F(ImageStoreTest, AnImageLargerThanTheStoreIsRefused) {
   EXPECT_EQ(store.bytes(), 0);
 }
 
+TEST_F(ImageStoreTest, DropExpiredFreesWithoutWaitingForAPut) {
+  ImageStore store = Store(1 << 20);
+  ASSERT_THAT(store.Put("aaaa"), IsOk());
+  now_s_ += 3600;
+  EXPECT_EQ(store.bytes(), 4);
+  store.DropExpired();
+  EXPECT_EQ(store.bytes(), 0);
+}
+
+TEST(ImageBaseUrlTest, IsTheAuthorityTheCallerUsedWithAnyPortAskedFor) {
+  EXPECT_EQ(ImageBaseUrl("gateway.example:8080"), "http://gateway.example:8080");
+  EXPECT_EQ(ImageBaseUrl("gateway.example"), "http://gateway.example");
+  EXPECT_EQ(ImageBaseUrl("[::1]:9"), "http://[::1]:9");
+  EXPECT_EQ(ImageBaseUrl("127.0.0.1:50051", 8080), "http://127.0.0.1:8080");
+  EXPECT_EQ(ImageBaseUrl("api.example.com", 8080), "http://api.example.com:8080");
+  EXPECT_EQ(ImageBaseUrl("[2001:DB8::1]", 8080), "http://[2001:db8::1]:8080");
+}
+
+TEST(ImageBaseUrlTest, AnAuthorityThatIsNoHostGivesRelativeUrls) {
+  for (const char* bad : {"", "evil.example/\"><script>", "a b", "host:99999", "[::1"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(ImageBaseUrl(bad), "");
+    EXPECT_EQ(ImageBaseUrl(bad, 8080), "");
+  }
+}
+
 }  // namespace
 }  // namespace anyai::server

@@ -141,8 +141,10 @@ TEST(UsagePageTest, ResponseIsUtf8HtmlThatForbidsLoadingAnythingAndIsNotCached) 
               ::testing::Contains(::testing::Pair("content-type", "text/html; charset=utf-8")));
   EXPECT_THAT(r.headers,
               ::testing::Contains(::testing::Pair(
-                  "content-security-policy", "default-src 'none'; style-src 'unsafe-inline'")));
+                  "content-security-policy",
+                  "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")));
   EXPECT_THAT(r.headers, ::testing::Contains(::testing::Pair("cache-control", "no-store")));
+  EXPECT_THAT(r.headers, ::testing::Contains(::testing::Pair("referrer-policy", "no-referrer")));
 }
 
 TEST(UsageErrorPageTest, KeepsTheStatusAndShowsAClientErrorsMessageEscaped) {
