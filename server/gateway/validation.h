@@ -78,7 +78,7 @@ inline constexpr int32_t kDefaultImagesPerRequest = 1;
 inline constexpr char kDefaultImageQuality[] = "standard";
 inline constexpr char kUrlResponseFormat[] = "url";
 inline constexpr char kB64JsonResponseFormat[] = "b64_json";
-inline constexpr char kDefaultImageResponseFormat[] = "url";
+inline constexpr const char* kDefaultImageResponseFormat = kUrlResponseFormat;
 inline constexpr char kDefaultImageSize[] = "1024x1024";
 
 // Imagine.

@@ -86,13 +86,13 @@ absl::StatusOr<ProviderRegistry> MakeProviders(const v1::ServerConfig& config,
   if (!ssrf.ok()) return ssrf.status();
 
   ProviderRegistry registry;
-  registry.providers_.emplace(kBuiltinProviderName, std::make_unique<BuiltinProvider>(clock));
+  registry.providers_.emplace(kBuiltinProvider, std::make_unique<BuiltinProvider>(clock));
   absl::flat_hash_set<std::string> openai_names;
   for (int i = 0; i < config.providers_size(); ++i) {
     const v1::ProviderConfig& p = config.providers(i);
     const std::string at = absl::StrCat("providers[", i, "]");
     if (p.name().empty()) return Invalid(at + ".name", "required");
-    if (p.name() == kBuiltinProviderName) {
+    if (p.name() == kBuiltinProvider) {
       return Invalid(at + ".name", "\"builtin\" is predefined and may not be redefined");
     }
     if (registry.providers_.contains(p.name())) {

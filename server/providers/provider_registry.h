@@ -27,9 +27,6 @@
 
 namespace anyai::server {
 
-// The name of the predefined builtin provider.
-inline constexpr const char* kBuiltinProviderName = kBuiltinProvider;
-
 class ProviderRegistry {
  public:
   ProviderRegistry() = default;
