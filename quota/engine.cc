@@ -7,6 +7,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "quota/epoch.h"
+#include "quota/meters.h"
 #include "quota/sliding_window.h"
 #include "quota/tenant_table.h"
 
@@ -21,14 +22,85 @@ absl::Duration Until(int64_t at_us, int64_t now_us) {
 
 uint64_t HashOf(std::string_view tenant) { return absl::Hash<std::string_view>{}(tenant); }
 
+int Index(Meter m) { return static_cast<int>(m); }
+
+// How long a call refused for want of a concurrency slot is told to wait: calls end at any
+// time, so there is no exact figure; a second is what a client should back off by.
+constexpr absl::Duration kConcurrencyRetry = absl::Seconds(1);
+
 }  // namespace
 
-// Per-class geometry, and per plan and class the limit of each of the class's windows.
-struct Engine::Layout {
-  std::vector<ClassGeometry> geometry;                     // by class
-  std::vector<std::vector<std::vector<int64_t>>> limits;   // [plan][class][window], 0 = none
-  std::vector<std::vector<std::vector<int>>> plan_window;  // [plan][class][i] -> window index
+int64_t Cost::of(Meter meter) const {
+  switch (meter) {
+    case Meter::kRequests:
+      return requests;
+    case Meter::kTokens:
+      return tokens;
+    case Meter::kSpend:
+      return micro_usd;
+  }
+  return 0;
+}
+
+int64_t& Cost::of(Meter meter) {
+  switch (meter) {
+    case Meter::kTokens:
+      return tokens;
+    case Meter::kSpend:
+      return micro_usd;
+    case Meter::kRequests:
+      break;
+  }
+  return requests;
+}
+
+LimitKind KindOf(Meter meter) {
+  switch (meter) {
+    case Meter::kTokens:
+      return LimitKind::kTokens;
+    case Meter::kSpend:
+      return LimitKind::kSpend;
+    case Meter::kRequests:
+      break;
+  }
+  return LimitKind::kRequests;
+}
+
+// What each meter's counter said at a decision; `tried` is false for a meter the decision did
+// not reach (or that the class does not count).
+struct MeterOutcomes {
+  WindowOutcome meter[kMeterCount];
+  bool tried[kMeterCount] = {false, false, false};
 };
+
+// Per class and meter the geometry, and per plan, class and meter the limit of each window.
+struct Engine::Layout {
+  std::vector<std::array<ClassGeometry, kMeterCount>> geometry;  // [class][meter]
+  // [plan][class][meter][window], 0 = none
+  std::vector<std::vector<std::array<std::vector<int64_t>, kMeterCount>>> limits;
+  // [plan][class][meter][i] -> window index, in the plan's order
+  std::vector<std::vector<std::array<std::vector<int>, kMeterCount>>> plan_window;
+  std::vector<std::vector<int64_t>> max_concurrent;  // [plan][class], 0 = none
+};
+
+Reservation::Reservation(Reservation&& other) noexcept { *this = std::move(other); }
+
+Reservation& Reservation::operator=(Reservation&& other) noexcept {
+  if (this == &other) return *this;
+  if (open()) engine_->Release(*this);
+  engine_ = other.engine_;
+  tenant_ = std::exchange(other.tenant_, nullptr);
+  plan_ = other.plan_;
+  class_ = other.class_;
+  reserved_ = other.reserved_;
+  std::copy(std::begin(other.stamps_), std::end(other.stamps_), std::begin(stamps_));
+  decision_ = std::move(other.decision_);
+  return *this;
+}
+
+Reservation::~Reservation() {
+  if (open()) engine_->Release(*this);
+}
 
 Engine::Engine(PlanTable plans, EngineOptions options)
     : plans_(std::move(plans)),
@@ -39,31 +111,40 @@ Engine::Engine(PlanTable plans, EngineOptions options)
   const int nc = static_cast<int>(class_names_.size());
   layout_->geometry.resize(nc);
   for (int c = 0; c < nc; ++c) {
-    std::vector<int64_t> lengths;
-    for (const Plan& p : plans_.plans) {
-      for (const Window& w : p.Find(class_names_[c])->windows) {
-        lengths.push_back(absl::ToInt64Microseconds(w.length));
+    for (Meter meter : kMeters) {
+      std::vector<int64_t> lengths;
+      for (const Plan& p : plans_.plans) {
+        for (const Window& w : p.Find(class_names_[c])->WindowsOf(meter)) {
+          lengths.push_back(absl::ToInt64Microseconds(w.length));
+        }
       }
+      std::sort(lengths.begin(), lengths.end());
+      lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
+      ClassGeometry& g = layout_->geometry[c][Index(meter)];
+      if (lengths.empty()) continue;
+      g.base_us = lengths.front();
+      g.window_us = lengths;
+      for (int64_t l : lengths) g.ratio.push_back(l / g.base_us);
     }
-    std::sort(lengths.begin(), lengths.end());
-    lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
-    ClassGeometry& g = layout_->geometry[c];
-    g.base_us = lengths.front();
-    g.window_us = lengths;
-    for (int64_t l : lengths) g.ratio.push_back(l / g.base_us);
   }
   for (const Plan& p : plans_.plans) {
     auto& limits = layout_->limits.emplace_back(nc);
     auto& order = layout_->plan_window.emplace_back(nc);
+    auto& concurrent = layout_->max_concurrent.emplace_back(nc);
     for (int c = 0; c < nc; ++c) {
-      const ClassGeometry& g = layout_->geometry[c];
-      limits[c].assign(g.windows(), 0);
-      for (const Window& w : p.Find(class_names_[c])->windows) {
-        const auto it =
-            std::find(g.window_us.begin(), g.window_us.end(), absl::ToInt64Microseconds(w.length));
-        const int index = static_cast<int>(it - g.window_us.begin());
-        limits[c][index] = w.max_requests;
-        order[c].push_back(index);
+      const ClassLimits& cl = *p.Find(class_names_[c]);
+      concurrent[c] = cl.max_concurrent;
+      for (Meter meter : kMeters) {
+        const int m = Index(meter);
+        const ClassGeometry& g = layout_->geometry[c][m];
+        limits[c][m].assign(g.windows(), 0);
+        for (const Window& w : cl.WindowsOf(meter)) {
+          const auto it = std::find(g.window_us.begin(), g.window_us.end(),
+                                    absl::ToInt64Microseconds(w.length));
+          const int index = static_cast<int>(it - g.window_us.begin());
+          limits[c][m][index] = w.limit;
+          order[c][m].push_back(index);
+        }
       }
     }
   }
@@ -74,17 +155,20 @@ Engine::~Engine() = default;
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(PlanTable plans, EngineOptions options) {
   if (absl::Status s = ValidatePlanTable(plans); !s.ok()) return s;
   for (const std::string& c : plans.FeatureClasses()) {
-    std::vector<absl::Duration> lengths;
-    for (const Plan& p : plans.plans) {
-      for (const Window& w : p.Find(c)->windows) {
-        if (std::find(lengths.begin(), lengths.end(), w.length) == lengths.end()) {
-          lengths.push_back(w.length);
+    for (Meter meter : kMeters) {
+      std::vector<absl::Duration> lengths;
+      for (const Plan& p : plans.plans) {
+        for (const Window& w : p.Find(c)->WindowsOf(meter)) {
+          if (std::find(lengths.begin(), lengths.end(), w.length) == lengths.end()) {
+            lengths.push_back(w.length);
+          }
         }
       }
-    }
-    if (lengths.size() > kMaxWindowsPerClass) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "class \"", c, "\": more than ", kMaxWindowsPerClass, " distinct windows across plans"));
+      if (lengths.size() > kMaxWindowsPerClass) {
+        return absl::InvalidArgumentError(absl::StrCat("class \"", c, "\": more than ",
+                                                       kMaxWindowsPerClass, " distinct ",
+                                                       MeterName(meter), " windows across plans"));
+      }
     }
   }
   if (options.idle_timeout <= absl::ZeroDuration()) {
@@ -107,8 +191,17 @@ absl::StatusOr<ClassId> Engine::FindClass(std::string_view name) const {
   return absl::NotFoundError(absl::StrCat("no feature class named \"", std::string(name), "\""));
 }
 
-absl::Duration Engine::SubBucketWidth(ClassId id) const {
-  return absl::Microseconds(layout_->geometry[id.index].base_us) / 60;
+absl::Duration Engine::SubBucketWidth(ClassId id, Meter meter) const {
+  return absl::Microseconds(layout_->geometry[id.index][Index(meter)].base_us) / 60;
+}
+
+absl::Duration Engine::LongestWindow(ClassId id, Meter meter) const {
+  const ClassGeometry& g = layout_->geometry[id.index][Index(meter)];
+  return g.window_us.empty() ? absl::ZeroDuration() : absl::Microseconds(g.window_us.back());
+}
+
+bool Engine::HasWindows(ClassId id, Meter meter) const {
+  return layout_->geometry[id.index][Index(meter)].windows() > 0;
 }
 
 absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us) {
@@ -122,15 +215,27 @@ absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us
     if (options_.loader != nullptr) {
       absl::StatusOr<std::vector<BucketCount>> rows = options_.loader->Load(tenant);
       if (!rows.ok()) return rows.status();
-      absl::flat_hash_map<int, std::vector<std::pair<int64_t, int64_t>>> by_class;
+      // [class][meter] -> (stamp, count)
+      absl::flat_hash_map<std::pair<int, int>, std::vector<std::pair<int64_t, int64_t>>> series;
       for (const BucketCount& row : *rows) {
-        if (row.feature_class.index < 0 || row.feature_class.index >= class_count()) continue;
-        by_class[row.feature_class.index].emplace_back(row.bucket, row.count);
+        const int m = Index(row.meter);
+        if (row.feature_class.index < 0 || row.feature_class.index >= class_count() || m < 0 ||
+            m >= kMeterCount || layout_->geometry[row.feature_class.index][m].windows() == 0) {
+          continue;
+        }
+        series[{row.feature_class.index, m}].emplace_back(row.bucket, row.count);
       }
-      for (auto& [c, stamps] : by_class) {
-        auto windows = std::make_unique<SlidingWindows>(layout_->geometry[c]);
-        windows->Restore(stamps);
-        fresh->classes[c].store(windows.release(), std::memory_order_relaxed);
+      for (auto& [key, stamps] : series) {
+        const auto [c, m] = key;
+        MetersOf(*fresh, c);
+        Meters& meters = *fresh->classes[c].load(std::memory_order_relaxed);
+        if (m == Index(Meter::kRequests)) {
+          meters.requests.Restore(stamps);
+        } else if (m == Index(Meter::kTokens)) {
+          meters.tokens->Restore(stamps);
+        } else {
+          meters.spend->Restore(stamps);
+        }
       }
     }
     fresh->last_used_us.store(now_us, std::memory_order_relaxed);
@@ -143,26 +248,109 @@ absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us
   return t;
 }
 
-SlidingWindows& Engine::WindowsOf(Tenant& tenant, int feature_class) {
-  std::atomic<SlidingWindows*>& slot = tenant.classes[feature_class];
-  SlidingWindows* w = slot.load(std::memory_order_acquire);
-  if (w != nullptr) return *w;
-  auto fresh = std::make_unique<SlidingWindows>(layout_->geometry[feature_class]);
-  if (slot.compare_exchange_strong(w, fresh.get(), std::memory_order_acq_rel,
+Meters& Engine::MetersOf(Tenant& tenant, int feature_class) {
+  std::atomic<Meters*>& slot = tenant.classes[feature_class];
+  Meters* m = slot.load(std::memory_order_acquire);
+  if (m != nullptr) return *m;
+  auto fresh = std::make_unique<Meters>(layout_->geometry[feature_class]);
+  if (slot.compare_exchange_strong(m, fresh.get(), std::memory_order_acq_rel,
                                    std::memory_order_acquire)) {
     return *fresh.release();
   }
-  return *w;  // another thread published first; ours was never shared
+  return *m;  // another thread published first; ours was never shared
+}
+
+void Engine::GiveBack(Meters& meters, const int64_t* stamps, const Cost& cost) {
+  meters.requests.GiveBack(stamps[0], cost.requests);
+  if (meters.tokens != nullptr) meters.tokens->GiveBack(stamps[1], cost.tokens);
+  if (meters.spend != nullptr) meters.spend->GiveBack(stamps[2], cost.micro_usd);
+}
+
+Decision Engine::Describe(int plan, int feature_class, const MeterOutcomes& outcome,
+                          int64_t in_flight, int64_t now_us) const {
+  Decision d;
+  for (Meter meter : kMeters) {
+    const int m = Index(meter);
+    if (!outcome.tried[m]) continue;
+    const WindowOutcome& o = outcome.meter[m];
+    const std::vector<int64_t>& limits = layout_->limits[plan][feature_class][m];
+    const ClassGeometry& g = layout_->geometry[feature_class][m];
+    MeterState tightest;
+    bool any = false;
+    for (int w : layout_->plan_window[plan][feature_class][m]) {
+      const int64_t remaining = std::max<int64_t>(0, limits[w] - o.windows[w].used);
+      const absl::Duration reset = Until(o.windows[w].free_at_us, now_us);
+      d.limits.push_back(LimitState{.kind = KindOf(meter),
+                                    .window = absl::Microseconds(g.window_us[w]),
+                                    .limit = limits[w],
+                                    .remaining = remaining,
+                                    .reset = reset});
+      // Fewest remaining; on a tie the later in the plan's order (the longer window, as plans
+      // list them), whose reset is the one that matters.
+      if (!any || remaining <= tightest.remaining) {
+        tightest = MeterState{.limit = limits[w], .remaining = remaining, .reset = reset};
+        any = true;
+      }
+    }
+    if (!any) continue;
+    if (meter == Meter::kRequests) {
+      d.limit = tightest.limit;
+      d.remaining = tightest.remaining;
+      d.reset = tightest.reset;
+    } else if (meter == Meter::kTokens) {
+      d.tokens = tightest;
+    } else {
+      d.spend = tightest;
+    }
+  }
+  d.in_flight = in_flight;
+  d.max_concurrent = layout_->max_concurrent[plan][feature_class];
+  if (d.max_concurrent > 0) {
+    d.limits.push_back(LimitState{.kind = LimitKind::kConcurrency,
+                                  .window = absl::ZeroDuration(),
+                                  .limit = d.max_concurrent,
+                                  .remaining = std::max<int64_t>(0, d.max_concurrent - in_flight),
+                                  .reset = absl::ZeroDuration()});
+  }
+  return d;
+}
+
+absl::StatusOr<Reservation> Engine::Reserve(std::string_view tenant, PlanId plan,
+                                            ClassId feature_class, const Cost& estimate,
+                                            absl::Time now) {
+  return Decide(tenant, plan, feature_class, estimate, now, /*hold=*/true);
 }
 
 absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan, ClassId feature_class,
                                        absl::Time now) {
+  absl::StatusOr<Reservation> r = Decide(tenant, plan, feature_class, Cost{}, now, /*hold=*/false);
+  if (!r.ok()) return r.status();
+  return std::move(r->decision_);
+}
+
+absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
+                                           ClassId feature_class, const Cost& estimate,
+                                           absl::Time now, bool hold) {
   if (plan.index < 0 || plan.index >= static_cast<int>(plans_.plans.size()) ||
       feature_class.index < 0 || feature_class.index >= class_count()) {
     return absl::InvalidArgumentError("unknown plan or feature class id");
   }
+  for (Meter meter : kMeters) {
+    const int64_t k = estimate.of(meter);
+    const int64_t most = meter == Meter::kRequests ? kMaxRequestsPerWindow : kMaxCostPerWindow;
+    if (k < 0 || k > most) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a cost of ", k, " ", MeterName(meter), " is outside [0, ", most, "]"));
+    }
+  }
+  const int c = feature_class.index;
   const int64_t now_us = ToMicros(now);
-  WindowOutcome outcome;  // filled by TryAdmit
+  const int64_t max_concurrent = layout_->max_concurrent[plan.index][c];
+  Reservation r;
+  MeterOutcomes outcome;
+  int64_t in_flight = 0;
+  LimitKind refused_by = LimitKind::kRequests;
+  bool refused = false;
   {
     // The guard also covers the sink: until an admission is recorded, the tenant it was counted
     // in cannot be freed, so an eviction meanwhile brings that tenant back rather than
@@ -170,46 +358,205 @@ absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan, Cla
     EpochGuard guard;
     absl::StatusOr<Tenant*> t = Resident(tenant, now_us);
     if (!t.ok()) return t.status();
-    outcome = WindowsOf(**t, feature_class.index)
-                  .TryAdmit(now_us, layout_->limits[plan.index][feature_class.index]);
-    if (outcome.admitted && options_.sink != nullptr) {
-      absl::Status s = options_.sink->Record(
-          Admission{.tenant = tenant, .feature_class = feature_class, .bucket = outcome.stamp});
-      if (!s.ok()) return s;
-    }
-  }
-  const ClassGeometry& g = layout_->geometry[feature_class.index];
-  const std::vector<int64_t>& limits = layout_->limits[plan.index][feature_class.index];
-  Decision d;
-  d.admitted = outcome.admitted;
-  int tightest = -1;
-  for (int w = 0; w < g.windows(); ++w) {
-    if (limits[w] == 0) continue;
-    const int64_t remaining = std::max<int64_t>(0, limits[w] - outcome.windows[w].used);
-    // Fewest remaining; on a tie the longer window, whose reset is the one that matters.
-    if (tightest < 0 || remaining <= std::max<int64_t>(0, d.remaining)) {
-      tightest = w;
-      d.limit = limits[w];
-      d.remaining = remaining;
-      d.reset = Until(outcome.windows[w].free_at_us, now_us);
-    }
-  }
-  if (!outcome.admitted) {
-    int64_t retry_at = 0;
-    for (int w = 0; w < g.windows(); ++w) {
-      if (outcome.windows[w].retry_at_us > retry_at) {
-        retry_at = outcome.windows[w].retry_at_us;
-        d.refused_window = absl::Microseconds(g.window_us[w]);
-        d.limit = limits[w];
-        d.remaining = 0;
-        d.reset = Until(outcome.windows[w].free_at_us, now_us);
+    Meters& meters = MetersOf(**t, c);
+    // The in-flight slot first: the cheapest to take and to give back.
+    in_flight = meters.in_flight.load(std::memory_order_acquire);
+    for (;;) {
+      if (max_concurrent > 0 && in_flight >= max_concurrent) {
+        refused = true;
+        refused_by = LimitKind::kConcurrency;
+        break;
+      }
+      if (!hold) break;  // Admit: a slot taken and freed at once
+      if (meters.in_flight.compare_exchange_weak(
+              in_flight, in_flight + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        break;
       }
     }
-    d.refused_class = feature_class;
-    d.retry_after = Until(retry_at, now_us);
-    return d;
+    if (!refused) ++in_flight;
+    int64_t stamps[kMeterCount] = {};
+    Cost taken{.requests = 0};
+    for (Meter meter : kMeters) {
+      const int m = Index(meter);
+      const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
+      if (limits.empty()) continue;  // the class does not count this meter
+      WideSlidingWindows* wide = meter == Meter::kTokens  ? meters.tokens.get()
+                                 : meter == Meter::kSpend ? meters.spend.get()
+                                                          : nullptr;
+      const int64_t k = estimate.of(meter);
+      WindowOutcome& o = outcome.meter[m];
+      if (refused) {
+        // Figures only, for the refusal's report.
+        o = wide != nullptr ? wide->Read(now_us, limits, k)
+                            : meters.requests.Read(now_us, limits, k);
+        outcome.tried[m] = true;
+        continue;
+      }
+      o = wide != nullptr ? wide->TryAdmit(now_us, limits, k)
+                          : meters.requests.TryAdmit(now_us, limits, k);
+      outcome.tried[m] = true;
+      if (!o.admitted) {
+        refused = true;
+        refused_by = KindOf(meter);
+        continue;
+      }
+      stamps[m] = o.stamp;
+      taken.of(meter) = k;
+    }
+    if (refused) {
+      // Undo the holds taken before the refusal (a concurrent call may have refused because of
+      // them: early, never late).
+      GiveBack(meters, stamps, taken);
+      if (hold && refused_by != LimitKind::kConcurrency) {
+        meters.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+      }
+      if (refused_by != LimitKind::kConcurrency) --in_flight;
+    } else {
+      if (options_.sink != nullptr) {
+        Admission changes[kMeterCount];
+        int n = 0;
+        for (Meter meter : kMeters) {
+          if (taken.of(meter) == 0) continue;
+          changes[n++] = Admission{.tenant = tenant,
+                                   .feature_class = feature_class,
+                                   .bucket = stamps[Index(meter)],
+                                   .cost = taken.of(meter),
+                                   .meter = meter};
+        }
+        if (n > 0) {
+          if (absl::Status s = options_.sink->Record(absl::MakeConstSpan(changes, n)); !s.ok()) {
+            // Not recorded, so not charged: nothing was admitted.
+            GiveBack(meters, stamps, taken);
+            if (hold) meters.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+            return s;
+          }
+        }
+      }
+      if (hold) {
+        for (Meter meter : kMeters) {
+          if (taken.of(meter) != 0) {
+            meters.reserved[Index(meter)].fetch_add(taken.of(meter), std::memory_order_relaxed);
+          }
+        }
+        (*t)->pins.fetch_add(1, std::memory_order_acq_rel);
+        r.engine_ = this;
+        r.tenant_ = *t;
+        r.plan_ = plan;
+        r.class_ = feature_class;
+        r.reserved_ = taken;
+        std::copy(std::begin(stamps), std::end(stamps), std::begin(r.stamps_));
+      }
+    }
   }
-  return d;
+  r.decision_ = Describe(plan.index, c, outcome, in_flight, now_us);
+  Decision& d = r.decision_;
+  d.admitted = !refused;
+  if (refused) {
+    d.refused_class = feature_class;
+    d.refused_kind = refused_by;
+    if (refused_by == LimitKind::kConcurrency) {
+      d.refused_limit = max_concurrent;
+      d.requested = 1;
+      d.retry_after = kConcurrencyRetry;
+      return r;
+    }
+    const Meter meter = refused_by == LimitKind::kTokens  ? Meter::kTokens
+                        : refused_by == LimitKind::kSpend ? Meter::kSpend
+                                                          : Meter::kRequests;
+    const int m = Index(meter);
+    const ClassGeometry& g = layout_->geometry[c][m];
+    const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
+    const WindowOutcome& o = outcome.meter[m];
+    int64_t retry_at = 0;
+    for (int w = 0; w < g.windows(); ++w) {
+      if (o.windows[w].retry_at_us > retry_at) {
+        retry_at = o.windows[w].retry_at_us;
+        d.refused_window = absl::Microseconds(g.window_us[w]);
+        d.refused_limit = limits[w];
+        if (meter == Meter::kRequests) {
+          d.limit = limits[w];
+          d.remaining = 0;
+          d.reset = Until(o.windows[w].free_at_us, now_us);
+        }
+      }
+    }
+    d.requested = estimate.of(meter);
+    d.never_fits = retry_at == kNever;
+    d.retry_after = d.never_fits ? absl::ZeroDuration() : Until(retry_at, now_us);
+  }
+  return r;
+}
+
+absl::StatusOr<Settlement> Engine::Settle(Reservation& reservation, const Cost& used,
+                                          absl::Time now) {
+  if (!reservation.open()) {
+    return absl::FailedPreconditionError("the reservation is not open: refused or already settled");
+  }
+  for (Meter meter : kMeters) {
+    if (used.of(meter) < 0 || used.of(meter) > kMaxCostPerWindow) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a usage of ", used.of(meter), " ", MeterName(meter), " is out of range"));
+    }
+  }
+  const int c = reservation.class_.index;
+  const int64_t now_us = ToMicros(now);
+  Meters& meters = *reservation.tenant_->classes[c].load(std::memory_order_acquire);
+  Settlement out;
+  Admission changes[2 * kMeterCount];
+  int n = 0;
+  for (Meter meter : kMeters) {
+    const int m = Index(meter);
+    if (layout_->geometry[c][m].windows() == 0) continue;  // not counted
+    const int64_t reserved = reservation.reserved_.of(meter);
+    const int64_t u = used.of(meter);
+    if (u < reserved) {
+      int64_t stamps[kMeterCount] = {};
+      stamps[m] = reservation.stamps_[m];
+      Cost back{.requests = 0};
+      back.of(meter) = reserved - u;
+      GiveBack(meters, stamps, back);
+      out.refunded.of(meter) = reserved - u;
+      changes[n++] = Admission{.tenant = reservation.tenant_->id,
+                               .feature_class = reservation.class_,
+                               .bucket = reservation.stamps_[m],
+                               .cost = u - reserved,
+                               .meter = meter};
+    } else if (u > reserved) {
+      const int64_t stamp = meter == Meter::kRequests ? meters.requests.Charge(now_us, u - reserved)
+                            : meter == Meter::kTokens ? meters.tokens->Charge(now_us, u - reserved)
+                                                      : meters.spend->Charge(now_us, u - reserved);
+      out.overage.of(meter) = u - reserved;
+      changes[n++] = Admission{.tenant = reservation.tenant_->id,
+                               .feature_class = reservation.class_,
+                               .bucket = stamp,
+                               .cost = u - reserved,
+                               .meter = meter};
+    }
+  }
+  absl::Status recorded = absl::OkStatus();
+  // Recorded while the tenant is still pinned: an overage must reach storage before an
+  // eviction could restore a copy without it.
+  if (n > 0 && options_.sink != nullptr) {
+    recorded = options_.sink->Record(absl::MakeConstSpan(changes, n));
+  }
+  Release(reservation);
+  if (!recorded.ok()) return recorded;
+  return out;
+}
+
+void Engine::Release(Reservation& reservation) {
+  Tenant* t = reservation.tenant_;
+  if (t == nullptr) return;
+  Meters& meters = *t->classes[reservation.class_.index].load(std::memory_order_acquire);
+  for (Meter meter : kMeters) {
+    if (reservation.reserved_.of(meter) != 0) {
+      meters.reserved[Index(meter)].fetch_sub(reservation.reserved_.of(meter),
+                                              std::memory_order_relaxed);
+    }
+  }
+  meters.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+  reservation.tenant_ = nullptr;
+  t->pins.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan, absl::Time now) {
@@ -225,21 +572,37 @@ absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan
   if (!t.ok()) return t.status();
   for (const ClassLimits& cl : p.classes) {
     const int c = FindClass(cl.feature_class)->index;
-    const std::vector<int64_t>& limits = layout_->limits[plan.index][c];
-    WindowOutcome outcome{};
-    if (SlidingWindows* w = (*t)->classes[c].load(std::memory_order_acquire)) {
-      outcome = w->Read(now_us, limits);
-    }
+    Meters* meters = (*t)->classes[c].load(std::memory_order_acquire);
     ClassUsage& usage = snapshot.classes.emplace_back();
     usage.feature_class = cl.feature_class;
-    for (int index : layout_->plan_window[plan.index][c]) {
-      const WindowFigures& f = outcome.windows[index];
-      usage.windows.push_back(
-          WindowUsage{.window = absl::Microseconds(layout_->geometry[c].window_us[index]),
-                      .used = f.used,
-                      .limit = limits[index],
-                      .remaining = std::max<int64_t>(0, limits[index] - f.used),
-                      .reset = Until(f.free_at_us, now_us)});
+    usage.max_concurrent = layout_->max_concurrent[plan.index][c];
+    if (meters != nullptr) usage.in_flight = meters->in_flight.load(std::memory_order_acquire);
+    for (Meter meter : kMeters) {
+      const int m = Index(meter);
+      const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
+      WindowOutcome outcome{};
+      int64_t reserved = 0;
+      if (meters != nullptr && !limits.empty()) {
+        WideSlidingWindows* wide = meter == Meter::kTokens  ? meters->tokens.get()
+                                   : meter == Meter::kSpend ? meters->spend.get()
+                                                            : nullptr;
+        outcome =
+            wide != nullptr ? wide->Read(now_us, limits) : meters->requests.Read(now_us, limits);
+        reserved = meters->reserved[m].load(std::memory_order_relaxed);
+      }
+      std::vector<WindowUsage>& out = meter == Meter::kRequests ? usage.windows
+                                      : meter == Meter::kTokens ? usage.token_windows
+                                                                : usage.spend_windows;
+      for (int index : layout_->plan_window[plan.index][c][m]) {
+        const WindowFigures& f = outcome.windows[index];
+        out.push_back(
+            WindowUsage{.window = absl::Microseconds(layout_->geometry[c][m].window_us[index]),
+                        .used = f.used,
+                        .reserved = std::clamp<int64_t>(reserved, 0, f.used),
+                        .limit = limits[index],
+                        .remaining = std::max<int64_t>(0, limits[index] - f.used),
+                        .reset = Until(f.free_at_us, now_us)});
+      }
     }
   }
   return snapshot;
@@ -253,14 +616,23 @@ size_t Engine::EvictIdle(absl::Time now) {
     EpochGuard guard;
     evicted = tenants_->EvictIf([&](Tenant& t) {
       if (now_us - t.last_used_us.load(std::memory_order_relaxed) < idle_us) return false;
+      if (t.pins.load(std::memory_order_acquire) > 0) return false;  // a call in flight
       if (options_.loader != nullptr) return true;
       // Without a loader the tenant's counts would be forgotten: keep it until they expire.
       for (int c = 0; c < class_count(); ++c) {
-        SlidingWindows* w = t.classes[c].load(std::memory_order_acquire);
-        if (w == nullptr) continue;
-        const WindowOutcome o = w->Read(now_us, layout_->limits[0][c]);
-        for (int i = 0; i < layout_->geometry[c].windows(); ++i) {
+        Meters* m = t.classes[c].load(std::memory_order_acquire);
+        if (m == nullptr) continue;
+        const WindowOutcome o = m->requests.Read(now_us, layout_->limits[0][c][0]);
+        for (int i = 0; i < layout_->geometry[c][0].windows(); ++i) {
           if (o.windows[i].used > 0) return false;
+        }
+        for (WideSlidingWindows* wide : {m->tokens.get(), m->spend.get()}) {
+          if (wide == nullptr) continue;
+          const int meter = wide == m->tokens.get() ? 1 : 2;
+          const WindowOutcome w = wide->Read(now_us, layout_->limits[0][c][meter]);
+          for (int i = 0; i < layout_->geometry[c][meter].windows(); ++i) {
+            if (w.windows[i].used > 0) return false;
+          }
         }
       }
       return true;

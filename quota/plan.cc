@@ -9,6 +9,30 @@
 
 namespace anyai::quota {
 
+const char* MeterName(Meter meter) {
+  switch (meter) {
+    case Meter::kTokens:
+      return "tokens";
+    case Meter::kSpend:
+      return "micro_usd";
+    case Meter::kRequests:
+      break;
+  }
+  return "requests";
+}
+
+const std::vector<Window>& ClassLimits::WindowsOf(Meter meter) const {
+  switch (meter) {
+    case Meter::kTokens:
+      return token_windows;
+    case Meter::kSpend:
+      return spend_windows;
+    case Meter::kRequests:
+      break;
+  }
+  return windows;
+}
+
 const ClassLimits* Plan::Find(std::string_view feature_class) const {
   for (const ClassLimits& c : classes) {
     if (c.feature_class == feature_class) return &c;
@@ -35,10 +59,40 @@ std::vector<std::string> PlanTable::FeatureClasses() const {
   return out;
 }
 
+namespace {
+
+// The config field that names a meter's limit, for error messages.
+const char* LimitField(Meter meter) {
+  switch (meter) {
+    case Meter::kTokens:
+      return "max_tokens";
+    case Meter::kSpend:
+      return "max_micro_usd";
+    case Meter::kRequests:
+      break;
+  }
+  return "max_requests";
+}
+
+const char* WindowsField(Meter meter) {
+  switch (meter) {
+    case Meter::kTokens:
+      return "token window";
+    case Meter::kSpend:
+      return "spend window";
+    case Meter::kRequests:
+      break;
+  }
+  return "window";
+}
+
+}  // namespace
+
 absl::Status ValidatePlanTable(const PlanTable& table) {
   if (table.plans.empty()) return absl::InvalidArgumentError("plans: at least one plan is needed");
   absl::flat_hash_set<std::string> plan_names;
-  absl::flat_hash_map<std::string, absl::Duration> shortest;  // per class, across plans
+  // Per class and meter, across plans: the shortest window.
+  absl::flat_hash_map<std::pair<std::string, int>, absl::Duration> shortest;
   for (const Plan& plan : table.plans) {
     const std::string where = absl::StrCat("plan \"", plan.name, "\"");
     if (plan.name.empty()) return absl::InvalidArgumentError("plans: a plan has an empty name");
@@ -47,6 +101,11 @@ absl::Status ValidatePlanTable(const PlanTable& table) {
     }
     if (plan.max_message_chars < 0) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": max_message_chars is negative"));
+    }
+    if (plan.default_token_reserve < 0 || plan.default_token_reserve > kMaxCostPerWindow) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": default_token_reserve ",
+                                                     plan.default_token_reserve, " is outside [0, ",
+                                                     kMaxCostPerWindow, "]"));
     }
     absl::flat_hash_set<std::string> class_names;
     for (const ClassLimits& limits : plan.classes) {
@@ -60,28 +119,41 @@ absl::Status ValidatePlanTable(const PlanTable& table) {
       if (limits.windows.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(cwhere, ": no windows"));
       }
-      absl::flat_hash_set<int64_t> lengths;
-      for (const Window& w : limits.windows) {
-        const std::string wwhere =
-            absl::StrCat(cwhere, ", window ", absl::FormatDuration(w.length));
-        if (w.length < kMinWindow) {
-          return absl::InvalidArgumentError(absl::StrCat(wwhere, ": a window must be at least ",
-                                                         absl::FormatDuration(kMinWindow)));
+      if (limits.max_concurrent < 0 || limits.max_concurrent > kMaxConcurrent) {
+        return absl::InvalidArgumentError(absl::StrCat(cwhere, ": max_concurrent ",
+                                                       limits.max_concurrent, " is outside [0, ",
+                                                       kMaxConcurrent, "]"));
+      }
+      for (Meter meter : kMeters) {
+        const int64_t most = meter == Meter::kRequests ? kMaxRequestsPerWindow : kMaxCostPerWindow;
+        absl::flat_hash_set<int64_t> lengths;
+        for (const Window& w : limits.WindowsOf(meter)) {
+          const std::string wwhere =
+              absl::StrCat(cwhere, ", ", WindowsField(meter), " ", absl::FormatDuration(w.length));
+          if (w.length < kMinWindow) {
+            return absl::InvalidArgumentError(absl::StrCat(wwhere, ": a window must be at least ",
+                                                           absl::FormatDuration(kMinWindow)));
+          }
+          if (w.length > kMaxWindow) {
+            return absl::InvalidArgumentError(absl::StrCat(wwhere,
+                                                           ": a window must be at most 31 days (",
+                                                           absl::FormatDuration(kMaxWindow), ")"));
+          }
+          if (w.length % absl::Microseconds(1) != absl::ZeroDuration()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(wwhere, ": not a whole number of microseconds"));
+          }
+          if (w.limit < 1 || w.limit > most) {
+            return absl::InvalidArgumentError(absl::StrCat(wwhere, ": ", LimitField(meter), " ",
+                                                           w.limit, " is outside [1, ", most, "]"));
+          }
+          if (!lengths.insert(absl::ToInt64Microseconds(w.length)).second) {
+            return absl::InvalidArgumentError(absl::StrCat(wwhere, ": window defined twice"));
+          }
+          auto [it, inserted] = shortest.try_emplace(
+              std::make_pair(limits.feature_class, static_cast<int>(meter)), w.length);
+          if (!inserted) it->second = std::min(it->second, w.length);
         }
-        if (w.length % absl::Microseconds(1) != absl::ZeroDuration()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(wwhere, ": not a whole number of microseconds"));
-        }
-        if (w.max_requests < 1 || w.max_requests > kMaxRequestsPerWindow) {
-          return absl::InvalidArgumentError(absl::StrCat(wwhere, ": max_requests ", w.max_requests,
-                                                         " is outside [1, ", kMaxRequestsPerWindow,
-                                                         "]"));
-        }
-        if (!lengths.insert(absl::ToInt64Microseconds(w.length)).second) {
-          return absl::InvalidArgumentError(absl::StrCat(wwhere, ": window defined twice"));
-        }
-        auto [it, inserted] = shortest.try_emplace(limits.feature_class, w.length);
-        if (!inserted) it->second = std::min(it->second, w.length);
       }
     }
   }
@@ -94,16 +166,18 @@ absl::Status ValidatePlanTable(const PlanTable& table) {
       }
     }
     for (const ClassLimits& limits : plan.classes) {
-      const int64_t base = absl::ToInt64Microseconds(shortest[limits.feature_class]);
-      for (const Window& w : limits.windows) {
-        const int64_t len = absl::ToInt64Microseconds(w.length);
-        if (len % base != 0) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("plan \"", plan.name, "\", class \"", limits.feature_class,
-                           "\", window ", absl::FormatDuration(w.length),
-                           ": must be a whole multiple of the class's "
-                           "shortest window ",
-                           absl::FormatDuration(absl::Microseconds(base))));
+      for (Meter meter : kMeters) {
+        for (const Window& w : limits.WindowsOf(meter)) {
+          const int64_t base = absl::ToInt64Microseconds(
+              shortest[std::make_pair(limits.feature_class, static_cast<int>(meter))]);
+          const int64_t len = absl::ToInt64Microseconds(w.length);
+          if (len % base != 0) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "plan \"", plan.name, "\", class \"", limits.feature_class, "\", ",
+                WindowsField(meter), " ", absl::FormatDuration(w.length),
+                ": must be a whole multiple of the class's shortest ", WindowsField(meter), " ",
+                absl::FormatDuration(absl::Microseconds(base))));
+          }
         }
       }
     }

@@ -1,5 +1,6 @@
-// Plans as data: which feature classes a plan meters, with which sliding windows, and the
-// longest message a plan accepts. The built-in table is the seed's (SPEC §2), every cell; a
+// Plans as data: which feature classes a plan meters, with which sliding windows of requests,
+// tokens and spend, how many calls of a class a tenant may have in flight, and the longest
+// message a plan accepts. The built-in table is the seed's (SPEC §2), every cell; a
 // config file may replace it. A PlanTable is plain data: copy it, compare it, validate it once
 // with ValidatePlanTable() before handing it to the engine. Immutable once built, so it may be
 // read from any number of threads.
@@ -8,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,19 +30,36 @@ inline constexpr char kMeta[] = "meta";
 inline constexpr char kFreePlan[] = "free";
 inline constexpr char kPremiumPlan[] = "premium";
 
-// At most `max_requests` admissions in any interval of length `length`.
+// What a window counts. The values are stable: storage keeps them.
+enum class Meter : int {
+  kRequests = 0,  // calls admitted
+  kTokens = 1,    // prompt + completion tokens
+  kSpend = 2,     // micro-USD, at the model's prices
+};
+inline constexpr int kMeterCount = 3;
+inline constexpr Meter kMeters[kMeterCount] = {Meter::kRequests, Meter::kTokens, Meter::kSpend};
+// "requests", "tokens", "micro_usd": the names reports and error messages use.
+const char* MeterName(Meter meter);
+
+// At most `limit` units of its meter charged in any interval of length `length`.
 struct Window {
   absl::Duration length;
-  int64_t max_requests = 0;
+  int64_t limit = 0;
 
   friend bool operator==(const Window&, const Window&) = default;
 };
 
-// The windows one plan applies to one feature class. A request of the class is admitted only
-// if every window has room.
+// The limits one plan applies to one feature class. A call of the class is admitted only if
+// every window of every meter has room for its cost and a slot is free under max_concurrent.
 struct ClassLimits {
   std::string feature_class;
-  std::vector<Window> windows;
+  std::vector<Window> windows;             // requests
+  std::vector<Window> token_windows = {};  // tokens; empty: tokens are not limited
+  std::vector<Window> spend_windows = {};  // micro-USD; empty: spend is not limited
+  int64_t max_concurrent = 0;              // calls in flight per tenant; 0: no limit
+
+  // The windows of `meter`.
+  const std::vector<Window>& WindowsOf(Meter meter) const;
 
   friend bool operator==(const ClassLimits&, const ClassLimits&) = default;
 };
@@ -49,6 +68,8 @@ struct Plan {
   std::string name;
   // Longest user-supplied text (message content, prompt), in Unicode code points.
   int64_t max_message_chars = 0;
+  // Completion tokens reserved for a chat request that gives no max_tokens.
+  int64_t default_token_reserve = 0;
   std::vector<ClassLimits> classes;
 
   // The limits for `feature_class`, or nullptr when the plan does not list it.
@@ -69,14 +90,20 @@ struct PlanTable {
 
 // Limits of the engine's packed counters (see sliding_window.h for why).
 inline constexpr int64_t kMaxRequestsPerWindow = (int64_t{1} << 23) - 1;
+// Token and spend windows count in 62-bit words: a limit up to 2^50 leaves room for overage.
+inline constexpr int64_t kMaxCostPerWindow = int64_t{1} << 50;
+inline constexpr int64_t kMaxConcurrent = int64_t{1} << 20;
 inline constexpr absl::Duration kMinWindow = absl::Seconds(1);
+inline constexpr absl::Duration kMaxWindow = absl::Hours(24 * 31);
 
-// Refuses, naming the plan, class and window: an empty table or plan name; duplicate plans,
-// classes or window lengths; a window shorter than kMinWindow or not a whole number of
-// microseconds; a limit outside [1, kMaxRequestsPerWindow]; a negative max_message_chars; a
-// plan missing a class another plan meters; and, per class across all plans, a window whose
-// length is not a whole multiple of the class's shortest window, which is what lets one
-// counter serve every window of a class.
+// Refuses, naming the plan, class and window: an empty table or plan name; duplicate plans or
+// classes; a class without any window; duplicate window lengths within a meter; a window
+// outside [kMinWindow, kMaxWindow] or not a whole number of microseconds; a request limit
+// outside [1, kMaxRequestsPerWindow], a token or spend limit outside [1, kMaxCostPerWindow];
+// max_concurrent outside [0, kMaxConcurrent]; a negative max_message_chars or
+// default_token_reserve; a plan missing a class another plan meters; and, per class and meter
+// across all plans, a window whose length is not a whole multiple of the shortest window of
+// that meter, which is what lets one counter serve every window of a meter.
 absl::Status ValidatePlanTable(const PlanTable& table);
 
 // The seed's free and premium plans, cell by cell, plus the `meta` anti-abuse class

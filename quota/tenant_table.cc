@@ -16,7 +16,7 @@ constexpr size_t kInitialCapacity = 16;
 }  // namespace
 
 Tenant::Tenant(uint64_t hash, std::string_view id, int classes)
-    : hash(hash), id(id), classes(new std::atomic<SlidingWindows*>[classes]) {
+    : hash(hash), id(id), classes(new std::atomic<Meters*>[classes]) {
   for (int i = 0; i < classes; ++i) this->classes[i].store(nullptr, std::memory_order_relaxed);
   class_count_ = classes;
 }
@@ -181,8 +181,15 @@ void TenantTable::Reclaim() {
   for (size_t n = 0; n < (size_t{1} << shard_bits_); ++n) {
     Shard& shard = shards_[n];
     MutexLock lock(&shard.mu);
-    std::erase_if(shard.retired, [](const Shard::Retired& r) { return SafeToFree(r.epoch); });
-    absl::erase_if(shard.evicted, [](const auto& e) { return SafeToFree(e.second.epoch); });
+    // Once SafeToFree, no thread can newly reach a retired tenant, so a pin count of zero stays
+    // zero; an evicted one is reachable only through `evicted`, under this mutex.
+    const auto unpinned = [](const Shard::Retired& r) {
+      return r.tenant == nullptr || r.tenant->pins.load(std::memory_order_acquire) == 0;
+    };
+    std::erase_if(shard.retired,
+                  [&](const Shard::Retired& r) { return SafeToFree(r.epoch) && unpinned(r); });
+    absl::erase_if(shard.evicted,
+                   [&](const auto& e) { return SafeToFree(e.second.epoch) && unpinned(e.second); });
   }
 }
 

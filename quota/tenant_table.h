@@ -9,7 +9,8 @@
 // with the epoch at which it became unreachable and freed once SafeToFree() says no reader
 // can hold it (see epoch.h). Until then an evicted tenant can be brought back by Insert(): a
 // thread that found it just before the eviction may still be counting into it, and a copy
-// restored from storage meanwhile could miss that count (over-admission).
+// restored from storage meanwhile could miss that count (over-admission). A tenant an open
+// reservation pins (Tenant::pins) is never freed, evicted or not.
 #ifndef ANYAI_QUOTA_TENANT_TABLE_H_
 #define ANYAI_QUOTA_TENANT_TABLE_H_
 
@@ -23,12 +24,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
+#include "quota/meters.h"
 #include "quota/mutex.h"
-#include "quota/sliding_window.h"
 
 namespace anyai::quota {
 
-// One tenant's state: a SlidingWindows per feature class, created on first use.
+// One tenant's state: its Meters per feature class, created on first use.
 struct Tenant {
   Tenant(uint64_t hash, std::string_view id, int classes);
   ~Tenant();
@@ -40,7 +41,10 @@ struct Tenant {
   // Last time (microseconds since the Unix epoch) the tenant was used, to within a second.
   std::atomic<int64_t> last_used_us{0};
   // Owned; null until the class is first used. Published with a release CAS.
-  const std::unique_ptr<std::atomic<SlidingWindows*>[]> classes;
+  const std::unique_ptr<std::atomic<Meters*>[]> classes;
+  // Open reservations holding this tenant: while any, it is neither evicted nor freed, so that
+  // their settlements land in the counters they reserved in.
+  std::atomic<int64_t> pins{0};
 
  private:
   int class_count_ = 0;

@@ -553,7 +553,7 @@ void AddClass(v1::PlanConfig& plan, const quota::ClassLimits& limits) {
   for (const quota::Window& w : limits.windows) {
     v1::WindowLimit* window = out->add_windows();
     *window->mutable_length() = ToProto(w.length);
-    window->set_max_requests(w.max_requests);
+    window->set_max_requests(w.limit);
   }
 }
 

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "quota/engine.h"
 #include "quota/sliding_window.h"
+#include "tests/quota/memory_usage.h"
 #include "tests/testing/status_matchers.h"
 
 namespace anyai::quota {
@@ -129,35 +130,12 @@ TEST(ConcurrencyTest, NoWindowIsEverOverfilledWhileTheClockMoves) {
   EXPECT_EQ(o.windows[1].used, expected);
 }
 
-// A store for the sink and loader, as the storage layer keeps one, in memory, with a slow
-// write (as a disk under load is), which widens the window between counting and recording.
-class MemoryStore : public UsageSink, public UsageLoader {
- public:
-  absl::Status Record(const Admission& a) override {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-    std::lock_guard<std::mutex> lock(mu_);
-    rows_[std::string(a.tenant)][{a.feature_class.index, a.bucket}] += a.cost;
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::vector<BucketCount>> Load(std::string_view tenant) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<BucketCount> out;
-    for (const auto& [key, n] : rows_[std::string(tenant)]) {
-      out.push_back({ClassId{key.first}, key.second, n});
-    }
-    return out;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, std::map<std::pair<int, int64_t>, int64_t>> rows_;
-};
-
 // Eviction while admissions are in flight must not let a copy restored from the store miss an
 // admission and admit over the limit: the day window never slides here, so at most L in all.
 TEST(ConcurrencyTest, EvictionsDuringAdmissionsNeverAdmitOverTheLimit) {
   constexpr int kLimit = 5;
-  MemoryStore store;
+  MemoryUsage store;
+  store.set_write_delay(std::chrono::microseconds(200));
   auto engine = *Engine::Create(
       Plans({{absl::Hours(24), kLimit}}),
       {.sink = &store, .loader = &store, .idle_timeout = absl::Microseconds(1), .shards = 1});

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/quota/memory_usage.h"
 #include "tests/testing/status_matchers.h"
 
 namespace anyai::quota {
@@ -42,7 +43,7 @@ PlanTable ShortWindows() {
 
 TEST(EngineTest, RefusesAnInvalidPlanTable) {
   PlanTable t = ShortWindows();
-  t.plans[0].classes[0].windows[0].max_requests = 0;
+  t.plans[0].classes[0].windows[0].limit = 0;
   EXPECT_THAT(Engine::Create(t, {}), StatusIs(absl::StatusCode::kInvalidArgument,
                                               HasSubstr("plan \"free\", class \"llm\"")));
 }
@@ -171,40 +172,6 @@ TEST(EngineTest, UsageSnapshotReportsEveryClassAndWindowOfThePlan) {
   // Reading usage counts nothing.
   EXPECT_EQ(engine->Usage("t", free, kT0 + absl::Seconds(10))->classes[0].windows[0].used, 4);
 }
-
-// A sink and loader backed by a map: what the storage layer does, in memory.
-class MemoryUsage : public UsageSink, public UsageLoader {
- public:
-  absl::Status Record(const Admission& a) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (fail_) return absl::UnavailableError("disk on fire");
-    rows_[std::string(a.tenant)][{a.feature_class.index, a.bucket}] += a.cost;
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::vector<BucketCount>> Load(std::string_view tenant) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++loads_;
-    std::vector<BucketCount> out;
-    for (const auto& [key, count] : rows_[std::string(tenant)]) {
-      out.push_back({ClassId{key.first}, key.second, count});
-    }
-    return out;
-  }
-  void set_fail(bool fail) {
-    std::lock_guard<std::mutex> lock(mu_);
-    fail_ = fail;
-  }
-  int loads() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return loads_;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, std::map<std::pair<int, int64_t>, int64_t>> rows_;
-  bool fail_ = false;
-  int loads_ = 0;
-};
 
 TEST(EngineTest, AStoppedEngineIsRestoredFromItsSink) {
   MemoryUsage store;

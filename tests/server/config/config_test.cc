@@ -281,7 +281,7 @@ TEST(MergeTest, ChangingOneCellMeansRestatingThePlans) {
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(c);
   ASSERT_OK(plans);
   quota::PlanTable expected = quota::DefaultPlanTable();
-  expected.plans[0].classes[0].windows[0].max_requests = 11;
+  expected.plans[0].classes[0].windows[0].limit = 11;
   EXPECT_EQ(*plans, expected);
 }
 
