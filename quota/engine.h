@@ -146,6 +146,8 @@ struct LimitState {
   int64_t limit = 0;
   int64_t remaining = 0;  // after this call, if admitted
   absl::Duration reset;   // until the oldest counted unit frees; zero if none (or concurrency)
+
+  friend bool operator==(const LimitState&, const LimitState&) = default;
 };
 
 // The tightest window of one meter: the one with the fewest units remaining.
@@ -153,6 +155,8 @@ struct MeterState {
   int64_t limit = 0;
   int64_t remaining = 0;
   absl::Duration reset;
+
+  friend bool operator==(const MeterState&, const MeterState&) = default;
 };
 
 // The outcome of a decision. `limit`, `remaining` and `reset` describe the tightest request

@@ -35,6 +35,7 @@
 #include "absl/time/time.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "quota/engine.h"
 
 namespace anyai::server {
 
@@ -77,11 +78,16 @@ absl::Status UnknownModel(std::string field, std::string model);
 
 // What a refusal by the quota engine says (SPEC §2, §4): the class and window that refused.
 struct RateLimitInfo {
-  std::string feature_class;   // e.g. "llm"
-  std::string plan;            // e.g. "free"
-  absl::Duration window;       // the refusing window's length, e.g. absl::Minutes(1)
-  int64_t limit = 0;           // its max_requests
-  absl::Duration retry_after;  // until a request can be admitted
+  std::string feature_class;  // e.g. "llm"
+  std::string plan;           // e.g. "free"
+  // What refused: a request, token or spend window, or the concurrency limit.
+  quota::LimitKind kind = quota::LimitKind::kRequests;
+  absl::Duration window;       // the refusing window's length, e.g. absl::Minutes(1); zero for
+                               // concurrency
+  int64_t limit = 0;           // its limit, in its unit (requests, tokens, micro-USD, calls)
+  int64_t requested = 0;       // what the call asked of it (its estimate)
+  bool never_fits = false;     // the call alone exceeds the limit: no wait helps
+  absl::Duration retry_after;  // until the call could be admitted
   // Optional, shown in the message in parentheses, e.g. "key sk-ab…wxyz". Must never be a raw
   // API key: messages reach logs.
   std::string tenant_description;

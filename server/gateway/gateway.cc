@@ -37,14 +37,23 @@ void ToProto(const quota::UsageSnapshot& snapshot,
   for (const quota::ClassUsage& c : snapshot.classes) {
     v1::ClassUsage* usage = out->Add();
     usage->set_feature_class(c.feature_class);
-    for (const quota::WindowUsage& w : c.windows) {
-      v1::WindowUsage* window = usage->add_windows();
-      *window->mutable_window() = ToProto(w.window);
-      window->set_used(w.used);
-      window->set_limit(w.limit);
-      window->set_remaining(w.remaining);
-      *window->mutable_reset() = ToProto(w.reset);
-    }
+    const auto add = [](const std::vector<quota::WindowUsage>& windows,
+                        google::protobuf::RepeatedPtrField<v1::WindowUsage>* into) {
+      for (const quota::WindowUsage& w : windows) {
+        v1::WindowUsage* window = into->Add();
+        *window->mutable_window() = ToProto(w.window);
+        window->set_used(w.used);
+        window->set_limit(w.limit);
+        window->set_remaining(w.remaining);
+        *window->mutable_reset() = ToProto(w.reset);
+        window->set_reserved(w.reserved);
+      }
+    };
+    add(c.windows, usage->mutable_windows());
+    add(c.token_windows, usage->mutable_token_windows());
+    add(c.spend_windows, usage->mutable_spend_windows());
+    usage->set_in_flight(c.in_flight);
+    usage->set_max_concurrent(c.max_concurrent);
   }
 }
 
