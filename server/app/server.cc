@@ -203,6 +203,7 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
           config.storage_failure_policy() == v1::STORAGE_FAILURE_POLICY_FAIL_OPEN
               ? StorageFailurePolicy::kFailOpen
               : StorageFailurePolicy::kFailClosed,
+      .charge_upstream_failures = config.charge_upstream_failures(),
       .max_messages = config.max_messages() > 0 ? config.max_messages() : kDefaultMaxMessages,
       .trusted_proxies = *std::move(proxies),
       .clock = p.options.clock,

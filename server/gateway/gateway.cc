@@ -7,8 +7,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/gateway/chat_cost.h"
 #include "server/gateway/errors.h"
 #include "server/gateway/proto_time.h"
+#include "server/gateway/token_count.h"
 #include "server/gateway/validation.h"
 #include "storage/sha256.h"
 
@@ -28,6 +30,19 @@ std::optional<std::string_view> BearerToken(std::string_view authorization) {
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
   if (token.empty()) return std::nullopt;
   return token;
+}
+
+// A provider's answer, its error mapped to ours.
+template <typename T>
+absl::StatusOr<T> Upstream(absl::StatusOr<T> answer) {
+  if (!answer.ok()) return FromProvider(answer.status());
+  return answer;
+}
+
+// What a call that counts one request used once answered.
+template <typename T>
+quota::Cost OneRequest(const T&) {
+  return quota::Cost{};
 }
 
 }  // namespace
@@ -181,33 +196,57 @@ absl::StatusOr<Gateway::Admission> Gateway::Count(const Principal& principal, co
                                                   std::optional<RateLimitState>& rate_limit) {
   quota::Engine& engine = *parts_.engine;
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<quota::Decision> d =
-      engine.Admit(principal.tenant, principal.plan, route.feature_class, parts_.clock());
-  if (parts_.observer != nullptr && d.ok()) {
-    parts_.observer->ObserveDecision(principal.plan, *d, route.feature_class,
+  absl::StatusOr<quota::Reservation> r = engine.Reserve(
+      principal.tenant, principal.plan, route.feature_class, route.estimate, parts_.clock());
+  if (parts_.observer != nullptr && r.ok()) {
+    parts_.observer->ObserveDecision(principal.plan, r->decision(), route.feature_class,
                                      absl::FromChrono(std::chrono::steady_clock::now() - start));
   }
-  if (!d.ok()) {
-    if (d.status().code() != absl::StatusCode::kUnavailable) return d.status();
+  if (!r.ok()) {
+    if (r.status().code() != absl::StatusCode::kUnavailable) return r.status();
     if (parts_.storage_failure_policy == StorageFailurePolicy::kFailClosed) {
       return absl::UnavailableError(
-          absl::StrCat("usage storage unavailable, request refused: ", d.status().message()));
+          absl::StrCat("usage storage unavailable, request refused: ", r.status().message()));
     }
-    // Fail open: answered without figures (no rate-limit headers).
-    return Admission{principal, std::nullopt, route.provider};
+    // Fail open: answered without figures (no rate-limit headers) and nothing held.
+    return Admission{principal, std::nullopt, route.provider, quota::Reservation(),
+                     route.feature_class};
   }
-  rate_limit = RateLimitOf(*d);
-  if (!d->admitted) {
+  const quota::Decision& d = r->decision();
+  rate_limit = RateLimitOf(d);
+  if (!d.admitted) {
     return RateLimited(RateLimitInfo{
-        .feature_class = engine.class_name(d->refused_class),
+        .feature_class = engine.class_name(d.refused_class),
         .plan = principal.plan_name,
-        .window = d->refused_window,
-        .limit = d->limit,
-        .retry_after = d->retry_after,
+        .kind = d.refused_kind,
+        .window = d.refused_window,
+        .limit = d.refused_limit,
+        .requested = d.requested,
+        .never_fits = d.never_fits,
+        .retry_after = d.retry_after,
         .tenant_description = principal.key ? absl::StrCat("key ", principal.key->masked_key)
                                             : std::string("anonymous")});
   }
-  return Admission{principal, rate_limit, route.provider};
+  return Admission{principal, rate_limit, route.provider, *std::move(r), route.feature_class};
+}
+
+void Gateway::Finish(Admission& admission, const Used& used,
+                     std::optional<RateLimitState>& rate_limit) {
+  quota::Reservation& r = admission.reservation;
+  if (!r.open()) return;  // unmetered (fail open)
+  const quota::Cost reserved = r.reserved();
+  const quota::Cost to = used.has_value()                  ? *used
+                         : parts_.charge_upstream_failures ? reserved
+                                                           : quota::Cost{.requests = 0};
+  absl::StatusOr<quota::Settlement> settled = parts_.engine->Settle(r, to, parts_.clock());
+  // A failed settlement is settled in memory all the same; only its record is missing, and the
+  // stored usage then over-counts (a refund lost), never under-counts.
+  if (!settled.ok()) return;
+  if (parts_.observer != nullptr) {
+    parts_.observer->ObserveSettlement(admission.principal.plan, admission.feature_class, reserved,
+                                       to, *settled);
+  }
+  if (rate_limit.has_value()) *rate_limit = Settled(*std::move(rate_limit), *settled);
 }
 
 absl::StatusOr<Gateway::Admission> Gateway::Admit(
@@ -223,7 +262,8 @@ absl::StatusOr<Gateway::Admission> Gateway::Admit(
 template <typename T>
 Outcome<T> Gateway::Serve(const Caller& caller,
                           absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
-                          absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer) {
+                          absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer,
+                          absl::FunctionRef<quota::Cost(const T&)> used) {
   Outcome<T> out{.result = absl::UnknownError(""), .rate_limit = std::nullopt};
   absl::StatusOr<Admission> admission = Admit(caller, route, out.rate_limit);
   if (!admission.ok()) {
@@ -231,14 +271,15 @@ Outcome<T> Gateway::Serve(const Caller& caller,
     return out;
   }
   out.result = answer(*admission->provider);
-  if (!out.result.ok()) out.result = FromProvider(out.result.status());
+  Finish(*admission, out.result.ok() ? Used(used(*out.result)) : std::nullopt, out.rate_limit);
   return out;
 }
 
 StreamOutcome Gateway::ServeStream(const Caller& caller,
                                    absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
                                    StartStream start,
-                                   absl::FunctionRef<absl::Status(Provider&)> answer) {
+                                   absl::FunctionRef<absl::Status(Provider&)> answer,
+                                   absl::FunctionRef<Used(const absl::Status&)> used) {
   StreamOutcome out;
   absl::StatusOr<Admission> admission = Admit(caller, route, out.rate_limit);
   if (!admission.ok()) {
@@ -247,18 +288,39 @@ StreamOutcome Gateway::ServeStream(const Caller& caller,
   }
   if (!start(out.rate_limit)) {
     out.status = absl::CancelledError("the client went away");
+    // Gone before the provider was asked: nothing was produced, nothing is charged.
+    Finish(*admission, quota::Cost{.requests = 0}, out.rate_limit);
     return out;
   }
   out.status = FromProvider(answer(*admission->provider));
+  Finish(*admission, used(out.status), out.rate_limit);
   return out;
 }
 
 Outcome<v1::ChatCompletion> Gateway::Chat(const Caller& caller,
                                           const v1::ChatCompletionRequest& request) {
   std::optional<v1::ChatCompletionRequest> resolved;
+  const ModelInfo* model = nullptr;
   Outcome<v1::ChatCompletion> out = Serve<v1::ChatCompletion>(
-      caller, [&](const Principal& who) { return ChatRoute(who, request, resolved); },
-      [&](Provider& provider) { return provider.Chat(resolved ? *resolved : request); });
+      caller,
+      [&](const Principal& who) {
+        absl::StatusOr<Route> r = ChatRoute(who, request, resolved);
+        if (r.ok()) model = r->model;
+        return r;
+      },
+      [&](Provider& provider) { return Upstream(provider.Chat(resolved ? *resolved : request)); },
+      [&](const v1::ChatCompletion& answer) {
+        if (answer.has_usage()) {
+          return ChatUsed(*model, answer.usage().prompt_tokens(),
+                          answer.usage().completion_tokens());
+        }
+        // No usage from the provider: our counter's figures for what it answered.
+        int64_t completion = 0;
+        for (const v1::ChatCompletionChoice& c : answer.choices()) {
+          completion += CountTokens(c.message().content());
+        }
+        return ChatUsed(*model, PromptTokens(request), completion);
+      });
   if (out.result.ok()) out.result->set_model(request.model());
   return out;
 }
@@ -267,17 +329,36 @@ StreamOutcome Gateway::StreamChat(const Caller& caller, const v1::ChatCompletion
                                   StartStream start,
                                   absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) {
   std::optional<v1::ChatCompletionRequest> resolved;
-  // Every chunk names the model as the request did.
+  std::optional<StreamUsage> usage;  // from admission on
+  // Every chunk names the model as the request did; each one the client got is counted.
   const auto echo = [&](const v1::ChatCompletionChunk& chunk) {
-    if (chunk.model() == request.model()) return emit(chunk);
-    v1::ChatCompletionChunk renamed = chunk;
-    renamed.set_model(request.model());
-    return emit(renamed);
+    bool delivered;
+    if (chunk.model() == request.model()) {
+      delivered = emit(chunk);
+    } else {
+      v1::ChatCompletionChunk renamed = chunk;
+      renamed.set_model(request.model());
+      delivered = emit(renamed);
+    }
+    if (delivered) usage->Delivered(chunk);
+    return delivered;
   };
   return ServeStream(
-      caller, [&](const Principal& who) { return ChatRoute(who, request, resolved); }, start,
-      [&](Provider& provider) {
-        return provider.StreamChat(resolved ? *resolved : request, echo);
+      caller,
+      [&](const Principal& who) {
+        absl::StatusOr<Route> r = ChatRoute(who, request, resolved);
+        if (r.ok()) usage.emplace(*r->model, PromptTokens(request));
+        return r;
+      },
+      start,
+      [&](Provider& provider) { return provider.StreamChat(resolved ? *resolved : request, echo); },
+      [&](const absl::Status& status) -> Used {
+        // Cut by its upstream before any output: a failure. Otherwise (ended, cancelled, the
+        // client gone, cut midway) it used what it produced.
+        if (!status.ok() && status.code() != absl::StatusCode::kCancelled && !usage->produced()) {
+          return std::nullopt;
+        }
+        return usage->Used();
       });
 }
 
@@ -291,13 +372,17 @@ absl::StatusOr<Gateway::Route> Gateway::ChatRoute(
     resolved = request;
     resolved->set_model((*model)->id);
   }
-  return chat_routes_.at((*model)->id);
+  Route route = chat_routes_.at((*model)->id);
+  route.model = *model;
+  route.estimate =
+      ChatEstimate(request, **model, parts_.engine->plan(who.plan).default_token_reserve);
+  return route;
 }
 
 Outcome<v1::GenerateImagesResponse> Gateway::GenerateImages(const Caller& caller,
                                                             v1::GenerateImagesRequest request) {
   bool hosted = false;  // the provider draws bytes, the answer carries our URLs
-  Outcome<v1::GenerateImagesResponse> out = Serve<v1::GenerateImagesResponse>(
+  return Serve<v1::GenerateImagesResponse>(
       caller,
       [&](const Principal& who) -> absl::StatusOr<Route> {
         absl::Status s = ValidateGenerateImages(request, parts_.image_models, MaxMessageChars(who));
@@ -307,11 +392,16 @@ Outcome<v1::GenerateImagesResponse> Gateway::GenerateImages(const Caller& caller
         if (hosted) request.set_response_format(kB64JsonResponseFormat);
         return images_;
       },
-      [&](Provider& provider) { return provider.GenerateImages(request); });
-  if (hosted && out.result.ok()) {
-    if (absl::Status s = HostImages(caller, *out.result); !s.ok()) out.result = s;
-  }
-  return out;
+      [&](Provider& provider) -> absl::StatusOr<v1::GenerateImagesResponse> {
+        absl::StatusOr<v1::GenerateImagesResponse> answer =
+            Upstream(provider.GenerateImages(request));
+        if (hosted && answer.ok()) {
+          // Images the client cannot fetch are not delivered: a failure here is refunded.
+          if (absl::Status s = HostImages(caller, *answer); !s.ok()) return s;
+        }
+        return answer;
+      },
+      OneRequest<v1::GenerateImagesResponse>);
 }
 
 absl::Status Gateway::HostImages(const Caller& caller, v1::GenerateImagesResponse& response) {
@@ -353,7 +443,8 @@ Outcome<v1::ImagineResponse> Gateway::Imagine(const Caller& caller, v1::ImagineR
         ApplyImagineDefaults(&request, parts_.imagine_models);
         return imagine_;
       },
-      [&](Provider& provider) { return provider.Imagine(request); });
+      [&](Provider& provider) { return Upstream(provider.Imagine(request)); },
+      OneRequest<v1::ImagineResponse>);
   if (out.result.ok() && out.result->content_type().empty()) {
     out.result->set_content_type("image/png");
   }
@@ -362,6 +453,12 @@ Outcome<v1::ImagineResponse> Gateway::Imagine(const Caller& caller, v1::ImagineR
 
 StreamOutcome Gateway::Ask(const Caller& caller, const v1::AskRequest& request, StartStream start,
                            absl::FunctionRef<bool(const v1::AskChunk&)> emit) {
+  bool produced = false;
+  const auto counted = [&](const v1::AskChunk& chunk) {
+    const bool delivered = emit(chunk);
+    produced = produced || delivered;
+    return delivered;
+  };
   return ServeStream(
       caller,
       [&](const Principal& who) -> absl::StatusOr<Route> {
@@ -369,7 +466,13 @@ StreamOutcome Gateway::Ask(const Caller& caller, const v1::AskRequest& request, 
         if (!s.ok()) return s;
         return ask_;
       },
-      start, [&](Provider& provider) { return provider.Ask(request, emit); });
+      start, [&](Provider& provider) { return provider.Ask(request, counted); },
+      [&](const absl::Status& status) -> Used {
+        if (!status.ok() && status.code() != absl::StatusCode::kCancelled && !produced) {
+          return std::nullopt;  // failed before any output
+        }
+        return quota::Cost{};
+      });
 }
 
 Outcome<v1::DescribeImageResponse> Gateway::DescribeImage(const Caller& caller,
@@ -382,7 +485,8 @@ Outcome<v1::DescribeImageResponse> Gateway::DescribeImage(const Caller& caller,
         ApplyDescribeImageDefaults(&request, parts_.vision_models);
         return vision_;
       },
-      [&](Provider& provider) { return provider.DescribeImage(request); });
+      [&](Provider& provider) { return Upstream(provider.DescribeImage(request)); },
+      OneRequest<v1::DescribeImageResponse>);
   if (out.result.ok() && out.result->model().empty()) out.result->set_model(request.model());
   return out;
 }

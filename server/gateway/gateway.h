@@ -106,6 +106,9 @@ struct GatewayParts {
   std::string anonymous_plan = quota::kFreePlan;
   std::string admin_token;  // empty: the Admin service refuses everything
   StorageFailurePolicy storage_failure_policy = StorageFailurePolicy::kFailClosed;
+  // An upstream failure before any output refunds the call (its request, tokens and spend);
+  // true keeps its reservation charged instead.
+  bool charge_upstream_failures = false;
   int max_messages = kDefaultMaxMessages;
   TrustedProxies trusted_proxies;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
@@ -171,17 +174,25 @@ class Gateway {
   absl::StatusOr<v1::GetUsageResponse> GetUsage(const v1::GetUsageRequest& request);
 
  private:
-  // Where an admitted call goes: the class it counts in and the provider that answers.
+  // Where an admitted call goes: the class it counts in, the provider that answers, the chat
+  // model (null for other endpoints) and what the call is estimated to cost.
   struct Route {
     quota::ClassId feature_class;
     Provider* provider;
+    const ModelInfo* model = nullptr;
+    quota::Cost estimate = {};
   };
-  // An admitted call: who, the decision's figures (absent when unmetered), who answers.
+  // An admitted call: who, the decision's figures (absent when unmetered), who answers, and
+  // its hold on the tenant's limits (not open when unmetered).
   struct Admission {
     Principal principal;
     std::optional<RateLimitState> rate_limit;
     Provider* provider;
+    quota::Reservation reservation;
+    quota::ClassId feature_class;
   };
+  // What a finished call used, or nullopt when it failed before any output.
+  using Used = std::optional<quota::Cost>;
 
   explicit Gateway(GatewayParts parts);
 
@@ -192,14 +203,22 @@ class Gateway {
                                   std::optional<RateLimitState>& rate_limit);
   absl::StatusOr<Admission> Count(const Principal& principal, const Route& route,
                                   std::optional<RateLimitState>& rate_limit);
-  // A unary call from admission to its end.
+  // Settles the call's reservation: to `used`, or for a failure before any output to nothing
+  // (or, with charge_upstream_failures, to its estimate). `rate_limit` then shows the
+  // settled figures.
+  void Finish(Admission& admission, const Used& used, std::optional<RateLimitState>& rate_limit);
+  // A unary call from admission to its end; `used` says what a successful answer used.
   template <typename T>
   Outcome<T> Serve(const Caller& caller,
                    absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
-                   absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer);
+                   absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer,
+                   absl::FunctionRef<quota::Cost(const T&)> used);
+  // A streamed call; `used` says what it used once it ended with `status` (nullopt: failed
+  // before any output).
   StreamOutcome ServeStream(const Caller& caller,
                             absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
-                            StartStream start, absl::FunctionRef<absl::Status(Provider&)> answer);
+                            StartStream start, absl::FunctionRef<absl::Status(Provider&)> answer,
+                            absl::FunctionRef<Used(const absl::Status&)> used);
   // Validates a chat request and routes it by its model; when the request names an alias,
   // `resolved` gets the request as the provider sees it, with the model's id.
   absl::StatusOr<Route> ChatRoute(const Principal& who, const v1::ChatCompletionRequest& request,

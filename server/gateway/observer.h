@@ -20,6 +20,15 @@ class GatewayObserver {
   // included.
   virtual void ObserveDecision(quota::PlanId plan, const quota::Decision& decision,
                                quota::ClassId feature_class, absl::Duration latency) = 0;
+
+  // One settlement: an admitted call ended having reserved `reserved` and used `used`; the
+  // engine gave back settlement.refunded and charged settlement.overage. Every admitted,
+  // metered call is settled exactly once, on every path.
+  virtual void ObserveSettlement(quota::PlanId plan, quota::ClassId feature_class,
+                                 const quota::Cost& reserved, const quota::Cost& used,
+                                 const quota::Settlement& settlement) {
+    (void)plan, (void)feature_class, (void)reserved, (void)used, (void)settlement;
+  }
 };
 
 }  // namespace anyai::server
