@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -59,6 +60,10 @@ constexpr absl::Duration kDefaultKeyCacheTtl = absl::Seconds(5);
 constexpr absl::Duration kDefaultImageUrlTtl = absl::Hours(1);  // as OpenAI's image URLs
 constexpr int64_t kDefaultImageStoreMaxBytes = int64_t{256} << 20;
 constexpr absl::Duration kDefaultProviderTimeout = absl::Seconds(60);
+// A plan's default_token_reserve when the config gives none: a typical chat answer's length,
+// so that a request without max_tokens reserves a realistic estimate in token and spend
+// windows. It matters only when a class has such windows (the compiled-in plans have none).
+constexpr int64_t kDefaultTokenReserve = 1024;
 
 // A config file larger than this is refused rather than read into memory.
 constexpr size_t kMaxConfigFileBytes = size_t{16} << 20;
@@ -85,6 +90,35 @@ absl::StatusOr<absl::Duration> DurationField(const google::protobuf::Duration& d
   if (bad_range || bad_sign) return Invalid(field, "not a valid google.protobuf.Duration");
   return FromProto(d);
 }
+
+// --- Prices ---
+
+// A price in USD per million tokens as micro-USD per million tokens, rounded to the nearest
+// (a double's 0.15 is 0.1499999999999999944..., so exactness cannot be asked of it); `field`
+// names it in the error. Refuses what is not finite, negative, above
+// kMaxMicroUsdPerMillionTokens, or positive but below half a micro-USD per million.
+absl::StatusOr<int64_t> MicroUsdPerMillion(double usd, absl::string_view field) {
+  constexpr int64_t kMaxUsd = kMaxMicroUsdPerMillionTokens / 1000000;
+  if (!std::isfinite(usd)) return Invalid(field, "must be a finite number of USD");
+  // %.15g: the shortest form of every price a person writes (0.15, not 0.1499999...).
+  char written[32];
+  std::snprintf(written, sizeof(written), "%.15g", usd);
+  if (usd < 0 || usd > static_cast<double>(kMaxUsd)) {
+    return Invalid(field,
+                   absl::StrCat(written, " is outside [0, ", kMaxUsd, "] USD per million tokens"));
+  }
+  const int64_t micro = std::llround(usd * 1e6);
+  if (usd > 0 && micro == 0) {
+    return Invalid(field, absl::StrCat(written,
+                                       " is below the resolution of 0.000001 USD per million "
+                                       "tokens; write 0 for free"));
+  }
+  return micro;
+}
+
+// Micro-USD per million tokens back as USD per million tokens, for DefaultConfig: the nearest
+// double, which MicroUsdPerMillion rounds back to the same integer.
+double UsdPerMillion(int64_t micro_usd) { return static_cast<double>(micro_usd) / 1e6; }
 
 // --- Merging ---
 
@@ -185,6 +219,9 @@ void MergeOver(const Message& from, Message* to) {
 }
 
 void WriteDerivedDefaults(v1::ServerConfig& config) {
+  for (v1::PlanConfig& plan : *config.mutable_plans()) {
+    if (plan.default_token_reserve() == 0) plan.set_default_token_reserve(kDefaultTokenReserve);
+  }
   for (v1::ModelConfig& model : *config.mutable_models()) {
     if (model.feature_class().empty()) model.set_feature_class(DefaultFeatureClass(model.id()));
   }
@@ -488,6 +525,15 @@ absl::Status ValidateModels(const v1::ServerConfig& config, const quota::PlanTab
       absl::Status s = CheckProviderReference(at + ".provider", m.provider(), providers);
       if (!s.ok()) return s;
     }
+    for (const auto& [field, usd] :
+         {std::pair<const char*, double>{"input_usd_per_million_tokens",
+                                         m.input_usd_per_million_tokens()},
+          {"output_usd_per_million_tokens", m.output_usd_per_million_tokens()}}) {
+      if (absl::StatusOr<int64_t> price = MicroUsdPerMillion(usd, absl::StrCat(at, ".", field));
+          !price.ok()) {
+        return price.status();
+      }
+    }
   }
   return absl::OkStatus();
 }
@@ -555,6 +601,39 @@ void AddClass(v1::PlanConfig& plan, const quota::ClassLimits& limits) {
     *window->mutable_length() = ToProto(w.length);
     window->set_max_requests(w.limit);
   }
+  for (const quota::Window& w : limits.token_windows) {
+    v1::TokenWindowLimit* window = out->add_token_windows();
+    *window->mutable_length() = ToProto(w.length);
+    window->set_max_tokens(w.limit);
+  }
+  for (const quota::Window& w : limits.spend_windows) {
+    v1::SpendWindowLimit* window = out->add_spend_windows();
+    *window->mutable_length() = ToProto(w.length);
+    window->set_max_micro_usd(w.limit);
+  }
+  out->set_max_concurrent(limits.max_concurrent);
+}
+
+// The plan's reserve as the engine gets it: kDefaultTokenReserve for 0 (proto3's "unset").
+int64_t TokenReserve(int64_t configured) {
+  return configured == 0 ? kDefaultTokenReserve : configured;
+}
+
+// The window at `at` (e.g. "plans[0].classes[1].token_windows[0]"): its length present and a
+// valid Duration, and, when `most` is given, its limit (the field `limit_field`) in [1, most].
+// The rest (the length's range, duplicates, multiples, a request limit) is the engine's.
+absl::StatusOr<quota::Window> WindowFromConfig(const google::protobuf::Duration* length,
+                                               int64_t limit, const std::string& at,
+                                               absl::string_view limit_field,
+                                               std::optional<int64_t> most) {
+  if (length == nullptr) return Invalid(at + ".length", "required");
+  absl::StatusOr<absl::Duration> d = DurationField(*length, at + ".length");
+  if (!d.ok()) return d.status();
+  if (most.has_value() && (limit < 1 || limit > *most)) {
+    return Invalid(absl::StrCat(at, ".", std::string(limit_field)),
+                   absl::StrCat(limit, " is outside [1, ", *most, "]"));
+  }
+  return quota::Window{*d, limit};
 }
 
 v1::EndpointConfig ToProto(const EndpointModels& models) {
@@ -574,12 +653,7 @@ v1::ServerConfig DefaultConfig() {
   config.set_data_dir(kDefaultDataDir);
   config.set_durability(v1::DURABILITY_PROCESS_CRASH);
   config.set_storage_failure_policy(v1::STORAGE_FAILURE_POLICY_FAIL_CLOSED);
-  for (const quota::Plan& plan : quota::DefaultPlanTable().plans) {
-    v1::PlanConfig* out = config.add_plans();
-    out->set_name(plan.name);
-    out->set_max_message_chars(plan.max_message_chars);
-    for (const quota::ClassLimits& limits : plan.classes) AddClass(*out, limits);
-  }
+  *config.mutable_plans() = PlansToConfig(quota::DefaultPlanTable());
   config.set_anonymous_plan(quota::kFreePlan);
   for (const ModelInfo& model : DefaultModels()) {
     v1::ModelConfig* out = config.add_models();
@@ -588,6 +662,9 @@ v1::ServerConfig DefaultConfig() {
     out->set_created(model.created);
     out->set_feature_class(model.feature_class);
     // provider stays empty: such a model follows default_chat_provider.
+    out->set_input_usd_per_million_tokens(UsdPerMillion(model.input_micro_usd_per_million_tokens));
+    out->set_output_usd_per_million_tokens(
+        UsdPerMillion(model.output_micro_usd_per_million_tokens));
   }
   config.set_default_chat_provider(kBuiltinProvider);
   *config.mutable_image_generation() = ToProto(DefaultImageGenerationModels());
@@ -800,34 +877,88 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
 }
 
 absl::StatusOr<quota::PlanTable> PlanTableFromConfig(const v1::ServerConfig& config) {
-  if (config.plans().empty()) return quota::DefaultPlanTable();
+  if (config.plans().empty()) {
+    quota::PlanTable table = quota::DefaultPlanTable();
+    for (quota::Plan& plan : table.plans) {
+      plan.default_token_reserve = TokenReserve(plan.default_token_reserve);
+    }
+    return table;
+  }
   quota::PlanTable table;
   for (int i = 0; i < config.plans_size(); ++i) {
     const v1::PlanConfig& plan = config.plans(i);
+    const std::string plan_at = Path("plans", i);
     // What the engine cannot say: which plan has no name, which window no length (the engine
-    // would see 0s), and a Duration out of its own range. Every other rule is the engine's.
-    if (plan.name().empty()) return Invalid(Path("plans", i) + ".name", "required");
+    // would see 0s), a Duration out of its own range; and, by path, the range of each field
+    // new with tokens, spend and concurrency. The rest (a request window's limit, window
+    // lengths, duplicates, multiples, classes across plans) is the engine's.
+    if (plan.name().empty()) return Invalid(plan_at + ".name", "required");
+    if (plan.default_token_reserve() < 0 ||
+        plan.default_token_reserve() > quota::kMaxCostPerWindow) {
+      return Invalid(plan_at + ".default_token_reserve",
+                     absl::StrCat(plan.default_token_reserve(), " is outside [0, ",
+                                  quota::kMaxCostPerWindow, "] (0: ", kDefaultTokenReserve, ")"));
+    }
     quota::Plan& out = table.plans.emplace_back();
     out.name = plan.name();
     out.max_message_chars = plan.max_message_chars();
+    out.default_token_reserve = TokenReserve(plan.default_token_reserve());
     for (int j = 0; j < plan.classes_size(); ++j) {
       const v1::FeatureClassLimits& limits = plan.classes(j);
+      const std::string class_at = absl::StrCat(plan_at, ".", Path("classes", j));
       quota::ClassLimits& class_out = out.classes.emplace_back();
       class_out.feature_class = limits.feature_class();
       for (int k = 0; k < limits.windows_size(); ++k) {
-        const std::string at =
-            absl::StrCat("plans[", i, "].classes[", j, "].windows[", k, "].length");
-        if (!limits.windows(k).has_length()) return Invalid(at, "required");
-        absl::StatusOr<absl::Duration> length = DurationField(limits.windows(k).length(), at);
-        if (!length.ok()) return length.status();
-        class_out.windows.push_back({*length, limits.windows(k).max_requests()});
+        const v1::WindowLimit& w = limits.windows(k);
+        absl::StatusOr<quota::Window> window =
+            WindowFromConfig(w.has_length() ? &w.length() : nullptr, w.max_requests(),
+                             absl::StrCat(class_at, ".", Path("windows", k)), "max_requests",
+                             /*most=*/std::nullopt);
+        if (!window.ok()) return window.status();
+        class_out.windows.push_back(*window);
       }
+      for (int k = 0; k < limits.token_windows_size(); ++k) {
+        const v1::TokenWindowLimit& w = limits.token_windows(k);
+        absl::StatusOr<quota::Window> window =
+            WindowFromConfig(w.has_length() ? &w.length() : nullptr, w.max_tokens(),
+                             absl::StrCat(class_at, ".", Path("token_windows", k)), "max_tokens",
+                             quota::kMaxCostPerWindow);
+        if (!window.ok()) return window.status();
+        class_out.token_windows.push_back(*window);
+      }
+      for (int k = 0; k < limits.spend_windows_size(); ++k) {
+        const v1::SpendWindowLimit& w = limits.spend_windows(k);
+        absl::StatusOr<quota::Window> window =
+            WindowFromConfig(w.has_length() ? &w.length() : nullptr, w.max_micro_usd(),
+                             absl::StrCat(class_at, ".", Path("spend_windows", k)), "max_micro_usd",
+                             quota::kMaxCostPerWindow);
+        if (!window.ok()) return window.status();
+        class_out.spend_windows.push_back(*window);
+      }
+      if (limits.max_concurrent() < 0 || limits.max_concurrent() > quota::kMaxConcurrent) {
+        return Invalid(class_at + ".max_concurrent",
+                       absl::StrCat(limits.max_concurrent(), " is outside [0, ",
+                                    quota::kMaxConcurrent, "] (0: no limit)"));
+      }
+      class_out.max_concurrent = limits.max_concurrent();
     }
   }
   if (absl::Status s = quota::ValidatePlanTable(table); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("plans: ", std::string(s.message())));
   }
   return table;
+}
+
+google::protobuf::RepeatedPtrField<v1::PlanConfig> PlansToConfig(const quota::PlanTable& table) {
+  google::protobuf::RepeatedPtrField<v1::PlanConfig> plans;
+  for (const quota::Plan& plan : table.plans) {
+    v1::PlanConfig* out = plans.Add();
+    out->set_name(plan.name);
+    out->set_max_message_chars(plan.max_message_chars);
+    for (const quota::ClassLimits& limits : plan.classes) AddClass(*out, limits);
+    out->set_default_token_reserve(TokenReserve(plan.default_token_reserve));
+  }
+  return plans;
 }
 
 absl::StatusOr<Catalogue> CatalogueFromConfig(const v1::ServerConfig& config) {
@@ -839,11 +970,23 @@ absl::StatusOr<Catalogue> CatalogueFromConfig(const v1::ServerConfig& config) {
     models = DefaultModels();
     for (ModelInfo& m : models) m.provider = default_provider;
   } else {
-    for (const v1::ModelConfig& m : config.models()) {
-      models.push_back(
+    for (int i = 0; i < config.models_size(); ++i) {
+      const v1::ModelConfig& m = config.models(i);
+      ModelInfo& model = models.emplace_back(
           ModelInfo{m.id(), m.owned_by(), m.created(),
                     m.feature_class().empty() ? DefaultFeatureClass(m.id()) : m.feature_class(),
                     m.provider().empty() ? default_provider : m.provider()});
+      for (const auto& [field, usd, micro] :
+           {std::tuple<const char*, double, int64_t*>{"input_usd_per_million_tokens",
+                                                      m.input_usd_per_million_tokens(),
+                                                      &model.input_micro_usd_per_million_tokens},
+            {"output_usd_per_million_tokens", m.output_usd_per_million_tokens(),
+             &model.output_micro_usd_per_million_tokens}}) {
+        absl::StatusOr<int64_t> price =
+            MicroUsdPerMillion(usd, absl::StrCat(Path("models", i), ".", field));
+        if (!price.ok()) return price.status();
+        *micro = *price;
+      }
     }
   }
   std::vector<Catalogue::Alias> aliases;

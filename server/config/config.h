@@ -18,15 +18,17 @@
 //     wholesale: `plans`, `models`, `providers`, `trusted_proxies`, `ssrf_allowlist`, and an
 //     endpoint's `models`. Listing one plan therefore defines the only plan; to change one
 //     limit, copy the default plans (deploy/config/anyai.textproto has them) and edit.
-//     An empty list keeps the default.
+//     Likewise, pricing one model means listing the whole catalogue
+//     (deploy/config/token-limits.textproto does). An empty list keeps the default.
 //   - A google.protobuf.Duration the file sets replaces the default whole (seconds and nanos
 //     together); other messages (the endpoints) merge field by field by these same rules,
 //     except that an endpoint whose `models` the file replaces without a `default_model`
 //     defaults to the first of its new models.
 //   - After merging, derived defaults are written out: each model without feature_class gets
-//     DefaultFeatureClass(id), each provider without timeout gets 60s. A model without
-//     provider keeps it empty, meaning `default_chat_provider` (CatalogueFromConfig resolves
-//     it).
+//     DefaultFeatureClass(id), each provider without timeout gets 60s, each plan without
+//     default_token_reserve gets 1024 (so no plan reserves 0; 1 is the least). A model
+//     without provider keeps it empty, meaning `default_chat_provider` (CatalogueFromConfig
+//     resolves it).
 //
 // Secrets: admin_token, providers[].api_key and postgres_dsn never appear in an error message;
 // RedactedConfigText() prints a config with them masked.
@@ -43,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "anyai/v1/config.pb.h"
+#include "google/protobuf/repeated_ptr_field.h"
 #include "quota/plan.h"
 #include "server/gateway/catalogue.h"
 
@@ -54,12 +57,15 @@ inline constexpr char kAdminTokenEnv[] = "ANYAI_ADMIN_TOKEN";
 // Every setting at its compiled-in default: listen on 0.0.0.0:50051 (gRPC) and 0.0.0.0:8080
 // (HTTP), data_dir "data", no admin token (Admin disabled), DURABILITY_PROCESS_CRASH,
 // STORAGE_FAILURE_POLICY_FAIL_CLOSED, the seed's plans (quota::DefaultPlanTable(), with "meta"
-// 600/min), anonymous_plan "free", the seed's 103 models (DefaultModels(), feature_class set,
-// provider empty = default_chat_provider), no providers besides the predefined "builtin",
+// 600/min: request windows only, no token or spend windows, no concurrency limit,
+// default_token_reserve 1024, which nothing uses without token windows), anonymous_plan
+// "free", the seed's 103 models (DefaultModels(), feature_class set, provider empty =
+// default_chat_provider, no prices), no providers besides the predefined "builtin",
 // default_chat_provider "builtin", the endpoints' default model lists with provider
 // "builtin", no trusted proxies, no SSRF allow-list, idle_tenant_timeout 10m, max_body_bytes
 // 1 MiB, max_header_bytes 16 KiB, http_idle_timeout 60s, http_read_timeout 30s, max_messages
-// 256, no postgres_dsn, key_cache_ttl 5s.
+// 256, no postgres_dsn, key_cache_ttl 5s, image_url_ttl 1h, image_store_max_bytes 256 MiB,
+// charge_upstream_failures false.
 v1::ServerConfig DefaultConfig();
 
 // `overrides` merged over DefaultConfig() by the rules above, derived defaults written out.
@@ -103,9 +109,12 @@ void ApplyEnvironment(v1::ServerConfig& config);
 //   trusted_proxies[0]: "10.0.0.0/33" is not a CIDR: the prefix length must be in [0, 32]
 // Checks: listen addresses (net::HostPort: HOST:PORT, IPv6 in brackets, port 0..65535; gRPC
 // and HTTP not on one port), known enum values, the plans (PlanTableFromConfig: each plan's
-// name and each window's length present, by path, then the engine's own rules,
-// quota::ValidatePlanTable, prefixed "plans: " and naming plan, class and window), that every
-// plan meters every class a model or endpoint counts against (including "meta"),
+// name and each window's length present and the token, spend and concurrency fields in range,
+// by path, then the engine's own rules,
+// quota::ValidatePlanTable, prefixed "plans: " and naming plan, class and window), model
+// prices (finite, 0 to 1000000 USD per million tokens, no positive price below the resolution
+// of 1 micro-USD per million: "models[3].input_usd_per_million_tokens: ..."), that every plan
+// meters every class a model or endpoint counts against (including "meta"),
 // anonymous_plan names a plan, model ids unique, every provider reference resolves
 // ("builtin" or a providers[].name), provider fields by type (base_url an http(s) net::Url
 // without query or fragment), endpoint model lists (default_model among them; /v1/ask takes
@@ -118,14 +127,27 @@ void ApplyEnvironment(v1::ServerConfig& config);
 absl::Status ValidateConfig(const v1::ServerConfig& config);
 
 // The plans as the quota engine takes them (DefaultPlanTable() when `config.plans` is empty),
-// checked with quota::ValidatePlanTable; its message is prefixed with "plans: ". What only the
-// config can say comes first, by path: "plans[1].name: required",
-// "plans[0].classes[0].windows[2].length: required", a length that is not a valid Duration.
+// checked with quota::ValidatePlanTable; its message is prefixed with "plans: ". A
+// default_token_reserve of 0 becomes 1024. What only the config can say comes first, by path:
+// "plans[1].name: required", "plans[0].classes[0].windows[2].length: required", a length that
+// is not a valid Duration; and the range of each token, spend and concurrency field:
+//   plans[0].classes[1].token_windows[0].max_tokens: 0 is outside [1, 1125899906842624]
+//   plans[0].classes[1].spend_windows[0].max_micro_usd: ...   (same range)
+//   plans[0].classes[1].max_concurrent: -1 is outside [0, 1048576] (0: no limit)
+//   plans[1].default_token_reserve: -5 is outside [0, 1125899906842624] (0: 1024)
+// (A request window's max_requests and every window length's range stay the engine's.)
 absl::StatusOr<quota::PlanTable> PlanTableFromConfig(const v1::ServerConfig& config);
+
+// The reverse of PlanTableFromConfig: `table` as config messages, every field written, a
+// default_token_reserve of 0 as 1024. DefaultConfig() writes its plans with it, so
+// --print_config (RedactedConfigText) shows the tables the engine runs with.
+google::protobuf::RepeatedPtrField<v1::PlanConfig> PlansToConfig(const quota::PlanTable& table);
 
 // The chat model catalogue: config.models (DefaultModels() when empty), each with its
 // feature_class (DefaultFeatureClass(id) when empty) and provider (default_chat_provider,
-// itself "builtin" when empty, when the model names none) resolved.
+// itself "builtin" when empty, when the model names none) resolved, and its prices in USD per
+// million tokens as ModelInfo's micro-USD per million tokens (rounded to the nearest; the
+// errors of ValidateConfig for a bad price).
 absl::StatusOr<Catalogue> CatalogueFromConfig(const v1::ServerConfig& config);
 
 // An endpoint's model list: `endpoint`'s fields, each falling back to `defaults` when empty

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -202,6 +203,24 @@ std::vector<ModelInfo> DefaultModels() {
   return models;
 }
 
+int64_t PriceMicroUsd(const ModelInfo& model, int64_t prompt_tokens, int64_t completion_tokens) {
+  // Exact in 128 bits: each product is below 2^63 * 2^40 (kMaxMicroUsdPerMillionTokens < 2^40),
+  // their sum below 2^104. A price outside its range (only a ModelInfo built by hand, as
+  // Catalogue::Create refuses it) is clamped into it.
+  using u128 = unsigned __int128;
+  const auto term = [](int64_t tokens, int64_t price) -> u128 {
+    if (tokens <= 0 || price <= 0) return 0;
+    return static_cast<u128>(tokens) *
+           static_cast<u128>(std::min(price, kMaxMicroUsdPerMillionTokens));
+  };
+  const u128 per_million = term(prompt_tokens, model.input_micro_usd_per_million_tokens) +
+                           term(completion_tokens, model.output_micro_usd_per_million_tokens);
+  constexpr u128 kMillion = 1'000'000;
+  const u128 cost = (per_million + kMillion - 1) / kMillion;
+  constexpr u128 kMost = static_cast<u128>(std::numeric_limits<int64_t>::max());
+  return static_cast<int64_t>(cost > kMost ? kMost : cost);
+}
+
 absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models,
                                             std::vector<Alias> aliases) {
   Catalogue catalogue;
@@ -213,6 +232,16 @@ absl::StatusOr<Catalogue> Catalogue::Create(std::vector<ModelInfo> models,
     }
     if (model.feature_class.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("models[", i, "].feature_class: required"));
+    }
+    for (const auto& [field, price] :
+         {std::pair<const char*, int64_t>{"input_micro_usd_per_million_tokens",
+                                          model.input_micro_usd_per_million_tokens},
+          {"output_micro_usd_per_million_tokens", model.output_micro_usd_per_million_tokens}}) {
+      if (price < 0 || price > kMaxMicroUsdPerMillionTokens) {
+        return absl::InvalidArgumentError(absl::StrCat("models[", i, "].", field, ": ", price,
+                                                       " is outside [0, ",
+                                                       kMaxMicroUsdPerMillionTokens, "]"));
+      }
     }
     auto [it, inserted] = catalogue.index_.try_emplace(model.id, i);
     if (!inserted) {

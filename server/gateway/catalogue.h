@@ -35,6 +35,10 @@ namespace anyai::server {
 // The provider of a model or endpoint whose config names none: the offline stand-in (SPEC §5).
 inline constexpr char kBuiltinProvider[] = "builtin";
 
+// The most a price may be, in micro-USD per million tokens: $1 per token. Keeps a call's exact
+// cost (tokens times price) far inside 128 bits, and catches a price written per token.
+inline constexpr int64_t kMaxMicroUsdPerMillionTokens = int64_t{1'000'000'000'000};
+
 // One chat model.
 struct ModelInfo {
   std::string id;             // what requests name, e.g. "gpt-4o"; case-sensitive
@@ -42,9 +46,18 @@ struct ModelInfo {
   int64_t created = 0;        // seconds since the Unix epoch; 0 when unknown
   std::string feature_class;  // "llm", "closed_llm", or a class the config defines
   std::string provider;       // the ProviderConfig name that answers it, e.g. "builtin"
+  // Prices in micro-USD per million tokens (2500000 is $2.50 per million), for spend windows:
+  // 0 to kMaxMicroUsdPerMillionTokens; 0, the default of every seed model, costs nothing.
+  int64_t input_micro_usd_per_million_tokens = 0;   // prompt tokens
+  int64_t output_micro_usd_per_million_tokens = 0;  // completion tokens
 
   friend bool operator==(const ModelInfo&, const ModelInfo&) = default;
 };
+
+// What `prompt_tokens` and `completion_tokens` of `model` cost, in micro-USD: the exact cost
+// rounded up (a call is never charged less than it cost), saturating at INT64_MAX. A negative
+// token count counts as 0. Free models (both prices 0) cost 0.
+int64_t PriceMicroUsd(const ModelInfo& model, int64_t prompt_tokens, int64_t completion_tokens);
 
 // SPEC §2's default class of a chat model id: "closed_llm" for every id starting with "gpt-",
 // "claude-" or "gemini-" and for "sparkdesk" (case-sensitive), "llm" for every other id. The
@@ -66,8 +79,9 @@ class Catalogue {
   };
 
   // InvalidArgument, naming the entry ("models[3].id: ...", "model_aliases[0].alias: ..."),
-  // when an id is empty or repeated, a feature_class is empty, or an alias is empty, repeated,
-  // an id itself, or names no model. The provider may be empty (the config resolves it).
+  // when an id is empty or repeated, a feature_class is empty, a price is outside
+  // [0, kMaxMicroUsdPerMillionTokens], or an alias is empty, repeated, an id itself, or names
+  // no model. The provider may be empty (the config resolves it).
   static absl::StatusOr<Catalogue> Create(std::vector<ModelInfo> models,
                                           std::vector<Alias> aliases = {});
 

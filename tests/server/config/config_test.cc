@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -93,10 +94,46 @@ std::string PlansWithFreeLlmPerMinute(int64_t free_llm_minute) {
 
 // --- Defaults ---
 
+// The engine's default table as the config runs it: the reserve of a plan that names none is
+// the config's 1024 (it matters only with token windows, which the defaults do not have).
+quota::PlanTable DefaultPlansWithReserve() {
+  quota::PlanTable table = quota::DefaultPlanTable();
+  for (quota::Plan& plan : table.plans) {
+    if (plan.default_token_reserve == 0) plan.default_token_reserve = 1024;
+  }
+  return table;
+}
+
 TEST(DefaultConfigTest, PlansAreTheSeedsTables) {
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(DefaultConfig());
   ASSERT_OK(plans);
-  EXPECT_EQ(*plans, quota::DefaultPlanTable());
+  EXPECT_EQ(*plans, DefaultPlansWithReserve());
+  absl::StatusOr<quota::PlanTable> empty = PlanTableFromConfig(v1::ServerConfig());
+  ASSERT_OK(empty);
+  EXPECT_EQ(*empty, DefaultPlansWithReserve()) << "no plans in the config: the same table";
+}
+
+TEST(DefaultConfigTest, LimitsNoTokensSpendOrConcurrencyAndPricesNothing) {
+  const v1::ServerConfig c = DefaultConfig();
+  ASSERT_EQ(c.plans_size(), 2);
+  for (const v1::PlanConfig& plan : c.plans()) {
+    EXPECT_EQ(plan.default_token_reserve(), 1024) << plan.name();
+    for (const v1::FeatureClassLimits& limits : plan.classes()) {
+      EXPECT_EQ(limits.token_windows_size(), 0) << plan.name() << " " << limits.feature_class();
+      EXPECT_EQ(limits.spend_windows_size(), 0) << plan.name() << " " << limits.feature_class();
+      EXPECT_EQ(limits.max_concurrent(), 0) << plan.name() << " " << limits.feature_class();
+    }
+  }
+  for (const v1::ModelConfig& m : c.models()) {
+    EXPECT_EQ(m.input_usd_per_million_tokens(), 0) << m.id();
+    EXPECT_EQ(m.output_usd_per_million_tokens(), 0) << m.id();
+  }
+  EXPECT_FALSE(c.charge_upstream_failures());
+  absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(c);
+  ASSERT_OK(catalogue);
+  for (const ModelInfo& m : catalogue->models()) {
+    EXPECT_EQ(PriceMicroUsd(m, 1000000, 1000000), 0) << m.id;
+  }
 }
 
 TEST(DefaultConfigTest, EverySettingHasItsDocumentedDefault) {
@@ -280,7 +317,7 @@ TEST(MergeTest, ChangingOneCellMeansRestatingThePlans) {
   ASSERT_OK(ValidateConfig(c));
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(c);
   ASSERT_OK(plans);
-  quota::PlanTable expected = quota::DefaultPlanTable();
+  quota::PlanTable expected = DefaultPlansWithReserve();
   expected.plans[0].classes[0].windows[0].limit = 11;
   EXPECT_EQ(*plans, expected);
 }
@@ -620,6 +657,301 @@ TEST(ValidateConfigTest, RefusesNonPositiveTimeoutsAndSizes) {
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("max_messages")));
 }
 
+// --- Tokens, spend, concurrency ---
+
+// One plan with every new field set: what the round trips below carry.
+constexpr char kMeteredPlan[] = R"pb(
+  plans {
+    name: "gold"
+    max_message_chars: 100
+    default_token_reserve: 300
+    classes {
+      feature_class: "llm"
+      windows {
+        length { seconds: 60 }
+        max_requests: 10
+      }
+      token_windows {
+        length { seconds: 60 }
+        max_tokens: 20000
+      }
+      token_windows {
+        length { seconds: 86400 }
+        max_tokens: 1000000
+      }
+      spend_windows {
+        length { seconds: 86400 }
+        max_micro_usd: 1000000
+      }
+      spend_windows {
+        length { seconds: 2678400 }
+        max_micro_usd: 20000000
+      }
+      max_concurrent: 3
+    }
+    classes {
+      feature_class: "meta"
+      windows {
+        length { seconds: 60 }
+        max_requests: 600
+      }
+    }
+  }
+  anonymous_plan: "gold"
+  models { id: "my-llama" owned_by: "me" }
+  image_generation { models: "img" provider: "builtin" }
+)pb";
+
+// kMeteredPlan as the engine should get it.
+quota::PlanTable MeteredPlanTable() {
+  quota::ClassLimits llm{
+      .feature_class = "llm",
+      .windows = {{absl::Minutes(1), 10}},
+      .token_windows = {{absl::Minutes(1), 20000}, {absl::Hours(24), 1000000}},
+      .spend_windows = {{absl::Hours(24), 1000000}, {absl::Hours(24 * 31), 20000000}},
+      .max_concurrent = 3};
+  quota::ClassLimits meta{.feature_class = "meta", .windows = {{absl::Minutes(1), 600}}};
+  return quota::PlanTable{.plans = {quota::Plan{.name = "gold",
+                                                .max_message_chars = 100,
+                                                .default_token_reserve = 300,
+                                                .classes = {llm, meta}}}};
+}
+
+// kMeteredPlan with the classes image_generation, imagine, globalask and vision (which every
+// config must meter) copied from llm's request window, so that ValidateConfig passes.
+std::string MeteredConfigText() {
+  v1::ServerConfig c = FromText(kMeteredPlan);
+  for (const char* name : {"image_generation", "imagine", "globalask", "vision"}) {
+    v1::FeatureClassLimits* limits = c.mutable_plans(0)->add_classes();
+    limits->set_feature_class(name);
+    *limits->add_windows() = c.plans(0).classes(0).windows(0);
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(c, &text);
+  return text;
+}
+
+TEST(TokenLimitsTest, EveryNewPlanFieldReachesTheEngine) {
+  const v1::ServerConfig c = FromText(kMeteredPlan);
+  absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(c);
+  ASSERT_OK(plans);
+  EXPECT_EQ(*plans, MeteredPlanTable());
+  EXPECT_OK(ValidateConfig(FromText(MeteredConfigText())));
+}
+
+TEST(TokenLimitsTest, PlansRoundTripThroughTheConfig) {
+  const quota::PlanTable table = MeteredPlanTable();
+  v1::ServerConfig c;
+  *c.mutable_plans() = PlansToConfig(table);
+  EXPECT_EQ(c.plans(0).classes(0).token_windows(1).max_tokens(), 1000000);
+  EXPECT_EQ(c.plans(0).classes(0).spend_windows(1).length().seconds(), 2678400);
+  EXPECT_EQ(c.plans(0).classes(0).max_concurrent(), 3);
+  EXPECT_EQ(c.plans(0).default_token_reserve(), 300);
+  absl::StatusOr<quota::PlanTable> back = PlanTableFromConfig(c);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, table);
+}
+
+TEST(TokenLimitsTest, ThePrintedConfigCarriesEveryNewField) {
+  v1::ServerConfig c = FromText(MeteredConfigText());
+  c.set_charge_upstream_failures(true);
+  c.mutable_models(0)->set_input_usd_per_million_tokens(0.15);
+  c.mutable_models(0)->set_output_usd_per_million_tokens(0.6);
+  const std::string text = RedactedConfigText(c);
+  EXPECT_THAT(text, AllOf(HasSubstr("token_windows"), HasSubstr("spend_windows"),
+                          HasSubstr("max_micro_usd: 20000000"), HasSubstr("max_concurrent: 3"),
+                          HasSubstr("default_token_reserve: 300"),
+                          HasSubstr("input_usd_per_million_tokens: 0.15"),
+                          HasSubstr("charge_upstream_failures: true")));
+  absl::StatusOr<v1::ServerConfig> again = ParseConfig(text, ConfigFormat::kTextproto, "printed");
+  ASSERT_OK(again);
+  EXPECT_TRUE(MessageDifferencer::Equals(*again, c));
+}
+
+TEST(TokenLimitsTest, JsonTakesTheNewFieldsInEitherSpelling) {
+  absl::StatusOr<v1::ServerConfig> c = ParseConfig(R"json({
+    "plans": [{"name": "gold", "defaultTokenReserve": 64, "classes": [
+      {"feature_class": "llm", "windows": [{"length": "60s", "max_requests": 5}],
+       "tokenWindows": [{"length": "60s", "maxTokens": 900}],
+       "spend_windows": [{"length": "3600s", "max_micro_usd": "2500000"}],
+       "maxConcurrent": 2}]}],
+    "models": [{"id": "gpt-4o", "inputUsdPerMillionTokens": 2.5,
+                "output_usd_per_million_tokens": 10}],
+    "chargeUpstreamFailures": true
+  })json",
+                                                   ConfigFormat::kJson, "f.json");
+  ASSERT_OK(c);
+  const v1::FeatureClassLimits& llm = c->plans(0).classes(0);
+  EXPECT_EQ(c->plans(0).default_token_reserve(), 64);
+  EXPECT_EQ(llm.token_windows(0).max_tokens(), 900);
+  EXPECT_EQ(llm.spend_windows(0).max_micro_usd(), 2500000);
+  EXPECT_EQ(llm.max_concurrent(), 2);
+  EXPECT_TRUE(c->charge_upstream_failures());
+  absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(*c);
+  ASSERT_OK(catalogue);
+  EXPECT_EQ(catalogue->Find("gpt-4o")->input_micro_usd_per_million_tokens, 2500000);
+  EXPECT_EQ(catalogue->Find("gpt-4o")->output_micro_usd_per_million_tokens, 10000000);
+}
+
+TEST(TokenLimitsTest, AnUnsetReserveIs1024AndChargeUpstreamFailuresIsOff) {
+  v1::ServerConfig c = FromText(MeteredConfigText());
+  EXPECT_FALSE(c.charge_upstream_failures());
+  c.mutable_plans(0)->set_default_token_reserve(0);
+  absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(c);
+  ASSERT_OK(plans);
+  EXPECT_EQ(plans->plans[0].default_token_reserve, 1024);
+  // Merged over the defaults, the derived default is written out.
+  c = FromText(R"pb(
+    plans {
+      name: "free"
+      classes {
+        feature_class: "llm"
+        windows {
+          length { seconds: 60 }
+          max_requests: 1
+        }
+      }
+    }
+  )pb");
+  EXPECT_EQ(c.plans(0).default_token_reserve(), 1024);
+  EXPECT_TRUE(FromText("charge_upstream_failures: true").charge_upstream_failures());
+}
+
+// ValidateConfig of MeteredConfigText() with `edit` applied to its one plan.
+absl::Status ValidateMeteredWith(void (*edit)(v1::PlanConfig&)) {
+  v1::ServerConfig c = FromText(MeteredConfigText());
+  edit(*c.mutable_plans(0));
+  return ValidateConfig(c);
+}
+
+TEST(TokenLimitsTest, EachBadFieldIsNamedByItsPath) {
+  struct Case {
+    void (*edit)(v1::PlanConfig&);
+    const char* message;
+  };
+  const Case cases[] = {
+      {[](v1::PlanConfig& p) { p.mutable_classes(0)->mutable_token_windows(0)->set_max_tokens(0); },
+       "plans[0].classes[0].token_windows[0].max_tokens: 0 is outside [1, 1125899906842624]"},
+      {[](v1::PlanConfig& p) {
+         p.mutable_classes(0)->mutable_token_windows(1)->set_max_tokens(quota::kMaxCostPerWindow +
+                                                                        1);
+       },
+       "plans[0].classes[0].token_windows[1].max_tokens: 1125899906842625 is outside"},
+      {[](v1::PlanConfig& p) { p.mutable_classes(0)->mutable_token_windows(1)->clear_length(); },
+       "plans[0].classes[0].token_windows[1].length: required"},
+      {[](v1::PlanConfig& p) {
+         p.mutable_classes(0)->mutable_token_windows(0)->mutable_length()->set_nanos(-1);
+       },
+       "plans[0].classes[0].token_windows[0].length: not a valid google.protobuf.Duration"},
+      {[](v1::PlanConfig& p) {
+         p.mutable_classes(0)->mutable_spend_windows(1)->set_max_micro_usd(-1);
+       },
+       "plans[0].classes[0].spend_windows[1].max_micro_usd: -1 is outside [1, 1125899906842624]"},
+      {[](v1::PlanConfig& p) { p.mutable_classes(0)->mutable_spend_windows(0)->clear_length(); },
+       "plans[0].classes[0].spend_windows[0].length: required"},
+      {[](v1::PlanConfig& p) { p.mutable_classes(0)->set_max_concurrent(-1); },
+       "plans[0].classes[0].max_concurrent: -1 is outside [0, 1048576] (0: no limit)"},
+      {[](v1::PlanConfig& p) {
+         p.mutable_classes(1)->set_max_concurrent(quota::kMaxConcurrent + 1);
+       },
+       "plans[0].classes[1].max_concurrent: 1048577 is outside [0, 1048576]"},
+      {[](v1::PlanConfig& p) { p.set_default_token_reserve(-5); },
+       "plans[0].default_token_reserve: -5 is outside [0, 1125899906842624] (0: 1024)"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(ValidateMeteredWith(c.edit),
+                StatusIs(absl::StatusCode::kInvalidArgument, StartsWith(c.message)))
+        << c.message;
+  }
+}
+
+TEST(TokenLimitsTest, RulesAcrossWindowsAreTheEnginesPrefixedWithPlans) {
+  // Longer than 31 days.
+  EXPECT_THAT(
+      ValidateMeteredWith([](v1::PlanConfig& p) {
+        p.mutable_classes(0)->mutable_spend_windows(1)->mutable_length()->set_seconds(2678400 +
+                                                                                      86400);
+      }),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(StartsWith("plans: plan \"gold\", class \"llm\""), HasSubstr("31 days"))));
+  // Two token windows of one length.
+  EXPECT_THAT(
+      ValidateMeteredWith([](v1::PlanConfig& p) {
+        *p.mutable_classes(0)->mutable_token_windows(1)->mutable_length() =
+            p.classes(0).token_windows(0).length();
+      }),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(StartsWith("plans: plan \"gold\", class \"llm\""), HasSubstr("twice"))));
+  // Not a multiple of the shortest token window.
+  EXPECT_THAT(
+      ValidateMeteredWith([](v1::PlanConfig& p) {
+        p.mutable_classes(0)->mutable_token_windows(1)->mutable_length()->set_seconds(90);
+      }),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(StartsWith("plans: plan \"gold\", class \"llm\""), HasSubstr("multiple"))));
+}
+
+TEST(PricesTest, AreWholeMicroUsdPerMillionTokensRoundedToTheNearest) {
+  v1::ServerConfig c = FromText(R"pb(
+    models {
+      id: "gpt-4o-mini"
+      input_usd_per_million_tokens: 0.15
+      output_usd_per_million_tokens: 0.6
+    }
+    models {
+      id: "claude-3-opus-20240229"
+      input_usd_per_million_tokens: 15
+      output_usd_per_million_tokens: 75
+    }
+    models { id: "tiny" input_usd_per_million_tokens: 0.0000006 }
+    models { id: "my-llama" }
+  )pb");
+  ASSERT_OK(ValidateConfig(c));
+  absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(c);
+  ASSERT_OK(catalogue);
+  const ModelInfo& mini = *catalogue->Find("gpt-4o-mini");
+  EXPECT_EQ(mini.input_micro_usd_per_million_tokens, 150000);
+  EXPECT_EQ(mini.output_micro_usd_per_million_tokens, 600000);
+  const ModelInfo& opus = *catalogue->Find("claude-3-opus-20240229");
+  EXPECT_EQ(opus.input_micro_usd_per_million_tokens, 15000000);
+  EXPECT_EQ(opus.output_micro_usd_per_million_tokens, 75000000);
+  EXPECT_EQ(catalogue->Find("tiny")->input_micro_usd_per_million_tokens, 1);
+  EXPECT_EQ(catalogue->Find("my-llama")->input_micro_usd_per_million_tokens, 0);
+  EXPECT_EQ(catalogue->Find("my-llama")->output_micro_usd_per_million_tokens, 0);
+  // 1000 prompt and 500 completion tokens of opus: 0.015 + 0.0375 USD.
+  EXPECT_EQ(PriceMicroUsd(opus, 1000, 500), 52500);
+}
+
+TEST(PricesTest, EachBadPriceIsNamedByItsPath) {
+  struct Case {
+    double usd;
+    const char* problem;
+  };
+  for (const Case& bad : {Case{-0.5, "-0.5 is outside [0, 1000000] USD per million tokens"},
+                          Case{1e6 + 1, "1000001 is outside [0, 1000000]"},
+                          Case{std::numeric_limits<double>::quiet_NaN(), "finite"},
+                          Case{std::numeric_limits<double>::infinity(), "finite"},
+                          Case{0.0000004, "4e-07 is below the resolution"}}) {
+    for (bool output : {false, true}) {
+      v1::ServerConfig c = DefaultConfig();
+      v1::ModelConfig* m = c.mutable_models(3);
+      output ? m->set_output_usd_per_million_tokens(bad.usd)
+             : m->set_input_usd_per_million_tokens(bad.usd);
+      const std::string field =
+          absl::StrCat("models[3].", output ? "output" : "input", "_usd_per_million_tokens: ");
+      EXPECT_THAT(ValidateConfig(c), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              AllOf(StartsWith(field), HasSubstr(bad.problem))))
+          << bad.usd;
+      EXPECT_THAT(CatalogueFromConfig(c),
+                  StatusIs(absl::StatusCode::kInvalidArgument, StartsWith(field)))
+          << bad.usd;
+    }
+  }
+  v1::ServerConfig c = DefaultConfig();
+  c.mutable_models(3)->set_input_usd_per_million_tokens(1e6);
+  EXPECT_OK(ValidateConfig(c)) << "$1 per token is the most";
+}
+
 // --- Flags and environment ---
 
 TEST(OverrideTest, FlagsWinOverTheFile) {
@@ -728,6 +1060,73 @@ TEST(ExampleConfigTest, TheDocumentedTextprotoIsExactlyTheDefaults) {
   MessageDifferencer differencer;
   differencer.ReportDifferencesToString(&diff);
   EXPECT_TRUE(differencer.Compare(DefaultConfig(), *c)) << diff;
+}
+
+// deploy/config/token-limits.textproto: the seed's request limits and catalogue, plus tokens,
+// spend, concurrency and prices. Fails when the file is broken or drifts from the seed.
+TEST(ExampleConfigTest, TheTokenLimitsExampleIsTheSeedPlusTokensSpendConcurrencyAndPrices) {
+  absl::StatusOr<v1::ServerConfig> c =
+      LoadConfigFile(ANYAI_SOURCE_DIR "/deploy/config/token-limits.textproto");
+  ASSERT_OK(c);
+  ASSERT_OK(ValidateConfig(*c));
+  absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(*c);
+  ASSERT_OK(plans);
+  const quota::PlanTable seed = quota::DefaultPlanTable();
+  ASSERT_EQ(plans->plans.size(), seed.plans.size());
+  for (size_t i = 0; i < seed.plans.size(); ++i) {
+    const quota::Plan& plan = plans->plans[i];
+    EXPECT_EQ(plan.name, seed.plans[i].name);
+    EXPECT_EQ(plan.max_message_chars, seed.plans[i].max_message_chars);
+    EXPECT_GT(plan.default_token_reserve, 0);
+    EXPECT_NE(plan.default_token_reserve, 1024) << plan.name << ": the file sets its own";
+    ASSERT_EQ(plan.classes.size(), seed.plans[i].classes.size()) << plan.name;
+    for (size_t j = 0; j < plan.classes.size(); ++j) {
+      const quota::ClassLimits& limits = plan.classes[j];
+      const std::string where = absl::StrCat(plan.name, " ", limits.feature_class);
+      EXPECT_EQ(limits.feature_class, seed.plans[i].classes[j].feature_class) << where;
+      EXPECT_EQ(limits.windows, seed.plans[i].classes[j].windows) << where << ": the seed's";
+      EXPECT_GT(limits.max_concurrent, 0) << where;
+      const bool chat =
+          limits.feature_class == quota::kLlm || limits.feature_class == quota::kClosedLlm;
+      EXPECT_EQ(limits.token_windows.empty(), !chat) << where;
+      EXPECT_EQ(limits.spend_windows.empty(), limits.feature_class != quota::kClosedLlm) << where;
+    }
+  }
+  // The figures the file's comments promise.
+  const quota::ClassLimits& free_llm = *plans->Find("free")->Find(quota::kLlm);
+  EXPECT_THAT(free_llm.token_windows, ElementsAre(quota::Window{absl::Minutes(1), 20000},
+                                                  quota::Window{absl::Hours(24), 1000000}));
+  EXPECT_EQ(plans->Find("free")->Find(quota::kClosedLlm)->spend_windows[0],
+            (quota::Window{absl::Hours(24), 1000000}));
+  EXPECT_EQ(plans->Find("premium")->Find(quota::kClosedLlm)->spend_windows[0],
+            (quota::Window{absl::Hours(24), 10000000}));
+
+  absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(*c);
+  ASSERT_OK(catalogue);
+  const std::vector<ModelInfo> defaults = DefaultModels();
+  ASSERT_EQ(catalogue->size(), defaults.size());
+  for (size_t i = 0; i < defaults.size(); ++i) {
+    ModelInfo m = catalogue->models()[i];
+    const bool priced = m.input_micro_usd_per_million_tokens > 0;
+    EXPECT_EQ(priced, m.output_micro_usd_per_million_tokens > 0) << m.id;
+    EXPECT_EQ(priced, m.feature_class == quota::kClosedLlm && m.id != "sparkdesk") << m.id;
+    m.input_micro_usd_per_million_tokens = 0;
+    m.output_micro_usd_per_million_tokens = 0;
+    EXPECT_EQ(m, defaults[i]) << "the seed's catalogue row, verbatim";
+  }
+  EXPECT_EQ(catalogue->Find("gpt-4o")->input_micro_usd_per_million_tokens, 2500000);
+  EXPECT_EQ(catalogue->Find("gpt-4o")->output_micro_usd_per_million_tokens, 10000000);
+  EXPECT_EQ(catalogue->Find("gpt-4o-mini")->input_micro_usd_per_million_tokens, 150000);
+  EXPECT_EQ(catalogue->Find("gemini-1.5-flash")->input_micro_usd_per_million_tokens, 75000);
+
+  // Everything else is the default.
+  v1::ServerConfig rest = *c;
+  v1::ServerConfig defaults_rest = DefaultConfig();
+  for (v1::ServerConfig* x : {&rest, &defaults_rest}) {
+    x->clear_plans();
+    x->clear_models();
+  }
+  EXPECT_TRUE(MessageDifferencer::Equals(rest, defaults_rest));
 }
 
 TEST(ExampleConfigTest, TheJsonUpstreamExampleLoadsAndValidates) {

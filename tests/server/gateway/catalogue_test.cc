@@ -1,5 +1,7 @@
 #include "server/gateway/catalogue.h"
 
+#include <cstdint>
+#include <limits>
 #include <set>
 #include <string>
 #include <utility>
@@ -239,6 +241,56 @@ TEST(EndpointModelsTest, ContainsIsExactAndResolveFallsBackToTheDefault) {
   EXPECT_FALSE(vision.Contains(""));
   EXPECT_EQ(vision.Resolve(""), "gemini-pro-vision");
   EXPECT_EQ(vision.Resolve("gpt-4o"), "gpt-4o");
+}
+
+// --- Prices ---
+
+ModelInfo Priced(int64_t input, int64_t output) {
+  ModelInfo m{"m", "me", 0, "closed_llm", "builtin"};
+  m.input_micro_usd_per_million_tokens = input;
+  m.output_micro_usd_per_million_tokens = output;
+  return m;
+}
+
+TEST(PriceMicroUsdTest, IsTheExactCostRoundedUp) {
+  // gpt-4o at $2.50 / $10 per million: 1000 prompt and 500 completion tokens cost $0.0075.
+  EXPECT_EQ(PriceMicroUsd(Priced(2500000, 10000000), 1000, 500), 7500);
+  // One token at $0.15 per million is 0.15 micro-USD: charged 1, never 0.
+  EXPECT_EQ(PriceMicroUsd(Priced(150000, 600000), 1, 0), 1);
+  EXPECT_EQ(PriceMicroUsd(Priced(150000, 600000), 0, 1), 1);
+  // 0.15 + 0.6 = 0.75 micro-USD: rounded up once, over the sum, not per term.
+  EXPECT_EQ(PriceMicroUsd(Priced(150000, 600000), 1, 1), 1);
+  EXPECT_EQ(PriceMicroUsd(Priced(150000, 600000), 10, 10), 8);              // 7.5
+  EXPECT_EQ(PriceMicroUsd(Priced(1000000, 0), 1000000, 1000000), 1000000);  // exact: no + 1
+}
+
+TEST(PriceMicroUsdTest, FreeModelsAndNoTokensCostNothing) {
+  EXPECT_EQ(PriceMicroUsd(Priced(0, 0), 1000000, 1000000), 0);
+  EXPECT_EQ(PriceMicroUsd(Priced(2500000, 10000000), 0, 0), 0);
+  EXPECT_EQ(PriceMicroUsd(Priced(2500000, 10000000), -5, -7), 0) << "negative counts as 0";
+  EXPECT_EQ(PriceMicroUsd(Priced(2500000, 10000000), -5, 100), 1000);
+}
+
+TEST(PriceMicroUsdTest, SaturatesInsteadOfOverflowing) {
+  constexpr int64_t kMost = std::numeric_limits<int64_t>::max();
+  const ModelInfo dear = Priced(kMaxMicroUsdPerMillionTokens, kMaxMicroUsdPerMillionTokens);
+  EXPECT_EQ(PriceMicroUsd(dear, kMost, kMost), kMost);
+  // Just below the edge the figure is exact: $1 per token, so micro-USD = 10^6 per token.
+  EXPECT_EQ(PriceMicroUsd(dear, 1000000, 0), int64_t{1000000} * 1000000);
+}
+
+TEST(CatalogueTest, RefusesAPriceOutsideItsRangeNamingIt) {
+  std::vector<ModelInfo> models = {Priced(0, 0)};
+  models[0].output_micro_usd_per_million_tokens = -1;
+  EXPECT_THAT(Catalogue::Create(models),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("models[0].output_micro_usd_per_million_tokens: -1")));
+  models[0] = Priced(kMaxMicroUsdPerMillionTokens + 1, 0);
+  EXPECT_THAT(Catalogue::Create(models),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("models[0].input_micro_usd_per_million_tokens")));
+  models[0] = Priced(kMaxMicroUsdPerMillionTokens, kMaxMicroUsdPerMillionTokens);
+  EXPECT_TRUE(Catalogue::Create(models).ok());
 }
 
 }  // namespace
