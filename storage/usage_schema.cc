@@ -1,6 +1,5 @@
 #include "storage/usage_schema.h"
 
-#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -8,18 +7,39 @@
 #include "storage/usage_row.h"
 
 namespace anyai::storage {
+namespace {
+
+bool Finite(absl::Duration d) {
+  return d != absl::InfiniteDuration() && d != -absl::InfiniteDuration();
+}
+
+}  // namespace
+
+const MeterWindows& ClassInfo::of(quota::Meter meter) const {
+  switch (meter) {
+    case quota::Meter::kTokens:
+      return tokens;
+    case quota::Meter::kSpend:
+      return spend;
+    case quota::Meter::kRequests:
+      break;
+  }
+  return requests;
+}
+
+MeterWindows& ClassInfo::of(quota::Meter meter) {
+  return const_cast<MeterWindows&>(static_cast<const ClassInfo&>(*this).of(meter));
+}
 
 std::vector<ClassInfo> UsageClassesOf(const quota::Engine& engine) {
   std::vector<ClassInfo> classes;
+  classes.reserve(engine.class_count());
   for (int i = 0; i < engine.class_count(); ++i) {
     const quota::ClassId id{i};
-    ClassInfo info{engine.class_name(id), engine.SubBucketWidth(id), absl::ZeroDuration()};
-    for (const quota::Plan& plan : engine.plans().plans) {
-      const quota::ClassLimits* limits = plan.Find(info.name);
-      if (limits == nullptr) continue;
-      for (const quota::Window& window : limits->windows) {
-        info.longest_window = std::max(info.longest_window, window.length);
-      }
+    ClassInfo info{.name = engine.class_name(id)};
+    for (const quota::Meter meter : quota::kMeters) {
+      info.of(meter) = {.sub_bucket = engine.SubBucketWidth(id, meter),
+                        .longest_window = engine.LongestWindow(id, meter)};
     }
     classes.push_back(std::move(info));
   }
@@ -38,13 +58,18 @@ absl::StatusOr<std::unique_ptr<UsageSchema>> UsageSchema::Create(std::vector<Cla
     if (!seen.emplace(c.name, i).second) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": duplicate name"));
     }
-    if (c.sub_bucket <= absl::ZeroDuration() || c.sub_bucket == absl::InfiniteDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": sub_bucket must be positive and finite"));
-    }
-    if (c.longest_window < c.sub_bucket || c.longest_window == absl::InfiniteDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": longest_window must be finite and at least sub_bucket"));
+    for (const quota::Meter meter : quota::kMeters) {
+      const MeterWindows& w = c.of(meter);
+      if (w == MeterWindows{}) continue;  // no windows of this meter
+      const std::string what = absl::StrCat(where, " ", quota::MeterName(meter), ": ");
+      if (w.sub_bucket <= absl::ZeroDuration() || !Finite(w.sub_bucket)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, "sub_bucket must be positive and finite (or zero with longest_window)"));
+      }
+      if (w.longest_window < w.sub_bucket || !Finite(w.longest_window)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, "longest_window must be finite and at least sub_bucket"));
+      }
     }
   }
   return std::unique_ptr<UsageSchema>(new UsageSchema(std::move(classes)));
@@ -61,11 +86,14 @@ int UsageSchema::Find(std::string_view name) const {
   return it == index_by_name_.end() ? -1 : it->second;
 }
 
-bool UsageSchema::Expired(int class_index, int64_t bucket, absl::Time now) const {
-  const ClassInfo& c = classes_[class_index];
+bool UsageSchema::Expired(int class_index, quota::Meter meter, int64_t bucket,
+                          absl::Time now) const {
+  const MeterWindows& w = classes_[class_index].of(meter);
+  // Without a sub-bucket width the bucket cannot be dated: keep it (see the header).
+  if (!w.has_windows()) return false;
   // absl::Duration saturates instead of overflowing, so huge buckets simply never expire.
-  const absl::Time bucket_end = absl::UnixEpoch() + c.sub_bucket * bucket + c.sub_bucket;
-  return bucket_end < now - c.longest_window - c.sub_bucket;
+  const absl::Time bucket_end = absl::UnixEpoch() + w.sub_bucket * bucket + w.sub_bucket;
+  return bucket_end < now - w.longest_window - w.sub_bucket;
 }
 
 bool UsageSchema::RowExpired(std::string_view row_key, absl::Time now) const {
@@ -73,7 +101,7 @@ bool UsageSchema::RowExpired(std::string_view row_key, absl::Time now) const {
   if (!row.has_value()) return false;
   const int class_index = Find(row->class_name);
   if (class_index < 0) return false;
-  return Expired(class_index, row->bucket, now);
+  return Expired(class_index, row->meter, row->bucket, now);
 }
 
 }  // namespace anyai::storage

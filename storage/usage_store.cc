@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
 #include "storage/usage_row.h"
 
 namespace anyai::storage {
@@ -40,32 +41,53 @@ UsageStore::UsageStore(Database& db, std::shared_ptr<const UsageRetention> reten
 
 UsageStore::~UsageStore() { db_.SetUsageRetention(nullptr); }
 
-absl::Status UsageStore::Record(const quota::Admission& admission) {
-  if (absl::Status s = ValidateTenant(admission.tenant); !s.ok()) return s;
-  const int class_index = admission.feature_class.index;
-  if (class_index < 0 || class_index >= schema().size()) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown feature class index ", class_index));
+absl::Status UsageStore::Record(absl::Span<const quota::Admission> changes) {
+  // Everything is checked before anything is written: a batch is stored whole or not at all.
+  for (size_t i = 0; i < changes.size(); ++i) {
+    if (absl::Status s = ValidateChange(changes[i]); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("usage change ", i, ": ", s.message()));
+    }
   }
-  if (admission.bucket < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("negative bucket ", admission.bucket));
+  rocksdb::WriteBatch batch;
+  for (const quota::Admission& change : changes) {
+    if (change.cost == 0) continue;
+    const std::string key = EncodeUsageRowKey(
+        change.tenant, schema().at(change.feature_class.index).name, change.meter, change.bucket);
+    if (absl::Status s = FromRocksDb(batch.Merge(db_.usage(), key, EncodeCount(change.cost)),
+                                     "building a usage batch");
+        !s.ok()) {
+      return s;
+    }
   }
-  if (admission.cost < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("negative cost ", admission.cost));
-  }
-  if (admission.cost == 0) return absl::OkStatus();
+  if (batch.Count() == 0) return absl::OkStatus();
 
-  const std::string key =
-      EncodeUsageRowKey(admission.tenant, schema().at(class_index).name, admission.bucket);
-  const std::string value = EncodeCount(static_cast<uint64_t>(admission.cost));
   const WriteMeter::TimePoint started = write_meter_.Start();
   absl::Status status = db_.CheckInjectedFailure(/*write=*/true);
   if (status.ok()) {
     status = FromRocksDb(
-        db_.db()->Merge(db_.write_options(), db_.usage(), key, value),
-        absl::StrCat("recording usage of tenant \"", Printable(admission.tenant), "\""));
+        db_.db()->Write(db_.write_options(), &batch),
+        absl::StrCat(
+            "recording usage of tenant \"", Printable(changes[0].tenant), "\"",
+            changes.size() > 1 ? absl::StrCat(" (", changes.size(), " changes)") : std::string()));
   }
   write_meter_.Finish(started, status.ok());
   return status;
+}
+
+absl::Status UsageStore::ValidateChange(const quota::Admission& change) const {
+  if (absl::Status s = ValidateTenant(change.tenant); !s.ok()) return s;
+  const int class_index = change.feature_class.index;
+  if (class_index < 0 || class_index >= schema().size()) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown feature class index ", class_index));
+  }
+  if (!IsKnownMeter(change.meter)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown meter ", static_cast<int>(change.meter)));
+  }
+  if (change.bucket < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("negative bucket ", change.bucket));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<quota::BucketCount>> UsageStore::Load(std::string_view tenant) {
@@ -88,16 +110,17 @@ absl::StatusOr<std::vector<quota::BucketCount>> UsageStore::Load(std::string_vie
     if (!row.has_value() || row->tenant != tenant) continue;
     const int class_index = schema().Find(row->class_name);
     if (class_index < 0) continue;
-    const std::optional<uint64_t> count =
+    const std::optional<int64_t> count =
         DecodeCount(std::string_view(it->value().data(), it->value().size()));
     if (!count.has_value()) {
-      return absl::DataLossError(absl::StrCat("usage row of tenant \"", Printable(tenant),
-                                              "\" class ", std::string(row->class_name), " bucket ",
-                                              row->bucket, " does not decode"));
+      return absl::DataLossError(absl::StrCat(
+          "usage row of tenant \"", Printable(tenant), "\" class ", std::string(row->class_name),
+          " ", quota::MeterName(row->meter), " bucket ", row->bucket, " does not decode"));
     }
     counts.push_back(quota::BucketCount{.feature_class = quota::ClassId{class_index},
                                         .bucket = row->bucket,
-                                        .count = static_cast<int64_t>(*count)});
+                                        .count = *count,
+                                        .meter = row->meter});
   }
   if (!it->status().ok()) {
     return FromRocksDb(it->status(),

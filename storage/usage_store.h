@@ -1,17 +1,21 @@
 // Usage persistence for the quota engine (SPEC §6, "limits survive restarts"): a UsageStore is
-// both the engine's UsageSink (every admission is written before Admit() returns) and its
-// UsageLoader (a tenant's counts are read back on its first use after a start or an eviction).
+// both the engine's UsageSink (every change to usage is written before the call that made it
+// returns) and its UsageLoader (a tenant's counts are read back on its first use after a start
+// or an eviction).
 //
 //   auto db = Database::Open({.data_dir = dir});
 //   auto usage = UsageStore::Open(**db, classes);  // classes[i] describes ClassId{i}
 //   EngineOptions options{.sink = usage->get(), .loader = usage->get()};
 //
-// Record() is one RocksDB Merge that adds the admission's cost to the row (tenant, class,
-// sub-bucket) (layout in usage_row.h), written with the Database's Durability before it
-// returns: in the default kProcessCrash mode an acknowledged admission survives kill -9; in
-// kFsync it survives power loss. Load() is one prefix scan of the tenant's rows. Rows expire by
-// compaction: once a row's sub-bucket ended more than (longest window + one sub-bucket) ago, the
-// next compaction that touches it drops it (usage_schema.h); CompactNow() forces one.
+// Record() writes one RocksDB WriteBatch holding one Merge per change, which adds the change's
+// cost (negative for a refund) to the row (tenant, class, meter, sub-bucket) (layout in
+// usage_row.h). The batch is one write with the Database's Durability, so a call's changes are
+// stored all together or not at all, across a crash too: in the default kProcessCrash mode an
+// acknowledged batch survives kill -9; in kFsync it survives power loss. Load() is one prefix
+// scan of the tenant's rows. Rows expire by compaction, per class and meter: once a row's
+// sub-bucket ended more than (the meter's longest window + one sub-bucket) ago, the next
+// compaction that touches it drops it (usage_schema.h, which also says what is kept);
+// CompactNow() forces one.
 //
 // Tenants are opaque strings, used as given (the server passes e.g. `key:<key_id>` or
 // `ip:203.0.113.7`): non-empty, at most kMaxTenantSize bytes, no '\0' (INVALID_ARGUMENT
@@ -33,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "quota/engine.h"
 #include "storage/database.h"
 #include "storage/usage_schema.h"
@@ -56,14 +61,20 @@ class UsageStore final : public quota::UsageSink, public quota::UsageLoader {
   UsageStore(const UsageStore&) = delete;
   UsageStore& operator=(const UsageStore&) = delete;
 
-  // Adds admission.cost (>= 0; 0 writes nothing) to the admission's row. INVALID_ARGUMENT for
-  // a bad tenant, an unknown class, a negative bucket or cost; UNAVAILABLE if the write fails.
-  absl::Status Record(const quota::Admission& admission) override;
+  // Adds each change's cost (any sign) to its row, all in one write: every change is
+  // validated first, and INVALID_ARGUMENT for any one of them (naming it: a bad tenant, an
+  // unknown class or meter, a negative bucket) writes nothing. Changes of cost 0 are skipped;
+  // a batch of nothing else (or an empty one) writes nothing and succeeds. UNAVAILABLE if the
+  // write fails, and then nothing of the batch is stored. Tenants may differ between changes.
+  absl::Status Record(absl::Span<const quota::Admission> changes) override;
 
-  // Every row of `tenant` whose class this store knows, in (class name, bucket) order; rows of
-  // unknown classes are skipped. Rows not yet dropped by compaction may be older than any
-  // window (the engine ignores them). INVALID_ARGUMENT for a bad tenant; DATA_LOSS for a row
-  // whose value does not decode; UNAVAILABLE if the read fails.
+  // Every row of `tenant` whose class this store knows, with its meter, in key order (by class
+  // name, then meter, then bucket; usage_row.h); rows of unknown classes and keys that do not
+  // decode are skipped. A count is the row's net sum: it may be zero, or negative when a
+  // refund arrived after compaction had dropped its reservation's expired row. Rows not yet
+  // dropped by compaction may be older than any window (the engine ignores them, and counts
+  // <= 0). INVALID_ARGUMENT for a bad tenant; DATA_LOSS for a row whose value does not decode;
+  // UNAVAILABLE if the read fails.
   absl::StatusOr<std::vector<quota::BucketCount>> Load(std::string_view tenant) override;
 
   // Compacts the whole usage column family now, dropping every expired row. For tests and ops;
@@ -71,11 +82,14 @@ class UsageStore final : public quota::UsageSink, public quota::UsageLoader {
   absl::Status CompactNow();
 
   const UsageSchema& schema() const { return *retention_->schema; }
-  // Counters of Record()'s writes (see write_stats.h).
+  // Counters of Record()'s writes (see write_stats.h): one per batch that reached the write,
+  // none for a batch refused by validation or with nothing to write.
   WriteStats write_stats() const { return write_meter_.Snapshot(); }
 
  private:
   UsageStore(Database& db, std::shared_ptr<const UsageRetention> retention);
+  // INVALID_ARGUMENT (without the change's index) if `change` cannot be written.
+  absl::Status ValidateChange(const quota::Admission& change) const;
 
   Database& db_;
   const std::shared_ptr<const UsageRetention> retention_;
