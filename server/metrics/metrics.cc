@@ -37,6 +37,21 @@ std::string WindowLabel(absl::Duration d) {
   return absl::StrCat(absl::ToDoubleSeconds(d), "s");
 }
 
+// The `limit` label of a refusal: what kind of limit refused.
+const char* LimitLabel(quota::LimitKind kind) {
+  switch (kind) {
+    case quota::LimitKind::kRequests:
+      return "requests";
+    case quota::LimitKind::kTokens:
+      return "tokens";
+    case quota::LimitKind::kSpend:
+      return "spend";
+    case quota::LimitKind::kConcurrency:
+      return "concurrency";
+  }
+  return "requests";
+}
+
 prometheus::ClientMetric Value(double v, prometheus::MetricType type,
                                std::vector<prometheus::ClientMetric::Label> labels = {}) {
   prometheus::ClientMetric m;
@@ -221,29 +236,43 @@ std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSou
           .Name("anyai_quota_decisions_total")
           .Help(
               "Quota engine decisions, by feature class, plan and outcome (admitted, or "
-              "refused with the window that refused).")
+              "refused with the limit that refused: its kind, requests, tokens, spend or "
+              "concurrency, and its window, empty for concurrency).")
           .Register(*m->registry_);
   const quota::PlanTable& plans = engine.plans();
   for (size_t p = 0; p < plans.plans.size(); ++p) {
     auto& by_class = m->decisions_.emplace_back();
-    auto& windows = m->window_us_.emplace_back();
+    auto& limits = m->limits_.emplace_back();
     for (int c = 0; c < engine.class_count(); ++c) {
       const std::string& cls = engine.class_name(quota::ClassId{c});
+      const quota::ClassLimits& class_limits = *plans.plans[p].Find(cls);
       auto& counters = by_class.emplace_back();
-      auto& lengths = windows.emplace_back();
+      auto& refusing = limits.emplace_back();
       counters.push_back(&decisions.Add({{"feature_class", cls},
                                          {"plan", plans.plans[p].name},
                                          {"outcome", "admitted"},
+                                         {"limit", ""},
                                          {"window", ""}}));
-      for (const quota::Window& w : plans.plans[p].Find(cls)->windows) {
-        counters.push_back(&decisions.Add({{"feature_class", cls},
-                                           {"plan", plans.plans[p].name},
-                                           {"outcome", "refused"},
-                                           {"window", WindowLabel(w.length)}}));
-        lengths.push_back(absl::ToInt64Microseconds(w.length));
+      auto refused_by = [&](quota::LimitKind kind, absl::Duration window) {
+        counters.push_back(&decisions.Add(
+            {{"feature_class", cls},
+             {"plan", plans.plans[p].name},
+             {"outcome", "refused"},
+             {"limit", LimitLabel(kind)},
+             {"window", kind == quota::LimitKind::kConcurrency ? "" : WindowLabel(window)}}));
+        refusing.push_back({kind, absl::ToInt64Microseconds(window)});
+      };
+      for (quota::Meter meter : quota::kMeters) {
+        for (const quota::Window& w : class_limits.WindowsOf(meter)) {
+          refused_by(quota::KindOf(meter), w.length);
+        }
+      }
+      if (class_limits.max_concurrent > 0) {
+        refused_by(quota::LimitKind::kConcurrency, absl::ZeroDuration());
       }
     }
   }
+  m->DeclareSettlements(engine);
   m->decision_seconds_ =
       &prometheus::BuildHistogram()
            .Name("anyai_quota_admit_duration_seconds")
@@ -275,6 +304,100 @@ std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSou
   return m;
 }
 
+void Metrics::DeclareSettlements(const quota::Engine& engine) {
+  using CounterFamily = prometheus::Family<prometheus::Counter>;
+  // reserved, settled, refunded, overage: the order of SettledCost.
+  CounterFamily* const tokens[] = {
+      &prometheus::BuildCounter()
+           .Name("anyai_tokens_reserved_total")
+           .Help("Tokens reserved when metered calls were admitted (the prompt's tokens plus "
+                 "max_tokens, or the plan's default reserve), by feature class and plan. Only "
+                 "classes that some plan gives a token window count tokens; elsewhere zero.")
+           .Register(*registry_),
+      &prometheus::BuildCounter()
+           .Name("anyai_tokens_settled_total")
+           .Help("Tokens metered calls used, charged when they ended (the provider's usage; a "
+                 "call that failed before any output uses none unless failures are charged), by "
+                 "feature class and plan.")
+           .Register(*registry_),
+      &prometheus::BuildCounter()
+           .Name("anyai_tokens_refunded_total")
+           .Help("Tokens reserved and not used, given back when calls ended (into the "
+                 "sub-buckets they were reserved in), by feature class and plan.")
+           .Register(*registry_),
+      &prometheus::BuildCounter()
+           .Name("anyai_tokens_overage_total")
+           .Help("Tokens used beyond calls' reservations, charged when they ended (past the "
+                 "limits if need be: the next call waits), by feature class and plan.")
+           .Register(*registry_),
+  };
+  CounterFamily* const spend[] = {
+      &prometheus::BuildCounter()
+           .Name("anyai_spend_micro_usd_reserved_total")
+           .Help("Spend reserved when metered calls were admitted, in micro-USD (the reserved "
+                 "tokens at the model's prices), by feature class and plan. Only classes that "
+                 "some plan gives a spend window count spend; elsewhere zero.")
+           .Register(*registry_),
+      &prometheus::BuildCounter()
+           .Name("anyai_spend_micro_usd_settled_total")
+           .Help("Spend of what metered calls used, in micro-USD, charged when they ended, by "
+                 "feature class and plan.")
+           .Register(*registry_),
+      &prometheus::BuildCounter()
+           .Name("anyai_spend_micro_usd_refunded_total")
+           .Help("Spend reserved and not used, in micro-USD, given back when calls ended, by "
+                 "feature class and plan.")
+           .Register(*registry_),
+      &prometheus::BuildCounter()
+           .Name("anyai_spend_micro_usd_overage_total")
+           .Help("Spend beyond calls' reservations, in micro-USD, charged when they ended, by "
+                 "feature class and plan.")
+           .Register(*registry_),
+  };
+  auto& in_flight = prometheus::BuildGauge()
+                        .Name("anyai_calls_in_flight")
+                        .Help(
+                            "Metered calls admitted and not yet settled, by feature class and "
+                            "plan (meta calls, /models and /check, are released at once and "
+                            "not counted).")
+                        .Register(*registry_);
+  const absl::StatusOr<quota::ClassId> meta = engine.FindClass(quota::kMeta);
+  meta_class_ = meta.ok() ? meta->index : -1;
+  const quota::PlanTable& plans = engine.plans();
+  for (const quota::Plan& plan : plans.plans) {
+    auto& by_class = settlements_.emplace_back();
+    for (int c = 0; c < engine.class_count(); ++c) {
+      Settlements& s = by_class.emplace_back(Settlements{});
+      if (c == meta_class_) continue;
+      const prometheus::Labels labels = {{"feature_class", engine.class_name(quota::ClassId{c})},
+                                         {"plan", plan.name}};
+      s.tokens = {&tokens[0]->Add(labels), &tokens[1]->Add(labels), &tokens[2]->Add(labels),
+                  &tokens[3]->Add(labels)};
+      s.spend = {&spend[0]->Add(labels), &spend[1]->Add(labels), &spend[2]->Add(labels),
+                 &spend[3]->Add(labels)};
+      s.in_flight = &in_flight.Add(labels);
+    }
+  }
+}
+
+bool Metrics::Known(quota::PlanId plan, quota::ClassId feature_class) const {
+  return plan.index >= 0 && plan.index < static_cast<int>(decisions_.size()) &&
+         feature_class.index >= 0 &&
+         feature_class.index < static_cast<int>(decisions_[plan.index].size());
+}
+
+void Metrics::SettledCost::Add(int64_t reserved_units, int64_t used_units, int64_t refunded_units,
+                               int64_t overage_units) const {
+  // Zeros skipped: most calls have no overage, and many classes count no spend.
+  auto add = [](prometheus::Counter* c, int64_t units) {
+    if (units > 0) c->Increment(static_cast<double>(units));
+  };
+  add(reserved, reserved_units);
+  add(settled, used_units);
+  add(refunded, refunded_units);
+  add(overage, overage_units);
+}
+
 void Metrics::ObserveRequest(Endpoint endpoint, Transport transport, int http_status,
                              absl::Duration latency) {
   const int row = static_cast<int>(endpoint) * 2 + (transport == Transport::kHttp ? 1 : 0);
@@ -289,20 +412,37 @@ void Metrics::ObserveRequest(Endpoint endpoint, Transport transport, int http_st
 void Metrics::ObserveDecision(quota::PlanId plan, const quota::Decision& decision,
                               quota::ClassId feature_class, absl::Duration latency) {
   decision_seconds_->Observe(absl::ToDoubleSeconds(latency));
-  if (plan.index < 0 || plan.index >= static_cast<int>(decisions_.size())) return;
+  if (!Known(plan, feature_class)) return;
   const auto& counters = decisions_[plan.index][feature_class.index];
   if (decision.admitted) {
     counters[0]->Increment();
+    // Released by ObserveSettlement; meta calls are never settled, so never counted.
+    if (feature_class.index != meta_class_) {
+      settlements_[plan.index][feature_class.index].in_flight->Increment();
+    }
     return;
   }
-  const auto& lengths = window_us_[plan.index][feature_class.index];
-  const int64_t refused = absl::ToInt64Microseconds(decision.refused_window);
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    if (lengths[i] == refused) {
+  const auto& limits = limits_[plan.index][feature_class.index];
+  const int64_t window_us = decision.refused_kind == quota::LimitKind::kConcurrency
+                                ? 0
+                                : absl::ToInt64Microseconds(decision.refused_window);
+  for (size_t i = 0; i < limits.size(); ++i) {
+    if (limits[i].kind == decision.refused_kind && limits[i].window_us == window_us) {
       counters[1 + i]->Increment();
       return;
     }
   }
+}
+
+void Metrics::ObserveSettlement(quota::PlanId plan, quota::ClassId feature_class,
+                                const quota::Cost& reserved, const quota::Cost& used,
+                                const quota::Settlement& settlement) {
+  if (!Known(plan, feature_class) || feature_class.index == meta_class_) return;
+  const Settlements& s = settlements_[plan.index][feature_class.index];
+  s.tokens.Add(reserved.tokens, used.tokens, settlement.refunded.tokens, settlement.overage.tokens);
+  s.spend.Add(reserved.micro_usd, used.micro_usd, settlement.refunded.micro_usd,
+              settlement.overage.micro_usd);
+  s.in_flight->Decrement();
 }
 
 void Metrics::ObserveUpstream(const std::string& provider, bool ok, absl::Duration latency) {

@@ -4,6 +4,15 @@
 // table's classes, plans and windows, the configured providers): the hot path increments a
 // pointer it already holds. Nothing is labelled per key, IP or model.
 //
+// Tokens and spend follow each metered call from its reservation to its settlement (reserved,
+// settled, refunded, overage), and a gauge holds the calls in flight, all by class and plan.
+// The gauge is kept from the observer calls alone: +1 on an admitted decision, -1 on its
+// settlement. It is exact because the Gateway settles every admitted call exactly once
+// (observer.h), except the meta class's (/models, /check), which are released at once and never
+// settled: meta is left out of the settlement series and the gauge. One path is not reported:
+// a settlement whose storage record failed (Gateway::Finish returns before observing it) leaves
+// its call counted in flight and its tokens and spend unsettled here.
+//
 // What is read rather than counted (resident tenants, storage writes, process CPU, memory and
 // file descriptors) is gathered when scraped, through the sources given to Create().
 //
@@ -12,6 +21,7 @@
 #define ANYAI_SERVER_METRICS_METRICS_H_
 
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -50,8 +60,15 @@ class Metrics final : public GatewayObserver {
   void ObserveRequest(Endpoint endpoint, Transport transport, int http_status,
                       absl::Duration latency);
   // One decision of the engine (admit or refuse) and how long Admit() took, storage included.
+  // A refusal counts against the limit that refused (its kind and window); an admission of a
+  // class other than meta counts one call in flight until its settlement.
   void ObserveDecision(quota::PlanId plan, const quota::Decision& decision,
                        quota::ClassId feature_class, absl::Duration latency) override;
+  // One admitted call's end: its reserved and used tokens and spend, what the engine refunded
+  // and charged as overage, and one call fewer in flight. Ignored for the meta class.
+  void ObserveSettlement(quota::PlanId plan, quota::ClassId feature_class,
+                         const quota::Cost& reserved, const quota::Cost& used,
+                         const quota::Settlement& settlement) override;
   // One call to a provider.
   void ObserveUpstream(const std::string& provider, bool ok, absl::Duration latency);
 
@@ -61,6 +78,10 @@ class Metrics final : public GatewayObserver {
  private:
   class ScrapeCollector;
   Metrics() = default;
+  // The settlement series and the in-flight gauge, for every plan and class but meta.
+  void DeclareSettlements(const quota::Engine& engine);
+  // Whether the ids name a plan and class of the table the series were made for.
+  bool Known(quota::PlanId plan, quota::ClassId feature_class) const;
 
   // Status codes that get their own series; others count as "other".
   static constexpr std::array<int, 17> kCodes = {200, 400, 401, 403, 404, 405, 408, 409, 413,
@@ -72,9 +93,32 @@ class Metrics final : public GatewayObserver {
   // [endpoint][transport][code index, kCodes.size() = other]
   std::vector<prometheus::Counter*> requests_;
   std::vector<prometheus::Histogram*> request_seconds_;  // [endpoint][transport]
-  // [plan][class]: admitted, then one refusal counter per window of the class.
+  // What refused: a kind of limit and its window (zero for concurrency).
+  struct RefusingLimit {
+    quota::LimitKind kind;
+    int64_t window_us;
+  };
+  // [plan][class]: admitted, then one refusal counter per limit of the class (request, token and
+  // spend windows, concurrency), in the order of limits_.
   std::vector<std::vector<std::vector<prometheus::Counter*>>> decisions_;
-  std::vector<std::vector<std::vector<int64_t>>> window_us_;  // [plan][class][window]
+  std::vector<std::vector<std::vector<RefusingLimit>>> limits_;  // [plan][class][limit]
+  // One meter's figures over settlements.
+  struct SettledCost {
+    prometheus::Counter* reserved = nullptr;
+    prometheus::Counter* settled = nullptr;
+    prometheus::Counter* refunded = nullptr;
+    prometheus::Counter* overage = nullptr;
+    void Add(int64_t reserved_units, int64_t used_units, int64_t refunded_units,
+             int64_t overage_units) const;
+  };
+  struct Settlements {
+    SettledCost tokens;
+    SettledCost spend;
+    prometheus::Gauge* in_flight = nullptr;
+  };
+  // [plan][class]; the meta class's entry is all null (never counted).
+  std::vector<std::vector<Settlements>> settlements_;
+  int meta_class_ = -1;  // the meta class's index, -1 when the plans have none
   prometheus::Histogram* decision_seconds_ = nullptr;
   struct Upstream {
     prometheus::Counter* ok;
