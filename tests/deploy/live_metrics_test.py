@@ -17,8 +17,8 @@ from deploy_testing import (ServerProcess, families_from_exposition, families_fr
                             http_get, http_post_json, require_metrics)
 
 # Every label the gateway may put on a series (SPEC §7: never one per key or IP).
-ALLOWED_LABELS = {"endpoint", "transport", "code", "feature_class", "plan", "outcome", "window",
-                  "provider", "store", "version", "compiler"}
+ALLOWED_LABELS = {"endpoint", "transport", "code", "feature_class", "plan", "outcome", "limit",
+                  "window", "provider", "store", "version", "compiler"}
 
 
 def sample_value(text, name, **labels):
