@@ -239,14 +239,15 @@ void Gateway::Finish(Admission& admission, const Used& used,
                          : parts_.charge_upstream_failures ? reserved
                                                            : quota::Cost{.requests = 0};
   absl::StatusOr<quota::Settlement> settled = parts_.engine->Settle(r, to, parts_.clock());
-  // A failed settlement is settled in memory all the same; only its record is missing, and the
-  // stored usage then over-counts (a refund lost), never under-counts.
-  if (!settled.ok()) return;
+  // A failed settlement is settled in memory all the same (its slot is free); only its record
+  // is missing, and the stored usage then over-counts (a refund lost), never under-counts. The
+  // observer hears of it either way, as a settlement that gave nothing back.
+  const quota::Settlement effect = settled.ok() ? *settled : quota::Settlement{};
   if (parts_.observer != nullptr) {
     parts_.observer->ObserveSettlement(admission.principal.plan, admission.feature_class, reserved,
-                                       to, *settled);
+                                       to, effect);
   }
-  if (rate_limit.has_value()) *rate_limit = Settled(*std::move(rate_limit), *settled);
+  if (rate_limit.has_value()) *rate_limit = Settled(*std::move(rate_limit), effect);
 }
 
 absl::StatusOr<Gateway::Admission> Gateway::Admit(

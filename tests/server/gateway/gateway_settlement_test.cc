@@ -1,0 +1,306 @@
+// The Gateway's reservations and settlements over real parts (RocksDB in a temp dir, the engine,
+// the builtin provider behind a scripted wrapper that fails on demand, as an upstream does):
+// a call reserves its estimate and settles to what it used, a failure before any output gives
+// everything back, a stream settles what its client received, and the in-flight slot is freed
+// on every path.
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/gateway/catalogue.h"
+#include "server/gateway/chat_cost.h"
+#include "server/gateway/gateway.h"
+#include "server/gateway/token_count.h"
+#include "server/providers/builtin/builtin_provider.h"
+#include "storage/database.h"
+#include "storage/rocksdb_key_store.h"
+#include "storage/usage_store.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace anyai::server {
+namespace {
+
+using ::anyai::testing::IsOk;
+using ::anyai::testing::StatusIs;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'767'225'600);
+constexpr int64_t kTokenLimit = 5000;
+constexpr int64_t kDefaultReserve = 300;
+
+// The builtin provider, or a failure: before any output, or after `chunks` chunks of a stream.
+class ScriptedProvider : public Provider {
+ public:
+  enum class Mode { kAnswer, kFailBeforeOutput, kFailAfterChunks };
+  Mode mode = Mode::kAnswer;
+  int chunks = 1;
+  // Called before each chunk of a stream (to act while the call is in flight).
+  std::function<void()> during_stream;
+
+  absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) override {
+    if (mode != Mode::kAnswer) return absl::UnavailableError("upstream answered 503");
+    return builtin_.Chat(request);
+  }
+  absl::Status StreamChat(const v1::ChatCompletionRequest& request,
+                          absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) override {
+    if (mode == Mode::kFailBeforeOutput) return absl::UnavailableError("connection refused");
+    int sent = 0;
+    absl::Status cut = absl::OkStatus();
+    absl::Status s = builtin_.StreamChat(request, [&](const v1::ChatCompletionChunk& chunk) {
+      if (during_stream) during_stream();
+      if (mode == Mode::kFailAfterChunks && sent == chunks) {
+        cut = absl::UnavailableError("upstream reset the stream");
+        return false;
+      }
+      ++sent;
+      return emit(chunk);
+    });
+    return cut.ok() ? s : cut;
+  }
+  absl::StatusOr<v1::GenerateImagesResponse> GenerateImages(
+      const v1::GenerateImagesRequest& request) override {
+    return builtin_.GenerateImages(request);
+  }
+  absl::StatusOr<v1::ImagineResponse> Imagine(const v1::ImagineRequest& request) override {
+    if (mode != Mode::kAnswer) return absl::DeadlineExceededError("upstream timed out");
+    return builtin_.Imagine(request);
+  }
+  absl::Status Ask(const v1::AskRequest& request,
+                   absl::FunctionRef<bool(const v1::AskChunk&)> emit) override {
+    return builtin_.Ask(request, emit);
+  }
+  absl::StatusOr<v1::DescribeImageResponse> DescribeImage(
+      const v1::DescribeImageRequest& request) override {
+    return builtin_.DescribeImage(request);
+  }
+
+ private:
+  BuiltinProvider builtin_{[] { return kNow; }};
+};
+
+class GatewaySettlementTest : public ::testing::Test {
+ protected:
+  void Build(bool charge_upstream_failures = false) {
+    db_ = *storage::Database::Open({.data_dir = dir_.Sub("db")});
+    keys_ = *storage::RocksDbKeyStore::Open(*db_);
+    quota::PlanTable plans = quota::DefaultPlanTable();
+    for (quota::Plan& p : plans.plans) {
+      p.default_token_reserve = kDefaultReserve;
+      for (quota::ClassLimits& c : p.classes) {
+        if (c.feature_class == quota::kLlm) {
+          c.token_windows = {{absl::Minutes(1), kTokenLimit}};
+          c.max_concurrent = 1;
+        }
+      }
+    }
+    std::vector<storage::ClassInfo> classes;
+    {
+      auto probe = *quota::Engine::Create(plans, {});
+      classes = storage::UsageClassesOf(*probe);
+    }
+    usage_ = *storage::UsageStore::Open(*db_, classes, {.clock = [] { return kNow; }});
+    engine_ = *quota::Engine::Create(plans, {.sink = usage_.get(), .loader = usage_.get()});
+    catalogue_ = std::make_unique<Catalogue>(*Catalogue::Create(DefaultModels()));
+    GatewayParts parts;
+    parts.engine = engine_.get();
+    parts.keys = keys_.get();
+    parts.catalogue = catalogue_.get();
+    parts.image_models = DefaultImageGenerationModels();
+    parts.imagine_models = DefaultImagineModels();
+    parts.vision_models = DefaultVisionModels();
+    parts.providers = {{"builtin", &provider_}};
+    parts.charge_upstream_failures = charge_upstream_failures;
+    parts.clock = [] { return kNow; };
+    gateway_ = *Gateway::Create(std::move(parts));
+  }
+
+  static v1::ChatCompletionRequest Chat(std::optional<int> max_tokens = std::nullopt) {
+    v1::ChatCompletionRequest r;
+    r.set_model("phi-2");  // an llm model
+    auto* m = r.add_messages();
+    m->set_role("user");
+    m->set_content(
+        "Tell me a long story about the sea, the wind and the lighthouse keeper who counted "
+        "every wave that broke on the rocks below his window.");
+    if (max_tokens.has_value()) r.set_max_tokens(*max_tokens);
+    return r;
+  }
+
+  quota::ClassUsage Llm() {
+    absl::StatusOr<quota::UsageSnapshot> u =
+        engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
+    EXPECT_THAT(u, IsOk());
+    return u->classes[0];
+  }
+
+  ::anyai::testing::TempDir dir_;
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::RocksDbKeyStore> keys_;
+  std::unique_ptr<storage::UsageStore> usage_;
+  std::unique_ptr<quota::Engine> engine_;
+  std::unique_ptr<Catalogue> catalogue_;
+  ScriptedProvider provider_;
+  std::unique_ptr<Gateway> gateway_;
+  const Caller anonymous_{.authorization = std::nullopt,
+                          .peer = "203.0.113.7",
+                          .forwarded_for = "",
+                          .public_base_url = ""};
+};
+
+TEST_F(GatewaySettlementTest, AChatSettlesToTheUsageItReports) {
+  Build();
+  Outcome<v1::ChatCompletion> out = gateway_->Chat(anonymous_, Chat(/*max_tokens=*/1000));
+  ASSERT_THAT(out.result, IsOk());
+  const int64_t total = out.result->usage().total_tokens();
+  ASSERT_GT(total, 0);
+  const quota::ClassUsage llm = Llm();
+  EXPECT_EQ(llm.token_windows[0].used, total);
+  EXPECT_EQ(llm.token_windows[0].reserved, 0);
+  EXPECT_EQ(llm.windows[0].used, 1);
+  EXPECT_EQ(llm.in_flight, 0);
+  // The figures the client gets are the settled ones.
+  ASSERT_TRUE(out.rate_limit.has_value() && out.rate_limit->tokens.has_value());
+  EXPECT_EQ(out.rate_limit->tokens->remaining, kTokenLimit - total);
+}
+
+TEST_F(GatewaySettlementTest, AReplyLongerThanTheDefaultReserveIsChargedInFull) {
+  Build();
+  v1::ChatCompletionRequest r = Chat();
+  // No max_tokens: kDefaultReserve completion tokens were reserved; the builtin reply is
+  // shorter or longer, and whatever it is, the settled figure is its usage.
+  Outcome<v1::ChatCompletion> out = gateway_->Chat(anonymous_, r);
+  ASSERT_THAT(out.result, IsOk());
+  EXPECT_EQ(Llm().token_windows[0].used, out.result->usage().total_tokens());
+}
+
+TEST_F(GatewaySettlementTest, AnUpstreamFailureRefundsTheWholeCall) {
+  Build();
+  provider_.mode = ScriptedProvider::Mode::kFailBeforeOutput;
+  EXPECT_THAT(gateway_->Chat(anonymous_, Chat(500)).result,
+              StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+  const quota::ClassUsage llm = Llm();
+  EXPECT_EQ(llm.windows[0].used, 0);
+  EXPECT_EQ(llm.token_windows[0].used, 0);
+  EXPECT_EQ(llm.in_flight, 0);
+  // A stream that fails before its first chunk: the same.
+  StreamOutcome s = gateway_->StreamChat(
+      anonymous_, Chat(500), [](const auto&) { return true; },
+      [](const v1::ChatCompletionChunk&) { return true; });
+  EXPECT_FALSE(s.status.ok());
+  EXPECT_EQ(Llm().windows[0].used, 0);
+  EXPECT_EQ(Llm().token_windows[0].used, 0);
+}
+
+TEST_F(GatewaySettlementTest, WithChargeUpstreamFailuresAFailureKeepsItsReservation) {
+  Build(/*charge_upstream_failures=*/true);
+  provider_.mode = ScriptedProvider::Mode::kFailBeforeOutput;
+  v1::ChatCompletionRequest r = Chat(500);
+  EXPECT_FALSE(gateway_->Chat(anonymous_, r).result.ok());
+  const ModelInfo& model = *catalogue_->Resolve("phi-2");
+  EXPECT_EQ(Llm().token_windows[0].used, ChatEstimate(r, model, kDefaultReserve).tokens);
+  EXPECT_EQ(Llm().windows[0].used, 1);
+}
+
+TEST_F(GatewaySettlementTest, AStreamTheClientLeavesSettlesWhatItReceived) {
+  Build();
+  int64_t received = 0;
+  int chunks = 0;
+  StreamOutcome s = gateway_->StreamChat(
+      anonymous_, Chat(), [](const auto&) { return true; },
+      [&](const v1::ChatCompletionChunk& chunk) {
+        if (chunks == 2) return false;  // gone after two chunks
+        ++chunks;
+        for (const auto& c : chunk.choices()) received += CountTokens(c.delta().content());
+        return true;
+      });
+  EXPECT_THAT(s.status, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  ASSERT_GT(received, 0);
+  const quota::ClassUsage llm = Llm();
+  EXPECT_EQ(llm.token_windows[0].used, PromptTokens(Chat()) + received);
+  EXPECT_EQ(llm.windows[0].used, 1);
+  EXPECT_EQ(llm.in_flight, 0);
+}
+
+TEST_F(GatewaySettlementTest, AStreamCutMidwaySettlesWhatItProduced) {
+  Build();
+  provider_.mode = ScriptedProvider::Mode::kFailAfterChunks;
+  provider_.chunks = 3;  // the first may carry only the role
+  int64_t received = 0;
+  StreamOutcome s = gateway_->StreamChat(
+      anonymous_, Chat(), [](const auto&) { return true; },
+      [&](const v1::ChatCompletionChunk& chunk) {
+        for (const auto& c : chunk.choices()) received += CountTokens(c.delta().content());
+        return true;
+      });
+  EXPECT_FALSE(s.status.ok());
+  ASSERT_GT(received, 0);
+  EXPECT_EQ(Llm().token_windows[0].used, PromptTokens(Chat()) + received);
+}
+
+TEST_F(GatewaySettlementTest, AFinishedStreamSettlesToItsUsageChunk) {
+  Build();
+  int64_t usage_total = -1;
+  StreamOutcome s = gateway_->StreamChat(
+      anonymous_, Chat(), [](const auto&) { return true; },
+      [&](const v1::ChatCompletionChunk& chunk) {
+        if (chunk.has_usage()) usage_total = chunk.usage().total_tokens();
+        return true;
+      });
+  ASSERT_THAT(s.status, IsOk());
+  ASSERT_GT(usage_total, 0);
+  EXPECT_EQ(Llm().token_windows[0].used, usage_total);
+}
+
+TEST_F(GatewaySettlementTest, AClientGoneBeforeTheStreamStartsIsRefunded) {
+  Build();
+  StreamOutcome s = gateway_->StreamChat(
+      anonymous_, Chat(), [](const auto&) { return false; },
+      [](const v1::ChatCompletionChunk&) { return true; });
+  EXPECT_THAT(s.status, StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  EXPECT_EQ(Llm().windows[0].used, 0);
+  EXPECT_EQ(Llm().token_windows[0].used, 0);
+  EXPECT_EQ(Llm().in_flight, 0);
+}
+
+TEST_F(GatewaySettlementTest, TheConcurrencyLimitHoldsWhileAStreamIsInFlight) {
+  Build();
+  std::optional<absl::Status> second;
+  provider_.during_stream = [&] {
+    if (!second.has_value()) second = gateway_->Chat(anonymous_, Chat(10)).result.status();
+  };
+  StreamOutcome s = gateway_->StreamChat(
+      anonymous_, Chat(), [](const auto&) { return true; },
+      [](const v1::ChatCompletionChunk&) { return true; });
+  ASSERT_THAT(s.status, IsOk());
+  ASSERT_TRUE(second.has_value());
+  EXPECT_THAT(*second, StatusIs(absl::StatusCode::kResourceExhausted, ::testing::_));
+  provider_.during_stream = nullptr;
+  EXPECT_EQ(Llm().in_flight, 0);
+  EXPECT_THAT(gateway_->Chat(anonymous_, Chat(10)).result, IsOk());
+}
+
+TEST_F(GatewaySettlementTest, AnEndpointFailureGivesItsRequestBack) {
+  Build();
+  provider_.mode = ScriptedProvider::Mode::kFailBeforeOutput;
+  v1::ImagineRequest r;
+  r.set_prompt("a lighthouse");
+  EXPECT_FALSE(gateway_->Imagine(anonymous_, r).result.ok());
+  absl::StatusOr<quota::UsageSnapshot> u =
+      engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
+  for (const quota::ClassUsage& c : u->classes) {
+    if (c.feature_class == quota::kImagine) {
+      EXPECT_EQ(c.windows[0].used, 0);
+    }
+  }
+  provider_.mode = ScriptedProvider::Mode::kAnswer;
+  ASSERT_THAT(gateway_->Imagine(anonymous_, r).result, IsOk());
+  u = engine_->Usage("ip:203.0.113.7", *engine_->FindPlan("free"), kNow);
+  for (const quota::ClassUsage& c : u->classes) {
+    if (c.feature_class == quota::kImagine) {
+      EXPECT_EQ(c.windows[0].used, 1);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace anyai::server
