@@ -1,7 +1,8 @@
 // A real anyai-server process for the Node end-to-end tests (the Node twin of
 // anyai_server_process.py):
 //
-//   const server = await startServer(binary, { adminToken: 't', prefix: 'anyai-e2e-x-' });
+//   const server = await startServer(binary, { adminToken: 't', prefix: 'anyai-e2e-x-',
+//                                              extraArgs: ['--config=FILE'] });
 //   server.grpcAddress  // '127.0.0.1:PORT'
 //   server.httpPort     // PORT
 //   await server.stop(); // SIGTERM, SIGKILL after a timeout; asserts a clean exit; temp dir gone
@@ -23,11 +24,14 @@ const SETPRIV = '/usr/bin/setpriv';
 const LISTENING = /^(grpc|http) listening on (\S+):(\d+)\s*$/;
 
 // One anyai-server child process; resolves once it printed both its gRPC and HTTP addresses.
-export async function startServer(binary, { adminToken, prefix = 'anyai-e2e-node-' } = {}) {
+// `extraArgs` go after the listen and data dir flags (e.g. ['--config=/tmp/x.textproto']).
+export async function startServer(binary,
+  { adminToken, prefix = 'anyai-e2e-node-', extraArgs = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const args = [
     binary,
     '--grpc_listen=127.0.0.1:0', '--http_listen=127.0.0.1:0', `--data_dir=${join(dir, 'data')}`,
+    ...extraArgs,
   ];
   // Through util-linux's setpriv (it execs the server, same pid) when there is one, so that
   // the server gets SIGKILL if this process dies without cleaning up (e.g. a ctest timeout).
