@@ -14,6 +14,8 @@ empty windows.
     `charge_upstream_failures: true` keeps each failure charged at its estimate.
   - max_concurrent 1: while a stream is held open a second call is refused (429 /
     RESOURCE_EXHAUSTED naming the concurrency limit); once it has finished calls are admitted.
+    A client that leaves a stream while its upstream is silent frees its slot without waiting
+    for the upstream's next byte or timeout.
 
 Upstream failures and held streams come from ScriptedUpstream, an OpenAI-compatible server on
 127.0.0.1 in this process (http.server), configured as a PROVIDER_TYPE_OPENAI provider. What it
@@ -960,6 +962,42 @@ class TokenQuotaTest(unittest.TestCase):
         self.assert_admitted_again(key)
         c = self.server.settled_class(key, "single")
         self.assertEqual(c["windows"][0]["used"], 3, c)
+
+    def test_a_client_that_leaves_a_silent_stream_frees_its_slot_without_the_upstream(self):
+        # The client goes away while the upstream (fake-long: 60 s timeout, more than
+        # SETTLE_TIMEOUT_S) is silent and stays so: the call must still end, settle what the
+        # client received and free its slot, without waiting for the upstream's next byte or
+        # its timeout ("the in-flight slot is released on every path ... client gone").
+        for front in ("http", "grpc"):
+            with self.subTest(front=front):
+                key = self.new_key()
+                hold = f"gone-{front}-{id(self)}"
+                text = f"script:hold:{hold} I will not wait"
+                try:
+                    if front == "http":
+                        conn, response, events = self.server.open_stream(
+                            key, chat_body(UPSTREAM_SINGLE, text, stream=True))
+                        try:
+                            events.next()  # the role
+                            events.next()  # HOLD_FIRST; the upstream now says nothing
+                        finally:
+                            conn.close()
+                    else:
+                        call = self.server.stream_chat(chat_request(UPSTREAM_SINGLE, text),
+                                                       metadata=bearer(key),
+                                                       timeout=CALL_TIMEOUT_S)
+                        try:
+                            next(call)
+                            next(call)
+                        finally:
+                            call.cancel()
+                    c = self.server.settled_class(key, "single")
+                    self.assertEqual(c["token_windows"][0]["used"],
+                                     count_tokens(text) + count_tokens(ScriptedUpstream.HOLD_FIRST),
+                                     c)
+                    self.assert_admitted_again(key)
+                finally:
+                    self.upstream.release(hold)
 
 
 if __name__ == "__main__":
