@@ -5,7 +5,7 @@
 //   anyai-admin keys list [--page_size=N [--page_token=T]] [--show_revoked]
 //   anyai-admin keys update KEY_ID [--plan=P] [--label=L]
 //   anyai-admin keys revoke KEY_ID
-//   anyai-admin usage KEY | IP | KEY_ID                          a table of every window
+//   anyai-admin usage KEY | IP | KEY_ID                          a table of every limit
 //
 // The admin token comes from ANYAI_ADMIN_TOKEN; the server from --server (default
 // localhost:50051, or ANYAI_SERVER). Exit status: 0 on success, 1 on an RPC error (printed
@@ -15,8 +15,15 @@
 // line on stderr that is the command for the next page:
 //   next page: anyai-admin keys list --page_size=N --page_token=T
 // (stdout stays the table alone; a script takes T from stderr, a human pastes the line).
+// `usage` prints one row per window of every class, with its unit: "requests", "tokens", or
+// "usd" (spend, printed in dollars: "$0.25"), what is used, of that what calls in flight still
+// reserve, the limit, what remains and when the oldest counted unit frees; then, for a class
+// whose plan limits calls in flight (or that has some), a row of unit "calls" and window
+// "in-flight": the calls in flight and the limit.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -111,6 +118,44 @@ std::string KeyRow(const v1::KeyRecord& k) {
   return absl::StrFormat("%-16s  %-10s  %-22s  %-23s  %-7s  %s\n", k.key_id(), k.plan(),
                          k.masked_key(), FormatTime(k.create_time()), k.revoked() ? "yes" : "no",
                          k.label());
+}
+
+// micro-USD as dollars, with cents and the further digits it needs: "$0.00", "$1.50", "$0.0125".
+std::string Usd(int64_t micro_usd) {
+  const bool negative = micro_usd < 0;
+  const uint64_t magnitude =
+      negative ? uint64_t{0} - static_cast<uint64_t>(micro_usd) : static_cast<uint64_t>(micro_usd);
+  std::string fraction = absl::StrCat(1'000'000 + magnitude % 1'000'000).substr(1);
+  while (fraction.size() > 2 && fraction.back() == '0') fraction.pop_back();
+  return absl::StrCat(negative ? "-$" : "$", magnitude / 1'000'000, ".", fraction);
+}
+
+constexpr char kUsageRow[] = "%-18s %-9s %-9s %12s %12s %12s %12s  %s\n";
+
+// The rows of one class's usage table (see the top of this file).
+std::string UsageRows(const v1::ClassUsage& c) {
+  std::string rows;
+  const auto add = [&](const google::protobuf::RepeatedPtrField<v1::WindowUsage>& windows,
+                       const char* unit, bool usd) {
+    const auto amount = [usd](int64_t n) { return usd ? Usd(n) : absl::StrCat(n); };
+    for (const v1::WindowUsage& w : windows) {
+      absl::StrAppendFormat(&rows, kUsageRow, c.feature_class(), unit, FormatDuration(w.window()),
+                            amount(w.used()), amount(w.reserved()), amount(w.limit()),
+                            amount(w.remaining()), FormatDuration(w.reset()));
+    }
+  };
+  add(c.windows(), "requests", false);
+  add(c.token_windows(), "tokens", false);
+  add(c.spend_windows(), "usd", true);
+  if (c.max_concurrent() > 0 || c.in_flight() > 0) {
+    const bool limited = c.max_concurrent() > 0;
+    absl::StrAppendFormat(
+        &rows, kUsageRow, c.feature_class(), "calls", "in-flight", absl::StrCat(c.in_flight()), "-",
+        limited ? absl::StrCat(c.max_concurrent()) : "none",
+        limited ? absl::StrCat(std::max<int64_t>(0, c.max_concurrent() - c.in_flight())) : "-",
+        "-");
+  }
+  return rows;
 }
 
 bool LooksLikeKeyId(const std::string& s) {
@@ -234,15 +279,9 @@ int main(int argc, char** argv) {
     std::cout << "tenant: " << resp.tenant() << "\nplan:   " << resp.plan() << "\n";
     if (resp.has_key()) std::cout << "key:    " << resp.key().masked_key() << "\n";
     std::cout << "\n"
-              << absl::StrFormat("%-18s %-8s %8s %8s %10s  %s\n", "CLASS", "WINDOW", "USED",
-                                 "LIMIT", "REMAINING", "RESET IN");
-    for (const v1::ClassUsage& c : resp.classes()) {
-      for (const v1::WindowUsage& w : c.windows()) {
-        std::cout << absl::StrFormat("%-18s %-8s %8d %8d %10d  %s\n", c.feature_class(),
-                                     FormatDuration(w.window()), w.used(), w.limit(), w.remaining(),
-                                     FormatDuration(w.reset()));
-      }
-    }
+              << absl::StrFormat(kUsageRow, "CLASS", "UNIT", "WINDOW", "USED", "RESERVED", "LIMIT",
+                                 "REMAINING", "RESET IN");
+    for (const v1::ClassUsage& c : resp.classes()) std::cout << UsageRows(c);
     return 0;
   }
   return UsageError("unknown command");

@@ -112,14 +112,66 @@ absl::Status UnknownModel(std::string field, std::string model) {
 }
 
 absl::Status RateLimited(const RateLimitInfo& info) {
-  const std::string quota =
-      absl::StrCat(info.limit, info.limit == 1 ? " request per " : " requests per ",
-                   absl::FormatDuration(info.window), " on the ", info.plan, " plan");
-  std::string message = absl::StrCat("Rate limit exceeded for ", info.feature_class, ": ", quota);
-  if (!info.tenant_description.empty()) {
-    absl::StrAppend(&message, " (", info.tenant_description, ")");
+  using quota::LimitKind;
+  // An amount in the limit's unit: "1 request", "20000 tokens", "$1.50", "4 calls".
+  const auto amount = [&info](int64_t n) -> std::string {
+    switch (info.kind) {
+      case LimitKind::kRequests:
+        return absl::StrCat(n, n == 1 ? " request" : " requests");
+      case LimitKind::kTokens:
+        return absl::StrCat(n, n == 1 ? " token" : " tokens");
+      case LimitKind::kSpend:
+        return FormatUsd(n);
+      case LimitKind::kConcurrency:
+        return absl::StrCat(n, n == 1 ? " call" : " calls");
+    }
+    return absl::StrCat(n);
+  };
+  const std::string window = absl::FormatDuration(info.window);
+  const std::string plan = absl::StrCat(" on the ", info.plan, " plan");
+  std::string quota;
+  switch (info.kind) {
+    case LimitKind::kRequests:
+    case LimitKind::kTokens:
+      quota = absl::StrCat(amount(info.limit), " per ", window, plan);
+      break;
+    case LimitKind::kSpend:
+      quota = absl::StrCat(amount(info.limit), " of spend per ", window, plan);
+      break;
+    case LimitKind::kConcurrency:
+      quota = absl::StrCat("at most ", amount(info.limit), " in flight", plan);
+      break;
   }
-  absl::StrAppend(&message, "; retry after ", RetryAfterSeconds(info.retry_after), "s");
+  // What the call asked of the limit, where it is more than the one request or call it always is.
+  const bool costs = info.kind == LimitKind::kTokens || info.kind == LimitKind::kSpend;
+  const std::string needs = info.kind == LimitKind::kSpend
+                                ? absl::StrCat("may cost up to ", amount(info.requested))
+                                : absl::StrCat("needs ", amount(info.requested));
+
+  std::string message = absl::StrCat("Rate limit exceeded for ", info.feature_class, ": ");
+  if (info.never_fits) {
+    absl::StrAppend(
+        &message, "this request ", needs, " but the ", info.plan, " plan allows ",
+        info.kind == LimitKind::kSpend ? amount(info.limit) : absl::StrCat(info.limit),
+        info.kind == LimitKind::kConcurrency ? " in flight" : absl::StrCat(" per ", window));
+    if (!info.tenant_description.empty()) {
+      absl::StrAppend(&message, " (", info.tenant_description, ")");
+    }
+    absl::StrAppend(&message, ": it can never be admitted",
+                    costs ? "; lower max_tokens or shorten the prompt" : "");
+  } else {
+    absl::StrAppend(&message, quota);
+    // The unit is the limit's, just named: "20000 tokens per 1m ... (this request needs 1200)".
+    std::string aside = info.kind == LimitKind::kTokens
+                            ? absl::StrCat("this request needs ", info.requested)
+                        : info.kind == LimitKind::kSpend ? absl::StrCat("this request ", needs)
+                                                         : std::string();
+    if (!info.tenant_description.empty()) {
+      absl::StrAppend(&aside, aside.empty() ? "" : "; ", info.tenant_description);
+    }
+    if (!aside.empty()) absl::StrAppend(&message, " (", aside, ")");
+    absl::StrAppend(&message, "; retry after ", RetryAfterSeconds(info.retry_after), "s");
+  }
   absl::Status status(absl::StatusCode::kResourceExhausted, message);
 
   google::rpc::QuotaFailure failure;
@@ -128,17 +180,22 @@ absl::Status RateLimited(const RateLimitInfo& info) {
   violation->set_description(quota);
   Attach(status, kQuotaFailureTypeUrl, failure);
 
-  google::rpc::RetryInfo retry;
-  *retry.mutable_retry_delay() = ToProto(std::max(info.retry_after, absl::ZeroDuration()));
-  Attach(status, kRetryInfoTypeUrl, retry);
+  if (!info.never_fits) {
+    google::rpc::RetryInfo retry;
+    *retry.mutable_retry_delay() = ToProto(std::max(info.retry_after, absl::ZeroDuration()));
+    Attach(status, kRetryInfoTypeUrl, retry);
+  }
 
   google::rpc::ErrorInfo error_info;
   error_info.set_reason(kRateLimitExceededReason);
   error_info.set_domain(kErrorDomain);
   auto& metadata = *error_info.mutable_metadata();
   metadata["feature_class"] = info.feature_class;
-  metadata["window_seconds"] = SecondsText(info.window);
+  metadata["limit_kind"] = LimitKindName(info.kind);
+  if (info.kind != LimitKind::kConcurrency) metadata["window_seconds"] = SecondsText(info.window);
   metadata["limit"] = absl::StrCat(info.limit);
+  if (costs) metadata["requested"] = absl::StrCat(info.requested);
+  if (info.never_fits) metadata["never_fits"] = "true";
   metadata["plan"] = info.plan;
   Attach(status, kErrorInfoTypeUrl, error_info);
   return status;

@@ -93,13 +93,30 @@ struct RateLimitInfo {
   std::string tenant_description;
 };
 
-// RESOURCE_EXHAUSTED, e.g. "Rate limit exceeded for llm: 10 requests per 1m on the free plan;
-// retry after 12s" (the retry in whole seconds, rounded up). Payloads:
-//   QuotaFailure{violations [{subject: "feature_class:llm", description: "10 requests per 1m
-//                on the free plan"}]}
-//   RetryInfo{retry_delay: retry_after, exact, at least 0}
-//   ErrorInfo{reason: "RATE_LIMIT_EXCEEDED", domain: "anyai.v1", metadata {feature_class,
-//             window_seconds ("60", or "1.5" for a fractional window), limit, plan}}
+// RESOURCE_EXHAUSTED, naming the limit that refused and the real wait (the retry in whole
+// seconds, rounded up), with the tenant description, if any, in the parentheses:
+//   requests     "Rate limit exceeded for llm: 10 requests per 1m on the free plan (key
+//   sk-ab…wxyz);
+//                retry after 12s"
+//   tokens       "Rate limit exceeded for llm: 20000 tokens per 1m on the free plan (this request
+//                needs 1200; key sk-ab…wxyz); retry after 12s"
+//   spend        "Rate limit exceeded for closed_llm: $1.00 of spend per 24h on the free plan (this
+//                request may cost up to $0.0125); retry after 3600s"
+//   concurrency  "Rate limit exceeded for llm: at most 4 calls in flight on the free plan;
+//                retry after 1s"
+//   never_fits   "Rate limit exceeded for llm: this request needs 30000 tokens but the free plan
+//                allows 20000 per 1m: it can never be admitted; lower max_tokens or shorten the
+//                prompt" (spend: "may cost up to $0.05 but the free plan allows $0.01 per 24h");
+//                no retry hint and no RetryInfo, so no Retry-After either: waiting cannot help.
+// Payloads:
+//   QuotaFailure{violations [{subject: "feature_class:llm", description: the limit as above,
+//                e.g. "10 requests per 1m on the free plan"}]}
+//   RetryInfo{retry_delay: retry_after, exact, at least 0} (not when never_fits)
+//   ErrorInfo{reason: "RATE_LIMIT_EXCEEDED", domain: "anyai.v1", metadata {feature_class, plan,
+//             limit_kind ("requests", "tokens", "spend", "concurrency"), limit (in its unit:
+//             requests, tokens, micro-USD, calls), window_seconds ("60", or "1.5" for a
+//             fractional window; not for concurrency), requested (tokens and spend only: the
+//             call's estimate), never_fits ("true", only when set)}}
 absl::Status RateLimited(const RateLimitInfo& info);
 
 // UNAUTHENTICATED with message `why` (e.g. "unknown or revoked API key"); payload ErrorInfo

@@ -484,6 +484,20 @@ std::string DescribeImageJson(const v1::DescribeImageResponse& response) {
 }
 
 std::string CheckKeyJson(const v1::CheckKeyResponse& response) {
+  const auto windows_json = [](const google::protobuf::RepeatedPtrField<v1::WindowUsage>& from) {
+    OrderedJson windows = OrderedJson::array();
+    for (const v1::WindowUsage& w : from) {
+      OrderedJson window;
+      window["window_seconds"] = Seconds(w.window());
+      window["used"] = w.used();
+      window["reserved"] = w.reserved();
+      window["limit"] = w.limit();
+      window["remaining"] = w.remaining();
+      window["reset_seconds"] = Seconds(w.reset());
+      windows.push_back(std::move(window));
+    }
+    return windows;
+  };
   OrderedJson out;
   out["plan"] = response.plan();
   out["masked_key"] = response.masked_key();
@@ -492,17 +506,11 @@ std::string CheckKeyJson(const v1::CheckKeyResponse& response) {
   for (const v1::ClassUsage& c : response.classes()) {
     OrderedJson usage;
     usage["feature_class"] = c.feature_class();
-    OrderedJson windows = OrderedJson::array();
-    for (const v1::WindowUsage& w : c.windows()) {
-      OrderedJson window;
-      window["window_seconds"] = Seconds(w.window());
-      window["used"] = w.used();
-      window["limit"] = w.limit();
-      window["remaining"] = w.remaining();
-      window["reset_seconds"] = Seconds(w.reset());
-      windows.push_back(std::move(window));
-    }
-    usage["windows"] = std::move(windows);
+    usage["windows"] = windows_json(c.windows());
+    usage["token_windows"] = windows_json(c.token_windows());
+    usage["spend_windows"] = windows_json(c.spend_windows());
+    usage["in_flight"] = c.in_flight();
+    usage["max_concurrent"] = c.max_concurrent();
     classes.push_back(std::move(usage));
   }
   out["classes"] = std::move(classes);

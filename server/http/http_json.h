@@ -85,9 +85,13 @@ std::string AskChunkJson(const v1::AskChunk& chunk);
 // {"description", "model"}: /v1/images/vision for clients that Accept application/json.
 std::string DescribeImageJson(const v1::DescribeImageResponse& response);
 
-// /check: {"plan", "masked_key", "created", "classes": [{"feature_class", "windows":
-// [{"window_seconds", "used", "limit", "remaining", "reset_seconds"}]}]}; durations are JSON
-// numbers of seconds (integers when whole, else to the millisecond).
+// /check: {"plan", "masked_key", "created", "classes": [{"feature_class", "windows": [W],
+// "token_windows": [W], "spend_windows": [W], "in_flight", "max_concurrent"}]} with each W
+// {"window_seconds", "used", "reserved", "limit", "remaining", "reset_seconds"}: the names of
+// CheckKeyResponse's fields (anyai.proto), in their units: requests, tokens, and for spend
+// micro-USD (integers, exact; 1000000 is $1). Token and spend windows are empty and in_flight
+// and max_concurrent 0 when the plan has no such limits. Durations are JSON numbers of seconds
+// (integers when whole, else to the millisecond).
 std::string CheckKeyJson(const v1::CheckKeyResponse& response);
 
 }  // namespace anyai::server

@@ -4,8 +4,9 @@
 //   {"error": {"message": "...", "type": "...", "param": "model" | null, "code": "..." | null}}
 //
 // with the HTTP status, type and code of server/gateway/error_kind.h (the one table, which the
-// request metrics use too), and a call's rate-limit figures become OpenAI's x-ratelimit-*
-// headers (server/gateway/rate_limit.h). The transport (http_server.h) uses ProtocolError for
+// request metrics use too), and a call's rate-limit figures become its rate-limit headers
+// (server/gateway/rate_limit.h: OpenAI's x-ratelimit-*, and the IETF RateLimit-Policy and
+// RateLimit). The transport (http_server.h) uses ProtocolError for
 // what it refuses itself.
 //
 // Thread safety: pure functions.
@@ -25,15 +26,16 @@
 namespace anyai::server {
 
 // The whole error response of a non-OK `status`: its HTTP status, OpenAI's JSON body, and for
-// RESOURCE_EXHAUSTED the Retry-After header (whole seconds, rounded up).
+// RESOURCE_EXHAUSTED with a RetryInfo the Retry-After header (whole seconds, rounded up). A
+// refusal that no wait can cure (errors.h: never_fits) has no RetryInfo, so no Retry-After.
 HttpResponse ErrorResponse(const absl::Status& status);
 
 // An error of the HTTP layer itself (malformed request 400, unknown path 404, 405, 408, 413,
 // 431): type invalid_request_error, param null, `code` (e.g. "request_too_large").
 HttpResponse ProtocolError(int status, std::string_view message, std::string_view code);
 
-// Adds x-ratelimit-* for `rate_limit`; nothing when it is empty (a call the engine did not
-// decide).
+// Adds every header RateLimitHeaders gives for `rate_limit` (x-ratelimit-*, ratelimit-policy,
+// ratelimit), in its order; nothing when it is empty (a call the engine did not decide).
 void AddRateLimitHeaders(const std::optional<RateLimitState>& rate_limit, HttpHeaders* headers);
 
 }  // namespace anyai::server

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/gateway/proto_time.h"
+#include "server/gateway/rate_limit.h"
 #include "server/http/http_status.h"
 
 namespace anyai::server {
@@ -41,13 +42,14 @@ table{width:100%;border-collapse:collapse;table-layout:fixed}
 th{text-align:left;font-weight:500;color:var(--muted);font-size:.85rem}
 th,td{padding:.4rem .5rem;border-top:1px solid var(--line);vertical-align:middle}
 thead th{border-top:0}
-th:nth-child(1){width:16%}th:nth-child(2){width:16%}th:nth-child(3){width:14%}
-th:nth-child(4){width:24%}
+th:nth-child(1){width:16%}th:nth-child(2){width:24%}th:nth-child(3){width:18%}
+th:nth-child(4){width:22%}
 .num{font-variant-numeric:tabular-nums;white-space:nowrap}
 .bar{height:.65rem;background:var(--track);border-radius:999px;overflow:hidden}
 .bar>span{display:block;height:100%;background:var(--ok);border-radius:999px}
 .bar.warn>span{background:var(--warn)}.bar.full>span{background:var(--full)}
 .note{color:var(--muted);font-size:.85rem;margin:1rem 0 0}
+.flight{margin:.5rem 0 0;color:var(--muted)}.flight .num{color:var(--fg);font-weight:600}
 @media (max-width:600px){body{padding:1rem .5rem}.card{padding:.75rem}thead{display:none}
 table,tbody,td{display:block}tr{display:grid;grid-template-columns:1fr auto;gap:0 1rem;
 padding:.5rem 0;border-top:1px solid var(--line)}td{border:0;padding:0}
@@ -125,7 +127,17 @@ int FilledPerMille(int64_t used, int64_t limit) {
   return static_cast<int>(std::lround(fraction * 1000));
 }
 
-void AppendWindowRow(const v1::WindowUsage& w, absl::Time now, std::string* out) {
+// What a window counts, as its rows show it.
+enum class Unit { kRequests, kTokens, kMicroUsd };
+
+// An amount of `unit` as the page shows it: "3", "1200", "$0.25".
+std::string Amount(Unit unit, int64_t n) {
+  return unit == Unit::kMicroUsd ? FormatUsd(n) : absl::StrCat(n);
+}
+
+// `label` names the window ("per minute", "tokens per minute").
+void AppendWindowRow(const v1::WindowUsage& w, Unit unit, std::string_view label, absl::Time now,
+                     std::string* out) {
   const int filled = FilledPerMille(w.used(), w.limit());
   const char* level = filled >= 1000 ? " full" : filled >= 750 ? " warn" : "";
   const absl::Duration reset = FromProto(w.reset());
@@ -134,13 +146,52 @@ void AppendWindowRow(const v1::WindowUsage& w, absl::Time now, std::string* out)
           ? "nothing counted"
           : absl::StrCat("resets in ", HumanDuration(reset), "<br><small>at ",
                          ResetTime(now + reset, now), "</small>");
+  // Units held by calls still in flight, which settle when they end; only when there are some.
+  const std::string reserved =
+      w.reserved() > 0
+          ? absl::StrCat("<br><small>", Amount(unit, w.reserved()), " reserved</small>")
+          : std::string();
   const std::string width = absl::StrCat(filled / 10, ".", filled % 10, "%");
-  absl::StrAppend(out, "<tr><td>", Escape(WindowName(FromProto(w.window()))),
-                  "</td><td class=\"num\">", w.used(), " / ", w.limit(), "</td><td class=\"num\">",
-                  w.remaining(), " left</td><td>", resets, "</td><td><div class=\"bar", level,
+  absl::StrAppend(out, "<tr><td>", Escape(label), "</td><td class=\"num\">", Amount(unit, w.used()),
+                  " / ", Amount(unit, w.limit()), reserved, "</td><td class=\"num\">",
+                  Amount(unit, w.remaining()), " left</td><td>", resets,
+                  "</td><td><div class=\"bar", level,
                   "\" role=\"progressbar\" aria-valuemin=\"0\" aria-valuemax=\"", w.limit(),
                   "\" aria-valuenow=\"", w.used(), "\" title=\"", width,
                   " used\"><span style=\"width:", width, "\"></span></div></td></tr>\n");
+}
+
+// Every window of a class: its request windows, then its token and spend windows when the plan
+// has them. Request windows are named by their length alone ("per minute") unless tokens or
+// spend are limited too ("requests per minute"), so that a plan without them reads as before.
+void AppendClassRows(const v1::ClassUsage& c, absl::Time now, std::string* out) {
+  const bool costs = c.token_windows_size() > 0 || c.spend_windows_size() > 0;
+  for (const v1::WindowUsage& w : c.windows()) {
+    const std::string name = WindowName(FromProto(w.window()));
+    AppendWindowRow(w, Unit::kRequests, costs ? absl::StrCat("requests ", name) : name, now, out);
+  }
+  for (const v1::WindowUsage& w : c.token_windows()) {
+    AppendWindowRow(w, Unit::kTokens, absl::StrCat("tokens ", WindowName(FromProto(w.window()))),
+                    now, out);
+  }
+  for (const v1::WindowUsage& w : c.spend_windows()) {
+    AppendWindowRow(w, Unit::kMicroUsd, absl::StrCat("spend ", WindowName(FromProto(w.window()))),
+                    now, out);
+  }
+}
+
+// "In flight: 1 of at most 2 calls", after the table, when the plan limits concurrency or a call
+// is in flight; nothing otherwise.
+void AppendInFlight(const v1::ClassUsage& c, std::string* out) {
+  if (c.max_concurrent() <= 0 && c.in_flight() <= 0) return;
+  absl::StrAppend(out, "<p class=\"flight\">In flight: <span class=\"num\">", c.in_flight());
+  if (c.max_concurrent() > 0) {
+    absl::StrAppend(out, " of at most ", c.max_concurrent(),
+                    c.max_concurrent() == 1 ? " call" : " calls");
+  } else {
+    absl::StrAppend(out, c.in_flight() == 1 ? " call" : " calls", " (no limit)");
+  }
+  out->append("</span></p>\n");
 }
 
 struct MediaRange {
@@ -231,19 +282,31 @@ std::string UsagePageHtml(const v1::CheckKeyResponse& usage, absl::Time now) {
                     "</dd>\n");
   }
   absl::StrAppend(&out, "<dt>As of</dt><dd>", FormatUtc(now), "</dd>\n</dl></section>\n");
+  bool costs = false;  // whether any class has token or spend windows
   for (const v1::ClassUsage& c : usage.classes()) {
     absl::StrAppend(&out, "<section class=\"card\">\n<h2>", Escape(c.feature_class()),
                     "</h2>\n<table>\n<thead><tr><th>Window</th><th>Used / limit</th>"
                     "<th>Remaining</th><th>Resets</th><th>Usage</th></tr></thead>\n<tbody>\n");
-    for (const v1::WindowUsage& w : c.windows()) AppendWindowRow(w, now, &out);
-    out += "</tbody>\n</table>\n</section>\n";
+    AppendClassRows(c, now, &out);
+    out += "</tbody>\n</table>\n";
+    AppendInFlight(c, &out);
+    out += "</section>\n";
+    costs = costs || c.token_windows_size() > 0 || c.spend_windows_size() > 0;
   }
   absl::StrAppend(&out,
                   "<p class=\"note\">Windows slide: a call counts for one window length after it "
                   "is made, and &ldquo;resets&rdquo; is when the oldest counted call stops "
                   "counting. The same figures as JSON: <code>GET /check</code> with "
-                  "<code>Accept: application/json</code>.</p>\n",
-                  kPageFoot);
+                  "<code>Accept: application/json</code>.</p>\n");
+  if (costs) {
+    out +=
+        "<p class=\"note\">A call reserves its tokens (its prompt plus <code>max_tokens</code>) "
+        "and "
+        "their price when it starts, and settles to what it used when it ends; "
+        "&ldquo;reserved&rdquo; is what calls still in flight hold. Spend is in US dollars at "
+        "the models&rsquo; prices.</p>\n";
+  }
+  out += kPageFoot;
   return out;
 }
 

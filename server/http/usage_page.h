@@ -1,8 +1,12 @@
 // The usage page: what `GET /check` answers a browser instead of CheckKeyJson (http_json.h). One
 // self-contained HTML document (inline <style>, no script, no external asset) with the masked
 // key, the plan, and per feature class and window the used / limit, remaining, when the oldest
-// counted call stops counting and a bar. Every interpolated string is HTML-escaped, and only the
-// masked key is shown: the report carries nothing else of the key.
+// counted call stops counting and a bar: its request windows, then, where the plan has them,
+// its token windows and spend windows (in US dollars), each with what calls in flight still
+// hold ("reserved", when any), and the calls in flight (when the plan limits them or any is).
+// Without token, spend or concurrency limits the page is as it always was. Every interpolated
+// string is HTML-escaped, and only the masked key is shown: the report carries nothing else of the
+// key.
 //
 //   if (PrefersHtml(request.Header("accept"))) {
 //     response = outcome.result.ok() ? UsagePage(*outcome.result, absl::Now())

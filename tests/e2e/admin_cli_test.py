@@ -28,6 +28,23 @@ ADMIN_TOKEN = "e2e-admin-cli-token"
 CLI_TIMEOUT_S = 60  # the CLI's own RPC deadline is 10 s; ASan start-up adds to it
 CALL_TIMEOUT_S = 30
 KEY_RE = re.compile(r"sk-anyai-[0-9a-f]{32,}")  # at least 128 bits, so never a masked key
+USAGE_HEADER = r"(?m)^CLASS\s+UNIT\s+WINDOW\s+USED\s+RESERVED\s+LIMIT\s+REMAINING\s+RESET IN$"
+# Token, spend and concurrency limits on top of the seed's (SPEC §2).
+TOKEN_LIMITS_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                   "deploy", "config", "token-limits.textproto")
+
+
+def usage_rows(usage):
+    """The rows of an `anyai-admin usage` table, each split into its cells."""
+    lines = usage.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("CLASS "))
+    return [line.split() for line in lines[start + 1:] if line.strip()]
+
+
+def usd(micro_usd):
+    """micro-USD as the table prints it: "$0.00", "$1.50", "$0.0125"."""
+    fraction = f"{micro_usd % 1_000_000:06d}".rstrip("0").ljust(2, "0")
+    return f"${micro_usd // 1_000_000}.{fraction}"
 
 
 class AdminCliTest(unittest.TestCase):
@@ -108,19 +125,22 @@ class AdminCliTest(unittest.TestCase):
         check = self.check_key(anyai_pb2.CheckKeyRequest(key=key), timeout=CALL_TIMEOUT_S)
         self.assertEqual(check.plan, "free")
 
-        # usage: a table with a row per window, llm among them, counting the chat above.
+        # usage: a table with a row per window, llm among them, counting the chat above. The
+        # seed's plans limit only requests: no token, spend or in-flight rows.
         usage = self.admin_ok("usage", key)
         self.assertEqual(self.field(usage, "plan"), "free")
-        self.assertRegex(usage, r"CLASS\s+WINDOW\s+USED\s+LIMIT\s+REMAINING")
+        self.assertRegex(usage, USAGE_HEADER)
         llm_rows = [line.split() for line in usage.splitlines() if line.startswith("llm ")]
         self.assertEqual(len(llm_rows), 2, usage)
         minute, day = llm_rows
-        self.assertEqual(minute[1:5], ["1m", "1", "10", "9"], usage)
-        self.assertEqual(day[1:5], ["24h", "1", "2000", "1999"], usage)
+        self.assertEqual(minute[1:7], ["requests", "1m", "1", "0", "10", "9"], usage)
+        self.assertEqual(day[1:7], ["requests", "24h", "1", "0", "2000", "1999"], usage)
+        units = {row[1] for row in usage_rows(usage)}
+        self.assertEqual(units, {"requests"}, usage)
         self.assertNotIn(key, usage)
-        by_id = [line.split()[:5] for line in self.admin_ok("usage", key_id).splitlines()
+        by_id = [line.split()[:7] for line in self.admin_ok("usage", key_id).splitlines()
                  if line.startswith("llm ")]
-        self.assertEqual(by_id, [minute[:5], day[:5]], "usage by key_id")
+        self.assertEqual(by_id, [minute[:7], day[:7]], "usage by key_id")
 
         # keys revoke: the key stops working at once.
         revoked = self.admin_ok("keys", "revoke", key_id)
@@ -232,6 +252,79 @@ class HelpTest(unittest.TestCase):
         self.check_lists(OPTIONS.admin,
                          ("server", "plan", "label", "page_size", "page_token", "show_revoked"),
                          "anyai-admin: manage API keys")
+
+
+class AdminCliTokenLimitsTest(unittest.TestCase):
+    """`anyai-admin usage` against a server with deploy/config/token-limits.textproto: rows for
+    token and spend windows with their units, and the calls in flight."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = anyai_server_process.ServerProcess(
+            OPTIONS.server, admin_token=ADMIN_TOKEN, extra_args=["--config=" + TOKEN_LIMITS_CONFIG])
+        cls.server.start()
+        cls.addClassCleanup(cls.server.stop)
+        cls.channel = grpc.insecure_channel(cls.server.grpc_address)
+        cls.addClassCleanup(cls.channel.close)
+        cls.create_chat = cls.channel.unary_unary(
+            "/anyai.v1.AnyAI/CreateChatCompletion",
+            request_serializer=anyai_pb2.ChatCompletionRequest.SerializeToString,
+            response_deserializer=anyai_pb2.ChatCompletion.FromString)
+        cls.check_key = cls.channel.unary_unary(
+            "/anyai.v1.AnyAI/CheckKey",
+            request_serializer=anyai_pb2.CheckKeyRequest.SerializeToString,
+            response_deserializer=anyai_pb2.CheckKeyResponse.FromString)
+
+    admin = AdminCliTest.admin
+    admin_ok = AdminCliTest.admin_ok
+
+    def chat(self, key, model):
+        request = anyai_pb2.ChatCompletionRequest(
+            model=model, max_tokens=50,
+            messages=[anyai_pb2.ChatMessage(role="user", content="hi")])
+        return self.create_chat(request, metadata=(("authorization", "Bearer " + key),),
+                                timeout=CALL_TIMEOUT_S)
+
+    def test_usage_shows_token_and_spend_windows_and_calls_in_flight(self):
+        created = self.admin_ok("keys", "create", "--plan=free")
+        key = KEY_RE.findall(created)[0]
+        llm_tokens = self.chat(key, "llama-3-8b-chat").usage.total_tokens
+        closed_tokens = self.chat(key, "claude-3-opus-20240229").usage.total_tokens
+        self.assertGreater(llm_tokens, 0)
+        check = self.check_key(anyai_pb2.CheckKeyRequest(key=key), timeout=CALL_TIMEOUT_S)
+        closed = next(c for c in check.classes if c.feature_class == "closed_llm")
+        spent = closed.spend_windows[0].used  # micro-USD at the model's prices
+        self.assertGreater(spent, 0)
+
+        usage = self.admin_ok("usage", key)
+        self.assertRegex(usage, USAGE_HEADER)
+        rows = usage_rows(usage)
+        llm = [row[1:7] for row in rows if row[0] == "llm"]
+        self.assertEqual(llm, [
+            ["requests", "1m", "1", "0", "10", "9"],
+            ["requests", "24h", "1", "0", "2000", "1999"],
+            ["tokens", "1m", str(llm_tokens), "0", "20000", str(20000 - llm_tokens)],
+            ["tokens", "24h", str(llm_tokens), "0", "1000000", str(1000000 - llm_tokens)],
+            ["calls", "in-flight", "0", "-", "2", "2"],
+        ], usage)
+        closed_rows = [row[1:7] for row in rows if row[0] == "closed_llm"]
+        self.assertEqual(closed_rows, [
+            ["requests", "1h", "1", "0", "25", "24"],
+            ["requests", "24h", "1", "0", "100", "99"],
+            ["tokens", "1h", str(closed_tokens), "0", "50000", str(50000 - closed_tokens)],
+            ["tokens", "24h", str(closed_tokens), "0", "200000", str(200000 - closed_tokens)],
+            ["usd", "24h", usd(spent), "$0.00", "$1.00", usd(1_000_000 - spent)],
+            ["usd", "720h", usd(spent), "$0.00", "$10.00", usd(10_000_000 - spent)],
+            ["calls", "in-flight", "0", "-", "2", "2"],
+        ], usage)
+        # Every class of this config limits calls in flight: each has its in-flight row.
+        classes = {row[0] for row in rows}
+        in_flight = {row[0] for row in rows if row[1] == "calls"}
+        self.assertEqual(in_flight, classes, usage)
+
+    def test_usd_formats_like_the_cli(self):
+        self.assertEqual([usd(0), usd(1), usd(12_500), usd(1_500_000), usd(12_000_001)],
+                         ["$0.00", "$0.000001", "$0.0125", "$1.50", "$12.000001"])
 
 
 if __name__ == "__main__":

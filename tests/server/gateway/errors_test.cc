@@ -122,8 +122,9 @@ TEST(RateLimitedTest, CarriesQuotaFailureRetryInfoAndErrorInfo) {
   EXPECT_EQ(info->reason(), "RATE_LIMIT_EXCEEDED");
   EXPECT_EQ(info->domain(), "anyai.v1");
   EXPECT_THAT(info->metadata(),
-              UnorderedElementsAre(Pair("feature_class", "llm"), Pair("window_seconds", "60"),
-                                   Pair("limit", "10"), Pair("plan", "free")));
+              UnorderedElementsAre(Pair("feature_class", "llm"), Pair("limit_kind", "requests"),
+                                   Pair("window_seconds", "60"), Pair("limit", "10"),
+                                   Pair("plan", "free")));
   EXPECT_FALSE(GetBadRequest(status).has_value());
   EXPECT_EQ(ErrorField(status), "");
 }
@@ -156,6 +157,123 @@ TEST(RateLimitedTest, FractionalWindowsAndNegativeDelays) {
   EXPECT_EQ(GetErrorInfo(status)->metadata().at("window_seconds"), "1.5");
   EXPECT_EQ(GetRetryInfo(status)->retry_delay().seconds(), 0);
   EXPECT_EQ(GetRetryInfo(status)->retry_delay().nanos(), 0);
+}
+
+RateLimitInfo FreeLlmTokens() {
+  RateLimitInfo info = FreeLlm();
+  info.kind = quota::LimitKind::kTokens;
+  info.limit = 20000;
+  info.requested = 1200;
+  return info;
+}
+
+TEST(RateLimitedTest, ATokenWindowSaysWhatTheRequestNeeds) {
+  absl::Status status = RateLimited(FreeLlmTokens());
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted,
+                               Eq("Rate limit exceeded for llm: 20000 tokens per 1m on the free "
+                                  "plan (this request needs 1200); retry after 12s")));
+  ASSERT_TRUE(GetQuotaFailure(status).has_value());
+  EXPECT_EQ(GetQuotaFailure(status)->violations(0).subject(), "feature_class:llm");
+  EXPECT_EQ(GetQuotaFailure(status)->violations(0).description(),
+            "20000 tokens per 1m on the free plan");
+  ASSERT_TRUE(GetRetryInfo(status).has_value());
+  EXPECT_EQ(GetRetryInfo(status)->retry_delay().seconds(), 12);
+  ASSERT_TRUE(GetErrorInfo(status).has_value());
+  EXPECT_EQ(GetErrorInfo(status)->reason(), "RATE_LIMIT_EXCEEDED");
+  EXPECT_THAT(GetErrorInfo(status)->metadata(),
+              UnorderedElementsAre(Pair("feature_class", "llm"), Pair("limit_kind", "tokens"),
+                                   Pair("window_seconds", "60"), Pair("limit", "20000"),
+                                   Pair("requested", "1200"), Pair("plan", "free")));
+}
+
+TEST(RateLimitedTest, TheTenantSharesTheParenthesesWithWhatTheRequestNeeds) {
+  RateLimitInfo info = FreeLlmTokens();
+  info.limit = 1;
+  info.requested = 1;
+  info.window = absl::Hours(24);
+  info.retry_after = absl::Milliseconds(3'600'001);
+  info.tenant_description = "key sk-ab…wxyz";
+  EXPECT_THAT(RateLimited(info),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       Eq("Rate limit exceeded for llm: 1 token per 24h on the free plan (this "
+                          "request needs 1; key sk-ab…wxyz); retry after 3601s")));
+}
+
+TEST(RateLimitedTest, ASpendWindowIsInDollars) {
+  RateLimitInfo info = FreeLlm();
+  info.feature_class = "closed_llm";
+  info.kind = quota::LimitKind::kSpend;
+  info.window = absl::Hours(24);
+  info.limit = 1'000'000;
+  info.requested = 12'500;
+  info.retry_after = absl::Seconds(3600);
+  absl::Status status = RateLimited(info);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted,
+                               Eq("Rate limit exceeded for closed_llm: $1.00 of spend per 24h on "
+                                  "the free plan (this request may cost up to $0.0125); retry "
+                                  "after 3600s")));
+  EXPECT_EQ(GetQuotaFailure(status)->violations(0).description(),
+            "$1.00 of spend per 24h on the free plan");
+  EXPECT_THAT(GetErrorInfo(status)->metadata(),
+              UnorderedElementsAre(Pair("feature_class", "closed_llm"), Pair("limit_kind", "spend"),
+                                   Pair("window_seconds", "86400"), Pair("limit", "1000000"),
+                                   Pair("requested", "12500"), Pair("plan", "free")));
+}
+
+TEST(RateLimitedTest, ConcurrencySaysHowManyCallsMayBeInFlight) {
+  RateLimitInfo info = FreeLlm();
+  info.kind = quota::LimitKind::kConcurrency;
+  info.window = absl::ZeroDuration();
+  info.limit = 4;
+  info.requested = 1;
+  info.retry_after = absl::Milliseconds(250);
+  info.tenant_description = "anonymous";
+  absl::Status status = RateLimited(info);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted,
+                               Eq("Rate limit exceeded for llm: at most 4 calls in flight on the "
+                                  "free plan (anonymous); retry after 1s")));
+  EXPECT_EQ(GetQuotaFailure(status)->violations(0).description(),
+            "at most 4 calls in flight on the free plan");
+  EXPECT_EQ(GetRetryInfo(status)->retry_delay().nanos(), 250'000'000);
+  EXPECT_THAT(GetErrorInfo(status)->metadata(),
+              UnorderedElementsAre(Pair("feature_class", "llm"), Pair("limit_kind", "concurrency"),
+                                   Pair("limit", "4"), Pair("plan", "free")));
+  info.limit = 1;
+  EXPECT_THAT(RateLimited(info).message(), HasSubstr("at most 1 call in flight"));
+}
+
+TEST(RateLimitedTest, ARequestThatNeverFitsSaysSoAndHasNoRetryHint) {
+  RateLimitInfo info = FreeLlmTokens();
+  info.requested = 30000;
+  info.never_fits = true;
+  info.retry_after = absl::ZeroDuration();
+  absl::Status status = RateLimited(info);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted,
+                               Eq("Rate limit exceeded for llm: this request needs 30000 tokens "
+                                  "but the free plan allows 20000 per 1m: it can never be "
+                                  "admitted; lower max_tokens or shorten the prompt")));
+  EXPECT_THAT(status.message(), Not(HasSubstr("retry")));
+  EXPECT_FALSE(GetRetryInfo(status).has_value());
+  EXPECT_EQ(GetQuotaFailure(status)->violations(0).description(),
+            "20000 tokens per 1m on the free plan");
+  EXPECT_EQ(GetErrorInfo(status)->metadata().at("never_fits"), "true");
+  EXPECT_EQ(GetErrorInfo(status)->metadata().at("requested"), "30000");
+
+  info.kind = quota::LimitKind::kSpend;
+  info.window = absl::Hours(24);
+  info.limit = 10'000;
+  info.requested = 50'000;
+  info.tenant_description = "key sk-ab…wxyz";
+  EXPECT_THAT(RateLimited(info),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       Eq("Rate limit exceeded for llm: this request may cost up to $0.05 but the "
+                          "free plan allows $0.01 per 24h (key sk-ab…wxyz): it can never be "
+                          "admitted; lower max_tokens or shorten the prompt")));
+}
+
+TEST(RateLimitedTest, OnlyARequestThatNeverFitsHasNoNeverFitsMetadata) {
+  EXPECT_FALSE(GetErrorInfo(RateLimited(FreeLlmTokens()))->metadata().contains("never_fits"));
+  EXPECT_FALSE(GetErrorInfo(RateLimited(FreeLlm()))->metadata().contains("requested"));
 }
 
 TEST(UnauthenticatedTest, IsUnauthenticatedWithErrorInfo) {

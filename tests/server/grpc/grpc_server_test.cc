@@ -33,12 +33,16 @@ class GrpcServerTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
 
+  // Override to change the config before the start.
+  virtual void Configure(v1::ServerConfig& /*config*/) {}
+
   void Start(const std::string& grpc_listen = "127.0.0.1:0") {
     v1::ServerConfig config = DefaultConfig();
     config.set_grpc_listen(grpc_listen);
     config.set_http_listen("127.0.0.1:0");
     config.set_data_dir(dir_.Sub("data"));
     config.set_admin_token(kAdminToken);
+    Configure(config);
     absl::StatusOr<std::unique_ptr<Server>> server =
         Server::Start(config, {.clock = [this] { return absl::FromUnixMicros(now_us_.load()); }});
     ASSERT_TRUE(server.ok()) << server.status();
@@ -146,6 +150,87 @@ TEST_F(GrpcServerTest, ChatAnswersWithUsageAndRateLimitMetadata) {
   EXPECT_EQ(md.find("x-ratelimit-limit-requests")->second, "10");
   EXPECT_EQ(md.find("x-ratelimit-remaining-requests")->second, "9");
   EXPECT_EQ(md.count("x-ratelimit-reset-requests"), 1u);
+  EXPECT_EQ(md.count("x-ratelimit-limit-tokens"), 0u);  // the seed's plans limit no tokens
+  ASSERT_EQ(md.count("ratelimit-policy"), 1u);
+  EXPECT_EQ(md.find("ratelimit-policy")->second,
+            R"("requests-1m";q=10;w=60, "requests-1d";q=2000;w=86400)");
+  ASSERT_EQ(md.count("ratelimit"), 1u);
+  EXPECT_THAT(
+      std::string(md.find("ratelimit")->second.data(), md.find("ratelimit")->second.size()),
+      ::testing::MatchesRegex(R"("requests-1m";r=9;t=[0-9]+, "requests-1d";r=1999;t=[0-9]+)"));
+}
+
+// The free plan's llm with token windows and a concurrency limit, as
+// deploy/config/token-limits.textproto has them.
+class GrpcTokenLimitsTest : public GrpcServerTest {
+ protected:
+  void Configure(v1::ServerConfig& config) override {
+    for (v1::PlanConfig& plan : *config.mutable_plans()) {
+      if (plan.name() != "free") continue;
+      for (v1::FeatureClassLimits& c : *plan.mutable_classes()) {
+        if (c.feature_class() != "llm") continue;
+        v1::TokenWindowLimit* minute = c.add_token_windows();
+        minute->mutable_length()->set_seconds(60);
+        minute->set_max_tokens(20000);
+        c.set_max_concurrent(2);
+      }
+    }
+  }
+
+  static std::string Value(const std::multimap<grpc::string_ref, grpc::string_ref>& md,
+                           const std::string& name) {
+    auto it = md.find(name);
+    return it == md.end() ? "<absent>" : std::string(it->second.data(), it->second.size());
+  }
+};
+
+TEST_F(GrpcTokenLimitsTest, MetadataCarriesTheSettledTokensAndEveryLimit) {
+  v1::ChatCompletionRequest req = Chat("llama-3-8b-chat");
+  req.set_max_tokens(50);
+  auto c = Context();
+  v1::ChatCompletion resp;
+  grpc::Status s = anyai_->CreateChatCompletion(c.get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const int64_t used = resp.usage().total_tokens();
+  ASSERT_GT(used, 0);
+  const auto& md = c->GetServerInitialMetadata();
+  EXPECT_EQ(Value(md, "x-ratelimit-limit-tokens"), "20000");
+  EXPECT_EQ(Value(md, "x-ratelimit-remaining-tokens"), absl::StrCat(20000 - used));
+  EXPECT_NE(Value(md, "x-ratelimit-reset-tokens"), "<absent>");
+  EXPECT_EQ(Value(md, "ratelimit-policy"),
+            R"("requests-1m";q=10;w=60, "requests-1d";q=2000;w=86400, "tokens-1m";q=20000;w=60, )"
+            R"("concurrency";q=2;qu="concurrent-requests")");
+  EXPECT_THAT(Value(md, "ratelimit"),
+              ::testing::MatchesRegex(absl::StrCat(
+                  R"("requests-1m";r=9;t=[0-9]+, "requests-1d";r=1999;t=[0-9]+, "tokens-1m";r=)",
+                  20000 - used, R"(;t=[0-9]+, "concurrency";r=2)")));
+}
+
+TEST_F(GrpcTokenLimitsTest, ARequestThatCanNeverFitNamesTheTokenWindowAndHasNoRetryInfo) {
+  v1::ChatCompletionRequest req = Chat("llama-3-8b-chat");
+  req.set_max_tokens(30000);
+  auto c = Context();
+  v1::ChatCompletion resp;
+  grpc::Status s = anyai_->CreateChatCompletion(c.get(), req, &resp);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("but the free plan allows 20000 per 1m"));
+  EXPECT_THAT(s.error_message(), HasSubstr("it can never be admitted"));
+  const google::rpc::Status rpc = Details(s);
+  google::rpc::QuotaFailure quota;
+  google::rpc::RetryInfo retry;
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(Unpack(rpc, &quota));
+  EXPECT_EQ(quota.violations(0).description(), "20000 tokens per 1m on the free plan");
+  EXPECT_FALSE(Unpack(rpc, &retry));
+  ASSERT_TRUE(Unpack(rpc, &info));
+  EXPECT_EQ(info.metadata().at("limit_kind"), "tokens");
+  EXPECT_EQ(info.metadata().at("never_fits"), "true");
+  // The figures travel as trailing metadata on a failed call.
+  const auto& md = c->GetServerTrailingMetadata();
+  EXPECT_EQ(Value(md, "x-ratelimit-limit-tokens"), "20000");
+  EXPECT_EQ(Value(md, "x-ratelimit-remaining-tokens"), "20000");  // a smaller call still fits
+  EXPECT_NE(Value(md, "x-ratelimit-remaining-requests"), "0");
+  EXPECT_NE(Value(md, "ratelimit-policy"), "<absent>");
 }
 
 TEST_F(GrpcServerTest, StreamsAChatInSeveralChunks) {

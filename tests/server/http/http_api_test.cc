@@ -332,8 +332,16 @@ TEST_F(HttpApiTest, CheckReportsAKeysUsage) {
     EXPECT_GT(body["created"].get<int64_t>(), 0);
     const OrderedJson& llm = body["classes"][0];
     EXPECT_EQ(llm["feature_class"], "llm");
-    EXPECT_THAT(Keys(llm["windows"][0]),
-                ElementsAre("window_seconds", "used", "limit", "remaining", "reset_seconds"));
+    EXPECT_THAT(Keys(llm), ElementsAre("feature_class", "windows", "token_windows", "spend_windows",
+                                       "in_flight", "max_concurrent"));
+    EXPECT_THAT(Keys(llm["windows"][0]), ElementsAre("window_seconds", "used", "reserved", "limit",
+                                                     "remaining", "reset_seconds"));
+    // The seed's plans limit neither tokens, spend nor calls in flight.
+    EXPECT_EQ(llm["token_windows"], OrderedJson::array());
+    EXPECT_EQ(llm["spend_windows"], OrderedJson::array());
+    EXPECT_EQ(llm["in_flight"], 0);
+    EXPECT_EQ(llm["max_concurrent"], 0);
+    EXPECT_EQ(llm["windows"][0]["reserved"], 0);
     EXPECT_EQ(llm["windows"][0]["window_seconds"], 60);
     EXPECT_EQ(llm["windows"][0]["used"], 3);
     EXPECT_EQ(llm["windows"][0]["limit"], 30);
@@ -505,6 +513,14 @@ TEST_F(HttpApiTest, RateLimitedIs429WithRetryAfterAndRateLimitHeaders) {
     HttpReply r = Post("/v1/chat/completions", ChatBody("Mixtral-8x22B"));
     ASSERT_EQ(r.status, 200) << i << ": " << r.body;
     EXPECT_EQ(r.Header("x-ratelimit-remaining-requests"), absl::StrCat(9 - i));
+    // The IETF fields: every request window of the class (the seed's have no others).
+    EXPECT_EQ(r.Header("ratelimit-policy"),
+              R"("requests-1m";q=10;w=60, "requests-1d";q=2000;w=86400)");
+    EXPECT_THAT(r.Header("ratelimit"),
+                ::testing::MatchesRegex(absl::StrCat(R"("requests-1m";r=)", 9 - i,
+                                                     R"(;t=[0-9]+, "requests-1d";r=)", 1999 - i,
+                                                     R"(;t=[0-9]+)")));
+    EXPECT_EQ(r.Header("x-ratelimit-limit-tokens"), "");  // no token window
   }
   for (bool stream : {false, true}) {
     HttpReply r = Post("/v1/chat/completions",
@@ -518,6 +534,7 @@ TEST_F(HttpApiTest, RateLimitedIs429WithRetryAfterAndRateLimitHeaders) {
     EXPECT_EQ(r.Header("x-ratelimit-limit-requests"), "10");
     EXPECT_EQ(r.Header("x-ratelimit-remaining-requests"), "0");
     EXPECT_FALSE(r.Header("x-ratelimit-reset-requests").empty());
+    EXPECT_THAT(r.Header("ratelimit"), ::testing::StartsWith(R"("requests-1m";r=0;t=)"));
     Json e = Error(r);
     EXPECT_EQ(e["type"], "requests");
     EXPECT_EQ(e["code"], "rate_limit_exceeded");
@@ -540,6 +557,90 @@ TEST_F(HttpApiTest, ImagineDayLimitIs429) {
   int64_t retry_after = 0;
   ASSERT_TRUE(absl::SimpleAtoi(r.Header("retry-after"), &retry_after));
   EXPECT_GT(retry_after, 3600);
+}
+
+// The free plan's llm with token windows and a concurrency limit, as
+// deploy/config/token-limits.textproto has them.
+class TokenLimitsTest : public HttpApiTest {
+ protected:
+  void Configure(v1::ServerConfig& config) override {
+    for (v1::PlanConfig& plan : *config.mutable_plans()) {
+      if (plan.name() != "free") continue;
+      for (v1::FeatureClassLimits& c : *plan.mutable_classes()) {
+        if (c.feature_class() != "llm") continue;
+        v1::TokenWindowLimit* minute = c.add_token_windows();
+        minute->mutable_length()->set_seconds(60);
+        minute->set_max_tokens(20000);
+        v1::TokenWindowLimit* day = c.add_token_windows();
+        day->mutable_length()->set_seconds(86400);
+        day->set_max_tokens(1000000);
+        c.set_max_concurrent(2);
+      }
+    }
+  }
+};
+
+TEST_F(TokenLimitsTest, EveryAnswerCarriesItsSettledTokensAndEveryLimit) {
+  int64_t used = 0;
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    HttpReply r = Post("/v1/chat/completions", ChatBody("phi-2", "hello", R"(, "max_tokens": 50)"));
+    ASSERT_EQ(r.status, 200) << r.body;
+    const int64_t total = Json::parse(r.body)["usage"]["total_tokens"].get<int64_t>();
+    ASSERT_GT(total, 0);
+    used += total;
+    // Settled: what remains is the limit less what the answers used, not what they reserved.
+    EXPECT_EQ(r.Header("x-ratelimit-limit-tokens"), "20000");
+    EXPECT_EQ(r.Header("x-ratelimit-remaining-tokens"), absl::StrCat(20000 - used));
+    EXPECT_FALSE(r.Header("x-ratelimit-reset-tokens").empty());
+    EXPECT_EQ(r.Header("x-ratelimit-remaining-requests"), absl::StrCat(9 - i));
+    EXPECT_EQ(r.Header("ratelimit-policy"),
+              R"("requests-1m";q=10;w=60, "requests-1d";q=2000;w=86400, )"
+              R"("tokens-1m";q=20000;w=60, "tokens-1d";q=1000000;w=86400, )"
+              R"("concurrency";q=2;qu="concurrent-requests")");
+    EXPECT_THAT(r.Header("ratelimit"),
+                ::testing::MatchesRegex(absl::StrCat(
+                    R"("requests-1m";r=)", 9 - i, R"(;t=[0-9]+, "requests-1d";r=)", 1999 - i,
+                    R"(;t=[0-9]+, "tokens-1m";r=)", 20000 - used, R"(;t=[0-9]+, "tokens-1d";r=)",
+                    1000000 - used, R"(;t=[0-9]+, "concurrency";r=2)")));
+  }
+  // /check reports the same tokens, nothing reserved once the calls are over, and no call in
+  // flight.
+  Json check = Json::parse(Get("/check").body);
+  const Json& llm = check["classes"][0];
+  ASSERT_EQ(llm["feature_class"], "llm");
+  ASSERT_EQ(llm["token_windows"].size(), 2u);
+  EXPECT_EQ(llm["token_windows"][0]["window_seconds"], 60);
+  EXPECT_EQ(llm["token_windows"][0]["used"], used);
+  EXPECT_EQ(llm["token_windows"][0]["reserved"], 0);
+  EXPECT_EQ(llm["token_windows"][0]["limit"], 20000);
+  EXPECT_EQ(llm["token_windows"][0]["remaining"], 20000 - used);
+  EXPECT_EQ(llm["token_windows"][1]["window_seconds"], 86400);
+  EXPECT_EQ(llm["spend_windows"], Json::array());
+  EXPECT_EQ(llm["in_flight"], 0);
+  EXPECT_EQ(llm["max_concurrent"], 2);
+}
+
+TEST_F(TokenLimitsTest, ARequestThatCanNeverFitIs429WithoutRetryAfter) {
+  HttpReply r =
+      Post("/v1/chat/completions", ChatBody("phi-2", "hello", R"(, "max_tokens": 30000)"));
+  ASSERT_EQ(r.status, 429) << r.body;
+  EXPECT_EQ(r.Header("retry-after"), "");
+  EXPECT_EQ(r.Header("x-ratelimit-limit-tokens"), "20000");
+  EXPECT_EQ(r.Header("x-ratelimit-remaining-tokens"), "20000");  // a smaller call still fits
+  EXPECT_NE(r.Header("x-ratelimit-remaining-requests"), "0");
+  EXPECT_FALSE(r.Header("ratelimit-policy").empty());
+  Json e = Error(r);
+  EXPECT_EQ(e["code"], "rate_limit_exceeded");
+  EXPECT_THAT(e["message"].get<std::string>(),
+              ::testing::MatchesRegex("Rate limit exceeded for llm: this request needs [0-9]+ "
+                                      "tokens but the free plan allows 20000 per 1m \\(anonymous\\)"
+                                      ": it can never be admitted; lower max_tokens or shorten "
+                                      "the prompt"));
+  // Nothing was held: the next request is admitted with every token left.
+  HttpReply next = Post("/v1/chat/completions", ChatBody("phi-2", "hello", R"(, "max_tokens": 5)"));
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_EQ(next.Header("x-ratelimit-remaining-requests"), "9");
 }
 
 class TrustedProxyTest : public HttpApiTest {

@@ -292,8 +292,43 @@ TEST(CheckKeyJson, WritesDurationsAsSeconds) {
   w->mutable_reset()->set_nanos(500'000'000);
   EXPECT_EQ(CheckKeyJson(r),
             R"({"plan":"premium","masked_key":"sk-ab…wxyz","created":1767225600,"classes":[)"
-            R"({"feature_class":"llm","windows":[{"window_seconds":60,"used":3,"limit":30,)"
-            R"("remaining":27,"reset_seconds":12.5}]}]})");
+            R"({"feature_class":"llm","windows":[{"window_seconds":60,"used":3,"reserved":0,)"
+            R"("limit":30,"remaining":27,"reset_seconds":12.5}],"token_windows":[],)"
+            R"("spend_windows":[],"in_flight":0,"max_concurrent":0}]})");
+}
+
+TEST(CheckKeyJson, ReportsTokenAndSpendWindowsReservedAndInFlight) {
+  v1::CheckKeyResponse r;
+  r.set_plan("free");
+  v1::ClassUsage* c = r.add_classes();
+  c->set_feature_class("closed_llm");
+  const auto add = [](google::protobuf::RepeatedPtrField<v1::WindowUsage>* into, int64_t seconds,
+                      int64_t used, int64_t reserved, int64_t limit) {
+    v1::WindowUsage* w = into->Add();
+    w->mutable_window()->set_seconds(seconds);
+    w->set_used(used);
+    w->set_reserved(reserved);
+    w->set_limit(limit);
+    w->set_remaining(limit - used);
+    w->mutable_reset()->set_seconds(seconds);
+  };
+  add(c->mutable_windows(), 3600, 2, 1, 25);
+  add(c->mutable_token_windows(), 3600, 1512, 1200, 50000);
+  add(c->mutable_token_windows(), 86400, 1512, 1200, 200000);
+  add(c->mutable_spend_windows(), 86400, 15'600, 12'500, 1'000'000);
+  c->set_in_flight(1);
+  c->set_max_concurrent(2);
+  EXPECT_EQ(
+      CheckKeyJson(r),
+      R"({"plan":"free","masked_key":"","created":0,"classes":[{"feature_class":"closed_llm",)"
+      R"("windows":[{"window_seconds":3600,"used":2,"reserved":1,"limit":25,"remaining":23,)"
+      R"("reset_seconds":3600}],)"
+      R"("token_windows":[{"window_seconds":3600,"used":1512,"reserved":1200,"limit":50000,)"
+      R"("remaining":48488,"reset_seconds":3600},{"window_seconds":86400,"used":1512,)"
+      R"("reserved":1200,"limit":200000,"remaining":198488,"reset_seconds":86400}],)"
+      R"("spend_windows":[{"window_seconds":86400,"used":15600,"reserved":12500,)"
+      R"("limit":1000000,"remaining":984400,"reset_seconds":86400}],)"
+      R"("in_flight":1,"max_concurrent":2}]})");
 }
 
 TEST(AskChunkJson, IsMessageAndUrl) {

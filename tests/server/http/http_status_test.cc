@@ -80,6 +80,72 @@ TEST(ErrorResponse, RateLimitedCarriesRetryAfter) {
               ::testing::AllOf(::testing::HasSubstr("llm"), ::testing::HasSubstr("1m")));
 }
 
+TEST(ErrorResponse, ARequestThatNeverFitsHasNoRetryAfter) {
+  HttpResponse r = ErrorResponse(RateLimited({.feature_class = "llm",
+                                              .plan = "free",
+                                              .kind = quota::LimitKind::kTokens,
+                                              .window = absl::Minutes(1),
+                                              .limit = 20000,
+                                              .requested = 30000,
+                                              .never_fits = true,
+                                              .retry_after = absl::ZeroDuration(),
+                                              .tenant_description = ""}));
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(Header(r, "retry-after"), "<absent>");
+  nlohmann::json body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["error"]["code"], "rate_limit_exceeded");
+  EXPECT_THAT(body["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("it can never be admitted"));
+}
+
+TEST(ErrorResponse, ATokenRefusalCarriesItsRealWait) {
+  HttpResponse r = ErrorResponse(RateLimited({.feature_class = "llm",
+                                              .plan = "free",
+                                              .kind = quota::LimitKind::kTokens,
+                                              .window = absl::Minutes(1),
+                                              .limit = 20000,
+                                              .requested = 1200,
+                                              .retry_after = absl::Milliseconds(11'100),
+                                              .tenant_description = ""}));
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(Header(r, "retry-after"), "12");
+}
+
+TEST(AddRateLimitHeaders, WritesEveryHeaderOfTheState) {
+  RateLimitState state{.limit = 10, .remaining = 9, .reset = absl::Seconds(6)};
+  state.tokens = quota::MeterState{.limit = 20000, .remaining = 18800, .reset = absl::Seconds(60)};
+  state.limits = {{.kind = quota::LimitKind::kRequests,
+                   .window = absl::Minutes(1),
+                   .limit = 10,
+                   .remaining = 9,
+                   .reset = absl::Seconds(6)},
+                  {.kind = quota::LimitKind::kTokens,
+                   .window = absl::Minutes(1),
+                   .limit = 20000,
+                   .remaining = 18800,
+                   .reset = absl::Seconds(60)},
+                  {.kind = quota::LimitKind::kConcurrency,
+                   .window = absl::ZeroDuration(),
+                   .limit = 4,
+                   .remaining = 3,
+                   .reset = absl::ZeroDuration()}};
+  HttpHeaders headers = {{"content-type", "application/json"}};
+  AddRateLimitHeaders(state, &headers);
+  EXPECT_EQ(
+      headers,
+      (HttpHeaders{{"content-type", "application/json"},
+                   {"x-ratelimit-limit-requests", "10"},
+                   {"x-ratelimit-remaining-requests", "9"},
+                   {"x-ratelimit-reset-requests", "6s"},
+                   {"x-ratelimit-limit-tokens", "20000"},
+                   {"x-ratelimit-remaining-tokens", "18800"},
+                   {"x-ratelimit-reset-tokens", "1m0s"},
+                   {"ratelimit-policy", R"("requests-1m";q=10;w=60, "tokens-1m";q=20000;w=60, )"
+                                        R"("concurrency";q=4;qu="concurrent-requests")"},
+                   {"ratelimit", R"("requests-1m";r=9;t=6, "tokens-1m";r=18800;t=60, )"
+                                 R"("concurrency";r=3)"}}));
+}
+
 TEST(AddRateLimitHeaders, WritesTheFiguresOrNothing) {
   HttpHeaders headers;
   AddRateLimitHeaders(RateLimitState{.limit = 30, .remaining = 29, .reset = absl::Seconds(61)},

@@ -28,14 +28,20 @@ constexpr char kBrowserAccept[] =
 
 const absl::Time kNow = absl::FromUnixSeconds(1'767'225'600);  // 2026-01-01 00:00:00 UTC
 
-void AddWindow(v1::ClassUsage* c, absl::Duration window, int64_t used, int64_t limit,
-               absl::Duration reset) {
-  v1::WindowUsage* w = c->add_windows();
+void AddWindowTo(google::protobuf::RepeatedPtrField<v1::WindowUsage>* into, absl::Duration window,
+                 int64_t used, int64_t limit, absl::Duration reset, int64_t reserved = 0) {
+  v1::WindowUsage* w = into->Add();
+  w->set_reserved(reserved);
   *w->mutable_window() = server::ToProto(window);
   w->set_used(used);
   w->set_limit(limit);
   w->set_remaining(std::max<int64_t>(0, limit - used));
   *w->mutable_reset() = server::ToProto(reset);
+}
+
+void AddWindow(v1::ClassUsage* c, absl::Duration window, int64_t used, int64_t limit,
+               absl::Duration reset) {
+  AddWindowTo(c->mutable_windows(), window, used, limit, reset);
 }
 
 v1::CheckKeyResponse PremiumUsage() {
@@ -74,6 +80,56 @@ TEST(UsagePageHtmlTest, ShowsPlanMaskedKeyAndEveryWindowsFigures) {
                               "<td class=\"num\">8997 left</td><td>resets in 24 h 17 min"
                               "<br><small>at Jan 02 00:17 UTC</small>"));
   EXPECT_THAT(page, HasSubstr("0 / 0</td><td class=\"num\">0 left</td><td>nothing counted"));
+}
+
+TEST(UsagePageHtmlTest, WithoutTokenSpendOrConcurrencyLimitsThePageIsAsBefore) {
+  const std::string page = server::UsagePageHtml(PremiumUsage(), kNow);
+  EXPECT_THAT(page, Not(HasSubstr("requests per")));
+  EXPECT_THAT(page, Not(HasSubstr("tokens per")));
+  EXPECT_THAT(page, Not(HasSubstr("reserved")));
+  EXPECT_THAT(page, Not(HasSubstr("In flight")));
+  EXPECT_THAT(page, Not(HasSubstr("max_tokens")));
+}
+
+// The free plan's closed_llm of deploy/config/token-limits.textproto, one call in flight.
+v1::CheckKeyResponse ClosedLlmWithEveryLimit() {
+  v1::CheckKeyResponse usage;
+  usage.set_plan("free");
+  v1::ClassUsage* c = usage.add_classes();
+  c->set_feature_class("closed_llm");
+  AddWindowTo(c->mutable_windows(), absl::Hours(1), 2, 25, absl::Minutes(30), 1);
+  AddWindowTo(c->mutable_token_windows(), absl::Hours(1), 1512, 50000, absl::Minutes(30), 1200);
+  AddWindowTo(c->mutable_token_windows(), absl::Hours(24), 1512, 200000, absl::Hours(23));
+  AddWindowTo(c->mutable_spend_windows(), absl::Hours(24), 15'600, 1'000'000, absl::Hours(23),
+              12'500);
+  c->set_in_flight(1);
+  c->set_max_concurrent(2);
+  v1::ClassUsage* ask = usage.add_classes();
+  ask->set_feature_class("globalask");
+  AddWindow(ask, absl::Minutes(1), 1, 120, absl::Seconds(5));
+  ask->set_in_flight(3);  // no limit on calls in flight, but some are
+  return usage;
+}
+
+TEST(UsagePageHtmlTest, ShowsTokenAndSpendWindowsReservedUnitsAndCallsInFlight) {
+  const std::string page = server::UsagePageHtml(ClosedLlmWithEveryLimit(), kNow);
+  // With tokens limited too, request windows say what they count.
+  EXPECT_THAT(page, HasSubstr("<td>requests per hour</td><td class=\"num\">2 / 25<br><small>1 "
+                              "reserved</small></td><td class=\"num\">23 left</td>"));
+  EXPECT_THAT(page, HasSubstr("<td>tokens per hour</td><td class=\"num\">1512 / 50000<br><small>"
+                              "1200 reserved</small></td><td class=\"num\">48488 left</td>"));
+  EXPECT_THAT(page, HasSubstr("<td>tokens per day</td><td class=\"num\">1512 / 200000</td>"
+                              "<td class=\"num\">198488 left</td>"));
+  EXPECT_THAT(page, HasSubstr("<td>spend per day</td><td class=\"num\">$0.0156 / $1.00<br><small>"
+                              "$0.0125 reserved</small></td><td class=\"num\">$0.9844 left</td>"));
+  EXPECT_THAT(page, HasSubstr("aria-valuemax=\"1000000\" aria-valuenow=\"15600\""));
+  EXPECT_THAT(page, HasSubstr("<p class=\"flight\">In flight: <span class=\"num\">1 of at most 2 "
+                              "calls</span></p>"));
+  EXPECT_THAT(page, HasSubstr("<span class=\"num\">3 calls (no limit)</span>"));
+  // The globalask card has no token windows: its request rows keep their short names.
+  EXPECT_THAT(page, HasSubstr("<h2>globalask</h2>"));
+  EXPECT_THAT(page, HasSubstr("<td>per minute</td><td class=\"num\">1 / 120</td>"));
+  EXPECT_THAT(page, HasSubstr("<code>max_tokens</code>"));  // the note on reservations
 }
 
 TEST(UsagePageHtmlTest, IsSelfContainedWithoutScriptsOrExternalAssets) {
