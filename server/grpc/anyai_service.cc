@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/gateway/client_address.h"
+#include "server/gateway/client_presence.h"
 #include "server/grpc/grpc_status.h"
 
 namespace anyai::server {
@@ -16,10 +17,17 @@ namespace {
 // One call's Caller: its authorization and x-forwarded-for metadata (a proxy in front passes
 // the client's address; the Gateway believes it only from trusted_proxies) and its peer. The
 // views point into the context and into `peer`.
+// Who calls, from the call's metadata; and, for as long as it lives, whether that client is
+// still there (client_presence.h): a blocked upstream then stops when the call is cancelled.
 class GrpcCaller {
  public:
   explicit GrpcCaller(const grpc::ServerContextBase& context)
-      : peer_(AddressOfGrpcPeer(context.peer())) {
+      : peer_(AddressOfGrpcPeer(context.peer())),
+        presence_(
+            [](const void* c) {
+              return static_cast<const grpc::ServerContextBase*>(c)->IsCancelled();
+            },
+            &context) {
     const auto& metadata = context.client_metadata();
     if (auto it = metadata.find("authorization"); it != metadata.end()) {
       caller_.authorization = std::string_view(it->second.data(), it->second.size());
@@ -37,6 +45,7 @@ class GrpcCaller {
  private:
   const std::string peer_;
   Caller caller_;
+  ScopedClientProbe presence_;
 };
 
 // The status of a finished call, with its x-ratelimit-* metadata; the answer moved into

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/gateway/client_presence.h"
 #include "server/gateway/errors.h"
 #include "server/http/http_json.h"
 #include "server/http/http_query.h"
@@ -140,7 +141,15 @@ HttpApi::HttpApi(Gateway& gateway, std::function<bool()> ready, std::string publ
 absl::Status HttpApi::AddRoutes(HttpRouter& router) {
   for (const Route& r : kRoutes) {
     absl::Status s = router.Add(
-        r.method, r.path, [this, h = r.handler](HttpExchange& x) { (this->*h)(x); }, r.dispatch);
+        r.method, r.path,
+        [this, h = r.handler](HttpExchange& x) {
+          // While the handler runs, a provider blocked on its upstream can tell that the
+          // client left (client_presence.h).
+          ScopedClientProbe presence(
+              [](const void* e) { return static_cast<const HttpExchange*>(e)->ClientGone(); }, &x);
+          (this->*h)(x);
+        },
+        r.dispatch);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();

@@ -71,6 +71,10 @@ class HttpExchange {
   virtual bool StartStream(HttpResponse head) = 0;
   virtual bool WriteChunk(std::string data) = 0;
   virtual void EndStream() = 0;
+
+  // Whether the client has gone (closed or reset its connection), asked without reading: for a
+  // handler blocked on an upstream (client_presence.h). Any thread.
+  virtual bool ClientGone() const = 0;
 };
 
 }  // namespace anyai::server

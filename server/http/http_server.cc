@@ -1,5 +1,7 @@
 #include "server/http/http_server.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -167,7 +170,10 @@ class Context {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Context& context)
-      : stream_(std::move(socket)), context_(context), read_timer_(stream_.get_executor()) {
+      : stream_(std::move(socket)),
+        context_(context),
+        read_timer_(stream_.get_executor()),
+        fd_(stream_.socket().native_handle()) {
     beast::error_code ec;
     stream_.socket().set_option(tcp::no_delay(true), ec);
     tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
@@ -194,6 +200,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   void ForceClose() {
     net::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+
+  // From any thread: whether the client closed or reset the connection (a peek at the socket,
+  // which never consumes a byte; a pipelined request waiting there means it is still here).
+  bool PeerGone() const {
+    if (closed_.load(std::memory_order_acquire)) return true;
+    char byte;
+    const ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return true;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
   }
 
   // The Exchange's side: called from the handler's thread.
@@ -536,6 +552,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Close() {
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
+    closed_.store(true, std::memory_order_release);
     read_timer_.cancel();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -589,9 +606,17 @@ class Session : public std::enable_shared_from_this<Session> {
 
     bool WriteChunk(std::string data) override {
       if (!streaming_ || ended_ || gone_) return false;
+      // A write to a socket whose peer has closed still succeeds once: ask first, so that a
+      // chunk is never counted as delivered to a client that had left.
+      if (session_->PeerGone()) {
+        gone_ = true;
+        return false;
+      }
       gone_ = !session_->WriteChunkAndWait(std::move(data));
       return !gone_;
     }
+
+    bool ClientGone() const override { return gone_ || session_->PeerGone(); }
 
     void EndStream() override {
       if (!streaming_ || ended_) return;
@@ -624,6 +649,10 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   Context& context_;
   net::steady_timer read_timer_;
+  // The socket's descriptor, for PeerGone() from a handler's thread; closed_ says it may have
+  // been closed (and its number reused), set on the strand before closing.
+  const int fd_;
+  std::atomic<bool> closed_{false};
   std::string peer_;
   beast::flat_buffer buffer_;
   State state_ = State::kIdle;

@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/gateway/client_presence.h"
 
 namespace anyai::server {
 namespace {
@@ -39,6 +40,7 @@ struct Transfer {
   // PostStream: where a 2xx body goes, and whether it asked to stop.
   absl::FunctionRef<bool(absl::string_view)>* on_data = nullptr;
   bool stopped_by_receiver = false;
+  bool client_gone = false;  // the progress callback saw the client leave
   SteadyClock::time_point last_byte = SteadyClock::now();
 };
 
@@ -139,12 +141,26 @@ bool Configure(CURL* easy, const UpstreamRequest& request, HeaderList& headers, 
   return ok;
 }
 
+// How often a silent stream asks whether its client is still there (client_presence.h).
+constexpr int64_t kPresencePollMs = 250;
+
+// libcurl's progress callback for a whole-body transfer: about once a second while it waits, a
+// client that left aborts it (CURLE_ABORTED_BY_CALLBACK).
+int OnProgress(void* data, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  if (!ClientGone()) return 0;
+  static_cast<Transfer*>(data)->client_gone = true;
+  return 1;
+}
+
 absl::Status TransportError(CURLcode code, const Transfer& t, absl::Duration timeout, bool stream) {
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
       return absl::DeadlineExceededError(
           stream ? absl::StrCat("no data for ", absl::FormatDuration(timeout))
                  : absl::StrCat("no complete answer within ", absl::FormatDuration(timeout)));
+    case CURLE_ABORTED_BY_CALLBACK:
+      if (t.client_gone) return absl::CancelledError("the client went away");
+      break;
     case CURLE_WRITE_ERROR:
       if (t.stopped_by_receiver) return absl::CancelledError("the receiver stopped the transfer");
       if (t.too_large) {
@@ -223,7 +239,10 @@ absl::StatusOr<UpstreamResponse> UpstreamHttp::Post(const UpstreamRequest& reque
   absl::StatusOr<UpstreamResponse> result;
   if (!Configure(easy, request, headers, /*stream=*/false) ||
       curl_easy_setopt(easy, CURLOPT_HEADERDATA, &t) != CURLE_OK ||
-      curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t) != CURLE_OK) {
+      curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t) != CURLE_OK ||
+      curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &OnProgress) != CURLE_OK ||
+      curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &t) != CURLE_OK ||
+      curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L) != CURLE_OK) {
     result = absl::UnavailableError("libcurl refused an option (out of memory?)");
   } else if (const CURLcode code = curl_easy_perform(easy); code != CURLE_OK) {
     result = TransportError(code, t, request.timeout, /*stream=*/false);
@@ -272,6 +291,8 @@ absl::StatusOr<UpstreamResponse> UpstreamHttp::PostStream(
                                                                 : CURLE_RECV_ERROR;
       break;
     }
+    // A client that left while the upstream is silent: stop now, not at the next chunk.
+    if (ClientGone()) return absl::CancelledError("the client went away");
     const auto silent = SteadyClock::now() - t.last_byte;
     if (silent >= silence_limit) {
       code = CURLE_OPERATION_TIMEDOUT;
@@ -279,8 +300,9 @@ absl::StatusOr<UpstreamResponse> UpstreamHttp::PostStream(
     }
     const auto wait =
         std::chrono::duration_cast<std::chrono::milliseconds>(silence_limit - silent).count() + 1;
-    if (const CURLMcode mc = curl_multi_poll(
-            multi.get(), nullptr, 0, static_cast<int>(std::min<int64_t>(wait, 1000)), nullptr);
+    if (const CURLMcode mc =
+            curl_multi_poll(multi.get(), nullptr, 0,
+                            static_cast<int>(std::min<int64_t>(wait, kPresencePollMs)), nullptr);
         mc != CURLM_OK) {
       failure = absl::UnavailableError(curl_multi_strerror(mc));
       break;
