@@ -407,6 +407,14 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
       // Undo the holds taken before the refusal (a concurrent call may have refused because of
       // them: early, never late).
       GiveBack(meters, stamps, taken);
+      // And report those meters as they are without this call.
+      for (Meter meter : kMeters) {
+        const int m = Index(meter);
+        if (taken.of(meter) == 0) continue;
+        for (int w = 0; w < layout_->geometry[c][m].windows(); ++w) {
+          outcome.meter[m].windows[w].used -= taken.of(meter);
+        }
+      }
       if (hold && refused_by != LimitKind::kConcurrency) {
         meters.in_flight.fetch_sub(1, std::memory_order_acq_rel);
       }

@@ -12,6 +12,21 @@ bool HasReason(const absl::Status& status, std::string_view reason) {
   return info.has_value() && info->reason() == reason;
 }
 
+// OpenAI's 429 `type` names the limit that refused ("requests", "tokens"); ours may also be
+// "spend" or "concurrency" (ErrorInfo's limit_kind, errors.h).
+const char* RateLimitType(const absl::Status& status) {
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  if (info.has_value()) {
+    auto it = info->metadata().find("limit_kind");
+    if (it != info->metadata().end()) {
+      for (const char* kind : {"tokens", "spend", "concurrency"}) {
+        if (it->second == kind) return kind;
+      }
+    }
+  }
+  return "requests";
+}
+
 }  // namespace
 
 ErrorKind ErrorKindOf(const absl::Status& status) {
@@ -35,7 +50,7 @@ ErrorKind ErrorKindOf(const absl::Status& status) {
     case absl::StatusCode::kAborted:
       return {409, "invalid_request_error", "conflict"};
     case absl::StatusCode::kResourceExhausted:
-      return {429, "requests", "rate_limit_exceeded"};
+      return {429, RateLimitType(status), "rate_limit_exceeded"};
     case absl::StatusCode::kUnimplemented:
       return {501, "server_error", "not_implemented"};
     case absl::StatusCode::kUnavailable:

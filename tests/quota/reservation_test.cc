@@ -122,6 +122,10 @@ TEST(ReservationTest, ARefusalHoldsNothingAndNamesItsLimit) {
   EXPECT_EQ(r->decision().refused_limit, 50);
   EXPECT_EQ(r->decision().requested, 60);
   EXPECT_TRUE(r->decision().never_fits);
+  // The meters it passed are reported as they are without it.
+  EXPECT_EQ(r->decision().remaining, 100);
+  ASSERT_TRUE(r->decision().tokens.has_value());
+  EXPECT_EQ(r->decision().tokens->remaining, 1000);
   const UsageSnapshot u = *e->Usage("t", plan, kT0);
   EXPECT_EQ(u.classes[0].windows[0].used, 0);
   EXPECT_EQ(u.classes[0].token_windows[0].used, 0);

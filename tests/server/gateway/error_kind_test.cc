@@ -14,6 +14,22 @@ TEST(ErrorKindOf, TellsAFailingUpstreamFromTheGatewaysOwnStorage) {
   EXPECT_EQ(upstream.code, "upstream_error");
 }
 
+TEST(ErrorKindOf, A429NamesTheKindOfLimitAsOpenAIsTypeDoes) {
+  RateLimitInfo info{.feature_class = "llm",
+                     .plan = "free",
+                     .window = absl::Minutes(1),
+                     .limit = 20000,
+                     .retry_after = absl::Seconds(3),
+                     .tenant_description = ""};
+  EXPECT_EQ(ErrorKindOf(RateLimited(info)).type, "requests");
+  info.kind = quota::LimitKind::kTokens;
+  EXPECT_EQ(ErrorKindOf(RateLimited(info)).type, "tokens");
+  EXPECT_EQ(ErrorKindOf(RateLimited(info)).http_status, 429);
+  info.kind = quota::LimitKind::kConcurrency;
+  EXPECT_EQ(ErrorKindOf(RateLimited(info)).type, "concurrency");
+  EXPECT_EQ(ErrorKindOf(absl::ResourceExhaustedError("no details")).type, "requests");
+}
+
 TEST(ErrorKindOf, AClientThatLeftIs499) {
   EXPECT_EQ(ErrorKindOf(absl::CancelledError("gone")).http_status, 499);
 }
