@@ -2,8 +2,9 @@
 // (internal to quota/):
 //  * NarrowCell, 64-bit words: counts up to 2^23 - 1 next to a 40-bit stamp. Request windows,
 //    whose limits are small, keep one word per counter and the hot path's plain loads.
-//  * WideCell, 128-bit words: counts up to 2^62 next to a full 64-bit stamp. Token and spend
-//    windows, which must count at least 2^40 per window.
+//  * WideCell, 128-bit words: counts up to 2^61 next to a full 64-bit stamp. Token and spend
+//    windows, which must count at least 2^40 per window. 2^61 keeps base + count + cost (each
+//    at most 2^61, a cost at most 2^50) within an int64.
 // Both give the same fields to the same algorithm: a head (stamp, count, sealed), a slot (last
 // flushed stamp, sum, valid) and a cache (stamp tag, base, age of the oldest bucket).
 //
@@ -92,8 +93,7 @@ struct NarrowCell {
 // high and the base low.
 struct WideCell {
   using Word = unsigned __int128;
-  static constexpr int kCountBits = 62;
-  static constexpr int64_t kMaxCount = (int64_t{1} << kCountBits) - 1;
+  static constexpr int64_t kMaxCount = (int64_t{1} << 61) - 1;
   static constexpr int64_t kMaxStamp = NarrowCell::kMaxStamp;
 
   static constexpr Word Pack(uint64_t high, uint64_t low) {

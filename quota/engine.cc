@@ -462,25 +462,26 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
   if (refused) {
     d.refused_class = feature_class;
     d.refused_kind = refused_by;
-    if (refused_by == LimitKind::kConcurrency) {
-      d.refused_limit = max_concurrent;
-      d.requested = 1;
-      d.retry_after = kConcurrencyRetry;
-      return r;
-    }
-    const Meter meter = refused_by == LimitKind::kTokens  ? Meter::kTokens
-                        : refused_by == LimitKind::kSpend ? Meter::kSpend
-                                                          : Meter::kRequests;
-    const int m = Index(meter);
-    const ClassGeometry& g = layout_->geometry[c][m];
-    const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
-    const WindowOutcome& o = outcome.meter[m];
+    // The wait is the longest of every limit that cannot take the call now, the refusing
+    // meter's and those read after it (the meters before it had room): waiting only for the
+    // first would be refused again by the next. A window the call can never fit wins.
     int64_t retry_at = 0;
-    for (int w = 0; w < g.windows(); ++w) {
-      if (o.windows[w].retry_at_us > retry_at) {
-        retry_at = o.windows[w].retry_at_us;
+    for (Meter meter : kMeters) {
+      const int m = Index(meter);
+      if (!outcome.tried[m]) continue;
+      const ClassGeometry& g = layout_->geometry[c][m];
+      const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
+      const WindowOutcome& o = outcome.meter[m];
+      for (int w = 0; w < g.windows(); ++w) {
+        const int64_t at = o.windows[w].retry_at_us;
+        if (at <= retry_at || d.never_fits) continue;
+        retry_at = at;
+        d.never_fits = at == kNever;
+        if (refused_by == LimitKind::kConcurrency) continue;  // concurrency stays the name
+        d.refused_kind = KindOf(meter);
         d.refused_window = absl::Microseconds(g.window_us[w]);
         d.refused_limit = limits[w];
+        d.requested = estimate.of(meter);
         if (meter == Meter::kRequests) {
           d.limit = limits[w];
           d.remaining = 0;
@@ -488,8 +489,14 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
         }
       }
     }
-    d.requested = estimate.of(meter);
-    d.never_fits = retry_at == kNever;
+    if (refused_by == LimitKind::kConcurrency) {
+      d.refused_limit = max_concurrent;
+      d.requested = 1;
+      d.never_fits = false;
+      d.retry_after = std::max(kConcurrencyRetry,
+                               retry_at == kNever ? kConcurrencyRetry : Until(retry_at, now_us));
+      return r;
+    }
     d.retry_after = d.never_fits ? absl::ZeroDuration() : Until(retry_at, now_us);
   }
   return r;

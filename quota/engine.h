@@ -31,8 +31,8 @@
 // Thread safety: every method may be called concurrently from any number of threads. Admit()
 // and Reserve() are lock-free for a resident tenant: one lock-free hash lookup and, per meter
 // the class limits, a compare-and-swap on the tenant's packed counter (see sliding_window.h for
-// the invariant and memory orderings). Settle() is lock-free too. The first use of a tenant
-// (and eviction) takes a per-shard mutex; there is no global lock.
+// the invariant and memory orderings). Settle() takes no engine lock either (its sink may).
+// The first use of a tenant (and eviction) takes a per-shard mutex; there is no global lock.
 #ifndef ANYAI_QUOTA_ENGINE_H_
 #define ANYAI_QUOTA_ENGINE_H_
 
@@ -95,8 +95,9 @@ struct BucketCount {
 // returns: every admission (all its meters in one call), every settlement. Called from the
 // deciding thread; must be thread-safe. An error from an admission undoes it in memory and
 // makes Reserve()/Admit() return that error; an error from a settlement leaves it settled in
-// memory (the stored usage then over-counts: a refund lost on a crash is never an
-// under-count) and Settle() returns it.
+// memory and Settle() returns it: the stored usage then lacks that settlement — a lost refund
+// over-counts, a lost overage under-counts by the overage once the tenant is restored from
+// storage (after an eviction or a restart).
 class UsageSink {
  public:
   virtual ~UsageSink() = default;

@@ -90,7 +90,7 @@ struct PlanTable {
 
 // Limits of the engine's packed counters (see sliding_window.h for why).
 inline constexpr int64_t kMaxRequestsPerWindow = (int64_t{1} << 23) - 1;
-// Token and spend windows count in 62-bit words: a limit up to 2^50 leaves room for overage.
+// Token and spend windows count up to 2^61: a limit up to 2^50 leaves room for overage.
 inline constexpr int64_t kMaxCostPerWindow = int64_t{1} << 50;
 inline constexpr int64_t kMaxConcurrent = int64_t{1} << 20;
 inline constexpr absl::Duration kMinWindow = absl::Seconds(1);

@@ -22,6 +22,7 @@ int64_t ClassGeometry::StampStartUs(int64_t s) const {
 
 namespace {
 
+// Both operands are at most Cell::kMaxCount (< 2^62), so the sum cannot overflow.
 template <typename Cell>
 int64_t SaturatingAdd(int64_t a, int64_t b) {
   return std::min(a + b, Cell::kMaxCount);
@@ -41,23 +42,29 @@ BasicSlidingWindows<Cell>::~BasicSlidingWindows() {
 
 template <typename Cell>
 bool BasicSlidingWindows<Cell>::ReadCachedRefusal(Word head, int64_t cost,
+                                                  absl::Span<const int64_t> limits,
                                                   WindowOutcome& out) const {
   const RefusalCache* cache = refusal_.load(std::memory_order_acquire);
-  if (cache == nullptr || cache->tag.load(kAcquire) != head) return false;
-  const int64_t cached_cost = cache->cost.load(std::memory_order_acquire);
-  const uint64_t cached_refunds = cache->refunds.load(std::memory_order_acquire);
+  if (cache == nullptr) return false;
+  const uint64_t version = cache->version.load(std::memory_order_acquire);
+  if (version % 2 != 0) return false;  // being written
+  if (cache->head.load(kAcquire) != head || cache->cost.load(std::memory_order_acquire) != cost ||
+      cache->limits.load(std::memory_order_acquire) != limits.data() ||
+      cache->refunds.load(std::memory_order_acquire) != refunds_.load(std::memory_order_acquire)) {
+    return false;
+  }
   for (int w = 0; w < geometry_.windows(); ++w) {
     out.windows[w] =
         WindowFigures{.used = cache->fields[3 * w].load(std::memory_order_acquire),
                       .free_at_us = cache->fields[3 * w + 1].load(std::memory_order_acquire),
                       .retry_at_us = cache->fields[3 * w + 2].load(std::memory_order_acquire)};
   }
-  return cache->tag.load(kAcquire) == head && head_.load(kAcquire) == head && cached_cost == cost &&
-         cached_refunds == refunds_.load(std::memory_order_acquire);
+  return cache->version.load(std::memory_order_acquire) == version && head_.load(kAcquire) == head;
 }
 
 template <typename Cell>
-void BasicSlidingWindows<Cell>::CacheRefusal(Word head, int64_t cost, uint64_t refunds,
+void BasicSlidingWindows<Cell>::CacheRefusal(Word head, int64_t cost,
+                                             absl::Span<const int64_t> limits, uint64_t refunds,
                                              const WindowOutcome& out) {
   RefusalCache* cache = refusal_.load(std::memory_order_acquire);
   if (cache == nullptr) {
@@ -69,18 +76,22 @@ void BasicSlidingWindows<Cell>::CacheRefusal(Word head, int64_t cost, uint64_t r
       delete fresh;  // never seen by anyone
     }
   }
-  Word tag = cache->tag.load(kRelaxed);
-  if (tag == Cell::kWriting || !cache->tag.cas(tag, Cell::kWriting, kAcqRel, kRelaxed)) {
+  uint64_t version = cache->version.load(std::memory_order_relaxed);
+  if (version % 2 != 0 ||
+      !cache->version.compare_exchange_strong(version, version + 1, std::memory_order_acq_rel,
+                                              std::memory_order_relaxed)) {
     return;  // being written by another thread
   }
+  cache->head.store(head, kRelease);
   cache->cost.store(cost, std::memory_order_release);
+  cache->limits.store(limits.data(), std::memory_order_release);
   cache->refunds.store(refunds, std::memory_order_release);
   for (int w = 0; w < geometry_.windows(); ++w) {
     cache->fields[3 * w].store(out.windows[w].used, std::memory_order_release);
     cache->fields[3 * w + 1].store(out.windows[w].free_at_us, std::memory_order_release);
     cache->fields[3 * w + 2].store(out.windows[w].retry_at_us, std::memory_order_release);
   }
-  cache->tag.store(head, kRelease);
+  cache->version.store(version + 2, std::memory_order_release);
 }
 
 template <typename Cell>
@@ -295,10 +306,10 @@ WindowOutcome BasicSlidingWindows<Cell>::TryAdmit(int64_t now_us, absl::Span<con
     }
     out.admitted = false;
     out.stamp = s;
-    if (ReadCachedRefusal(h, cost, out)) return out;
+    if (ReadCachedRefusal(h, cost, limits, out)) return out;
     FillRefusal(s, c, limits, cost, out);
     if (head_.load(kAcquire) != h) continue;
-    CacheRefusal(h, cost, refunds, out);
+    CacheRefusal(h, cost, limits, refunds, out);
     return out;
   }
 }

@@ -3,7 +3,7 @@
 // counts it in all of them at once; gives back (part of) a cost later, into the sub-bucket it was
 // counted in; and charges an overage past the limits (internal to quota/; the public surface is
 // engine.h). One algorithm in two word widths (cells.h): SlidingWindows (64-bit words, counts up
-// to 2^23 - 1, for requests) and WideSlidingWindows (128-bit words, counts up to 2^62 - 1, for
+// to 2^23 - 1, for requests) and WideSlidingWindows (128-bit words, counts up to 2^61 - 1, for
 // tokens and micro-USD).
 //
 // Thread safety: lock-free. Any number of threads may call TryAdmit/GiveBack/Charge/Read
@@ -58,12 +58,13 @@
 // head to (max(s', s + 1), 0). A flush is idempotent: the slot records the last stamp flushed
 // into it, so a second helper, or a stale one arriving late, changes nothing; a slot holding
 // an older bucket is replaced, one holding a newer bucket is left alone.
-// Hence while head is unsealed at s, every stamp < s is fully in the slots and nothing else
-// can write them: slots are stable, so a reader that sees the same unsealed head before and
-// after reading slots (or caches) has a consistent snapshot. A CAS that races a rollover
-// fails because the head changed (head values never repeat: stamps only grow, counts only
-// grow within a stamp), and the thread retries at the new stamp; the retry cannot double
-// count because the count it read was never committed.
+// Hence while head is unsealed at s, every stamp < s is fully in the slots and only refunds
+// (which only lower them, see below) can write them: a reader that sees the same unsealed head
+// before and after reading slots (or caches) has a snapshot that is exact or, if a refund
+// landed meanwhile, too high — never too low. A CAS that races a rollover fails because the
+// head changed (stamps only grow, so a head never returns to a stamp it left), and the thread
+// retries at the new stamp; the retry cannot double count because the count it read was never
+// committed.
 //
 // Memory orderings: head is loaded with acquire and CASed with acq_rel; slot flushes are
 // acq_rel CASes. A helper's flush therefore happens-before its head CAS (release), which
@@ -156,24 +157,30 @@ class BasicSlidingWindows {
                    WindowOutcome& out) const;
   int64_t StampNow(int64_t now_us) const;
 
-  // The figures of the last refusal, for the head value, cost and refund count they were
-  // computed at: while the head stays unsealed at that value and no refund lands in the slots,
-  // the slots are stable and no admission happens (a window is full), so the figures cannot
-  // change, and a flood of refusals reads them instead of rescanning 61 slots per window. A
-  // seqlock whose tag is the head value: a writer CASes the tag to kWriting (acq_rel), stores
-  // the fields with release, then stores the tag (release); a reader loads the tag, the fields
-  // and the tag again (acquire), and trusts them only if both tags equal its head, the head has
-  // not moved and the refund count is the one stored. A release field store seen by a reader
-  // makes the writer's kWriting visible to its second tag load. Allocated on the first refusal;
-  // writers that lose the CAS simply do not cache.
+  // The figures of the last refusal, for the head value, cost, plan limits and refund count
+  // they were computed at: while the head stays unsealed at that value and no refund lands in
+  // the slots, the slots and the head's count are what they were, so the figures for that cost
+  // and those limits cannot change, and a flood of refusals reads them instead of rescanning
+  // 61 slots per window. A seqlock with its own version (head values may repeat within a
+  // stamp, so the head cannot be the version): a writer CASes the version from even v to v + 1
+  // (acq_rel), stores the key and the fields with release, then stores v + 2 (release); a reader
+  // loads the version (acquire; odd: being written), the key and fields (acquire), and the
+  // version again, and trusts them only if the version is unchanged, the key is its own and the
+  // head has not moved. A release field store seen by a reader makes the writer's v + 1 visible
+  // to its second version load. Allocated on the first refusal; writers that lose the CAS
+  // simply do not cache.
   struct RefusalCache {
-    AtomicWord<Word> tag;
+    std::atomic<uint64_t> version{0};
+    AtomicWord<Word> head;
     std::atomic<int64_t> cost{0};
+    std::atomic<const int64_t*> limits{nullptr};  // the plan's (the engine's layout owns them)
     std::atomic<uint64_t> refunds{0};
     std::atomic<int64_t> fields[3 * kMaxWindowsPerClass];
   };
-  bool ReadCachedRefusal(Word head, int64_t cost, WindowOutcome& out) const;
-  void CacheRefusal(Word head, int64_t cost, uint64_t refunds, const WindowOutcome& out);
+  bool ReadCachedRefusal(Word head, int64_t cost, absl::Span<const int64_t> limits,
+                         WindowOutcome& out) const;
+  void CacheRefusal(Word head, int64_t cost, absl::Span<const int64_t> limits, uint64_t refunds,
+                    const WindowOutcome& out);
 
   // The slots, allocated by the first flush (most tenants never roll a count over, and the
   // slots are most of a tenant's memory); null reads as all-empty.

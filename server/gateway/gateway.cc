@@ -39,10 +39,21 @@ absl::StatusOr<T> Upstream(absl::StatusOr<T> answer) {
   return answer;
 }
 
-// What a call that counts one request used once answered.
+// What a call that counts one request used: the request once answered, or once its client
+// left (the provider worked for it); nothing when it failed.
 template <typename T>
-quota::Cost OneRequest(const T&) {
-  return quota::Cost{};
+std::optional<quota::Cost> OneRequest(const absl::StatusOr<T>& answer) {
+  if (answer.ok() || absl::IsCancelled(answer.status())) return quota::Cost{};
+  return std::nullopt;
+}
+
+// The upstream's own failure (a 5xx, a timeout, a connection error), which
+// charge_upstream_failures may charge; any other failure after admission is refunded.
+bool UpstreamFailure(const absl::Status& status) {
+  if (absl::IsDeadlineExceeded(status)) return true;
+  if (!absl::IsUnavailable(status)) return false;
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  return info.has_value() && info->reason() == kUpstreamUnavailableReason;
 }
 
 }  // namespace
@@ -230,18 +241,20 @@ absl::StatusOr<Gateway::Admission> Gateway::Count(const Principal& principal, co
   return Admission{principal, rate_limit, route.provider, *std::move(r), route.feature_class};
 }
 
-void Gateway::Finish(Admission& admission, const Used& used,
+void Gateway::Finish(Admission& admission, const Used& used, const absl::Status& status,
                      std::optional<RateLimitState>& rate_limit) {
   quota::Reservation& r = admission.reservation;
   if (!r.open()) return;  // unmetered (fail open)
   const quota::Cost reserved = r.reserved();
-  const quota::Cost to = used.has_value()                  ? *used
-                         : parts_.charge_upstream_failures ? reserved
-                                                           : quota::Cost{.requests = 0};
+  const quota::Cost to = used.has_value() ? *used
+                         : parts_.charge_upstream_failures && UpstreamFailure(status)
+                             ? reserved
+                             : quota::Cost{.requests = 0};
   absl::StatusOr<quota::Settlement> settled = parts_.engine->Settle(r, to, parts_.clock());
   // A failed settlement is settled in memory all the same (its slot is free); only its record
-  // is missing, and the stored usage then over-counts (a refund lost), never under-counts. The
-  // observer hears of it either way, as a settlement that gave nothing back.
+  // is missing (engine.h, UsageSink: a lost refund over-counts, a lost overage under-counts
+  // once the tenant is restored). The observer hears of it either way, as a settlement that
+  // gave nothing back.
   const quota::Settlement effect = settled.ok() ? *settled : quota::Settlement{};
   if (parts_.observer != nullptr) {
     parts_.observer->ObserveSettlement(admission.principal.plan, admission.feature_class, reserved,
@@ -264,7 +277,7 @@ template <typename T>
 Outcome<T> Gateway::Serve(const Caller& caller,
                           absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
                           absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer,
-                          absl::FunctionRef<quota::Cost(const T&)> used) {
+                          absl::FunctionRef<Used(const absl::StatusOr<T>&)> used) {
   Outcome<T> out{.result = absl::UnknownError(""), .rate_limit = std::nullopt};
   absl::StatusOr<Admission> admission = Admit(caller, route, out.rate_limit);
   if (!admission.ok()) {
@@ -272,7 +285,7 @@ Outcome<T> Gateway::Serve(const Caller& caller,
     return out;
   }
   out.result = answer(*admission->provider);
-  Finish(*admission, out.result.ok() ? Used(used(*out.result)) : std::nullopt, out.rate_limit);
+  Finish(*admission, used(out.result), out.result.status(), out.rate_limit);
   return out;
 }
 
@@ -290,11 +303,11 @@ StreamOutcome Gateway::ServeStream(const Caller& caller,
   if (!start(out.rate_limit)) {
     out.status = absl::CancelledError("the client went away");
     // Gone before the provider was asked: nothing was produced, nothing is charged.
-    Finish(*admission, quota::Cost{.requests = 0}, out.rate_limit);
+    Finish(*admission, quota::Cost{.requests = 0}, out.status, out.rate_limit);
     return out;
   }
   out.status = FromProvider(answer(*admission->provider));
-  Finish(*admission, used(out.status), out.rate_limit);
+  Finish(*admission, used(out.status), out.status, out.rate_limit);
   return out;
 }
 
@@ -310,7 +323,11 @@ Outcome<v1::ChatCompletion> Gateway::Chat(const Caller& caller,
         return r;
       },
       [&](Provider& provider) { return Upstream(provider.Chat(resolved ? *resolved : request)); },
-      [&](const v1::ChatCompletion& answer) {
+      [&](const absl::StatusOr<v1::ChatCompletion>& result) -> Used {
+        // The client left before the answer: the provider read the prompt.
+        if (absl::IsCancelled(result.status())) return ChatUsed(*model, PromptTokens(request), 0);
+        if (!result.ok()) return std::nullopt;
+        const v1::ChatCompletion& answer = *result;
         if (answer.has_usage()) {
           return ChatUsed(*model, answer.usage().prompt_tokens(),
                           answer.usage().completion_tokens());

@@ -203,16 +203,18 @@ class Gateway {
                                   std::optional<RateLimitState>& rate_limit);
   absl::StatusOr<Admission> Count(const Principal& principal, const Route& route,
                                   std::optional<RateLimitState>& rate_limit);
-  // Settles the call's reservation: to `used`, or for a failure before any output to nothing
-  // (or, with charge_upstream_failures, to its estimate). `rate_limit` then shows the
+  // Settles the call's reservation: to `used`; for a failure before any output (nullopt) to
+  // nothing, or — when `status` is the upstream's failure (a 5xx, a timeout, a connection
+  // error) and charge_upstream_failures is set — to its estimate. `rate_limit` then shows the
   // settled figures.
-  void Finish(Admission& admission, const Used& used, std::optional<RateLimitState>& rate_limit);
-  // A unary call from admission to its end; `used` says what a successful answer used.
+  void Finish(Admission& admission, const Used& used, const absl::Status& status,
+              std::optional<RateLimitState>& rate_limit);
+  // A unary call from admission to its end; `used` says what it used, answered or not.
   template <typename T>
   Outcome<T> Serve(const Caller& caller,
                    absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
                    absl::FunctionRef<absl::StatusOr<T>(Provider&)> answer,
-                   absl::FunctionRef<quota::Cost(const T&)> used);
+                   absl::FunctionRef<Used(const absl::StatusOr<T>&)> used);
   // A streamed call; `used` says what it used once it ended with `status` (nullopt: failed
   // before any output).
   StreamOutcome ServeStream(const Caller& caller,

@@ -46,6 +46,9 @@ HttpResponse ErrorResponse(const absl::Status& status) {
     if (std::optional<google::rpc::RetryInfo> retry = GetRetryInfo(status); retry.has_value()) {
       response.headers.emplace_back(
           "retry-after", absl::StrCat(RetryAfterSeconds(FromProto(retry->retry_delay()))));
+    } else {
+      // No wait helps (the call alone exceeds a limit): OpenAI's SDKs retry a 429 unless told.
+      response.headers.emplace_back("x-should-retry", "false");
     }
   }
   return response;

@@ -133,6 +133,54 @@ TEST(ReservationTest, ARefusalHoldsNothingAndNamesItsLimit) {
   EXPECT_EQ(u.classes[0].in_flight, 0);
 }
 
+// Two limits full at once: the wait told is the longer one, so that a retry after it fits.
+TEST(ReservationTest, RetryAfterWaitsForEveryFullLimit) {
+  PlanTable t;
+  t.plans.push_back(
+      Plan{.name = "p",
+           .max_message_chars = 10,
+           .classes = {{.feature_class = "llm",
+                        .windows = {{absl::Seconds(1), 1}},
+                        .token_windows = {{absl::Seconds(1), 1000}, {absl::Seconds(3), 1000}}}}});
+  auto e = MakeEngine(t);
+  const auto [plan, llm] = IdsOf(*e);
+  ASSERT_TRUE(e->Reserve("t", plan, llm, {.tokens = 1000}, kT0)->admitted());
+  absl::StatusOr<Reservation> r = e->Reserve("t", plan, llm, {.tokens = 1000}, kT0);
+  ASSERT_FALSE(r->admitted());
+  // Requests free after 1 s (one sub-bucket later at most), the 3 s token window after 3 s.
+  EXPECT_EQ(r->decision().refused_kind, LimitKind::kTokens);
+  EXPECT_EQ(r->decision().refused_window, absl::Seconds(3));
+  const absl::Duration wait = r->decision().retry_after;
+  EXPECT_GE(wait, absl::Seconds(3));
+  EXPECT_LE(wait, absl::Seconds(3) + absl::Milliseconds(50));
+  EXPECT_FALSE(e->Reserve("t", plan, llm, {.tokens = 1000}, kT0 + wait - absl::Milliseconds(60))
+                   ->admitted());
+  EXPECT_TRUE(e->Reserve("t", plan, llm, {.tokens = 1000}, kT0 + wait)->admitted());
+}
+
+// Refusals of different costs at the same head never read each other's cached figures.
+TEST(ReservationConcurrencyTest, CachedRefusalsAreTheirOwnCosts) {
+  auto e = MakeEngine(Plans(1'000'000, 1000, 0, 0));
+  const auto [plan, llm] = IdsOf(*e);
+  ASSERT_TRUE(e->Reserve("t", plan, llm, {.tokens = 1000}, kT0)->admitted());
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      for (int k = 0; k < 20'000; ++k) {
+        const int64_t cost = (k + i) % 2 == 0 ? 5 : 2000;
+        absl::StatusOr<Reservation> r = e->Reserve("t", plan, llm, {.tokens = cost}, kT0);
+        if (!r.ok() || r->admitted() || r->decision().never_fits != (cost > 1000) ||
+            (cost <= 1000 && r->decision().retry_after <= absl::ZeroDuration())) {
+          wrong.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
 TEST(ReservationTest, TokensThatCannotFitAreNeverFitsNotAWait) {
   auto e = MakeEngine(Plans(100, 1000, 0, 0));
   const auto [plan, llm] = IdsOf(*e);
@@ -352,6 +400,8 @@ TEST(ReservationConcurrencyTest, ThreadsReservingVariableCostsNeverHoldMoreThanT
   std::atomic<int64_t> charged{0};      // what the threads believe is charged, net
   std::atomic<int64_t> in_flight{0};    // reservations the threads hold
   std::atomic<int64_t> peak_flight{0};  // the most seen at once
+  std::atomic<int64_t> live{0};         // tokens the threads know are held
+  std::atomic<int> over{0};             // times `live` went past the limit
   std::vector<std::thread> threads;
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
@@ -360,6 +410,10 @@ TEST(ReservationConcurrencyTest, ThreadsReservingVariableCostsNeverHoldMoreThanT
         const int64_t cost = absl::Uniform<int64_t>(rng, 1, 2000);
         absl::StatusOr<Reservation> r = e->Reserve("t", plan, llm, {.tokens = cost}, kT0);
         if (!r.ok() || !r->admitted()) continue;
+        // Added after the engine counted, taken off before it gives back: never above what the
+        // engine holds, so a value above the limit would prove an over-admission, however
+        // briefly.
+        if (live.fetch_add(cost) + cost > kTokens) over.fetch_add(1);
         const int64_t now_flying = in_flight.fetch_add(1) + 1;
         int64_t peak = peak_flight.load();
         while (now_flying > peak && !peak_flight.compare_exchange_weak(peak, now_flying)) {
@@ -370,6 +424,7 @@ TEST(ReservationConcurrencyTest, ThreadsReservingVariableCostsNeverHoldMoreThanT
           e->Release(*r);
           charged.fetch_add(cost);
         } else {
+          live.fetch_sub(cost - used);
           ASSERT_THAT(e->Settle(*r, {.requests = 1, .tokens = used}, kT0), IsOk());
           charged.fetch_add(used);
         }
@@ -383,6 +438,7 @@ TEST(ReservationConcurrencyTest, ThreadsReservingVariableCostsNeverHoldMoreThanT
   EXPECT_EQ(u.classes[0].token_windows[0].reserved, 0);
   EXPECT_EQ(u.classes[0].in_flight, 0);
   EXPECT_LE(peak_flight.load(), kConcurrent);
+  EXPECT_EQ(over.load(), 0);
   // Refunds made room again and again: far more than the limit's worth was reserved.
   EXPECT_GT(u.classes[0].windows[1].used, 50);
 }

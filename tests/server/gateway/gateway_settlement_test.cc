@@ -31,13 +31,17 @@ constexpr int64_t kDefaultReserve = 300;
 // The builtin provider, or a failure: before any output, or after `chunks` chunks of a stream.
 class ScriptedProvider : public Provider {
  public:
-  enum class Mode { kAnswer, kFailBeforeOutput, kFailAfterChunks };
+  // kRefuse: the upstream refused the request (its 4xx); kClientGone: the client left while
+  // the upstream worked (client_presence.h).
+  enum class Mode { kAnswer, kFailBeforeOutput, kFailAfterChunks, kRefuse, kClientGone };
   Mode mode = Mode::kAnswer;
   int chunks = 1;
   // Called before each chunk of a stream (to act while the call is in flight).
   std::function<void()> during_stream;
 
   absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) override {
+    if (mode == Mode::kRefuse) return absl::InvalidArgumentError("upstream: bad request");
+    if (mode == Mode::kClientGone) return absl::CancelledError("the client went away");
     if (mode != Mode::kAnswer) return absl::UnavailableError("upstream answered 503");
     return builtin_.Chat(request);
   }
@@ -199,6 +203,25 @@ TEST_F(GatewaySettlementTest, WithChargeUpstreamFailuresAFailureKeepsItsReservat
   const ModelInfo& model = *catalogue_->Resolve("phi-2");
   EXPECT_EQ(Llm().token_windows[0].used, ChatEstimate(r, model, kDefaultReserve).tokens);
   EXPECT_EQ(Llm().windows[0].used, 1);
+}
+
+TEST_F(GatewaySettlementTest, AnUpstreamRefusalIsNeverChargedEvenWithTheSwitch) {
+  Build(/*charge_upstream_failures=*/true);
+  provider_.mode = ScriptedProvider::Mode::kRefuse;
+  EXPECT_THAT(gateway_->Chat(anonymous_, Chat(500)).result,
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_EQ(Llm().token_windows[0].used, 0);
+  EXPECT_EQ(Llm().windows[0].used, 0);
+}
+
+TEST_F(GatewaySettlementTest, AUnaryCallWhoseClientLeftChargesItsPrompt) {
+  Build();
+  provider_.mode = ScriptedProvider::Mode::kClientGone;
+  EXPECT_THAT(gateway_->Chat(anonymous_, Chat(500)).result,
+              StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+  EXPECT_EQ(Llm().token_windows[0].used, PromptTokens(Chat()));
+  EXPECT_EQ(Llm().windows[0].used, 1);
+  EXPECT_EQ(Llm().in_flight, 0);
 }
 
 TEST_F(GatewaySettlementTest, AStreamTheClientLeavesSettlesWhatItReceived) {

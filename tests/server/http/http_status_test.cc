@@ -92,8 +92,10 @@ TEST(ErrorResponse, ARequestThatNeverFitsHasNoRetryAfter) {
                                               .tenant_description = ""}));
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(Header(r, "retry-after"), "<absent>");
+  EXPECT_EQ(Header(r, "x-should-retry"), "false");  // the OpenAI SDKs' no-retry signal
   nlohmann::json body = nlohmann::json::parse(r.body);
   EXPECT_EQ(body["error"]["code"], "rate_limit_exceeded");
+  EXPECT_EQ(body["error"]["type"], "tokens");
   EXPECT_THAT(body["error"]["message"].get<std::string>(),
               ::testing::HasSubstr("it can never be admitted"));
 }
@@ -109,6 +111,7 @@ TEST(ErrorResponse, ATokenRefusalCarriesItsRealWait) {
                                               .tenant_description = ""}));
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(Header(r, "retry-after"), "12");
+  EXPECT_EQ(Header(r, "x-should-retry"), "<absent>");
 }
 
 TEST(AddRateLimitHeaders, WritesEveryHeaderOfTheState) {
