@@ -66,6 +66,20 @@ LimitKind KindOf(Meter meter) {
   return LimitKind::kRequests;
 }
 
+const char* LimitKindName(LimitKind kind) {
+  switch (kind) {
+    case LimitKind::kTokens:
+      return "tokens";
+    case LimitKind::kSpend:
+      return "spend";
+    case LimitKind::kConcurrency:
+      return "concurrency";
+    case LimitKind::kRequests:
+      break;
+  }
+  return "requests";
+}
+
 // What each meter's counter said at a decision; `tried` is false for a meter the decision did
 // not reach (or that the class does not count).
 struct MeterOutcomes {

@@ -139,6 +139,8 @@ struct Cost {
 // What a limit refused, or what a reported figure is about.
 enum class LimitKind { kRequests, kTokens, kSpend, kConcurrency };
 LimitKind KindOf(Meter meter);
+// "requests", "tokens", "spend", "concurrency": the names reports, metrics and errors use.
+const char* LimitKindName(LimitKind kind);
 
 // One limit at a decision: a window of a meter, or the concurrency limit (window zero).
 struct LimitState {

@@ -49,20 +49,6 @@ int64_t CeilSeconds(absl::Duration d) { return RetryAfterSeconds(d); }
 
 }  // namespace
 
-const char* LimitKindName(LimitKind kind) {
-  switch (kind) {
-    case LimitKind::kRequests:
-      return "requests";
-    case LimitKind::kTokens:
-      return "tokens";
-    case LimitKind::kSpend:
-      return "spend";
-    case LimitKind::kConcurrency:
-      return "concurrency";
-  }
-  return "requests";
-}
-
 std::string LimitName(const LimitState& limit) {
   if (limit.kind == LimitKind::kConcurrency) return LimitKindName(limit.kind);
   return absl::StrCat(LimitKindName(limit.kind), "-", WindowLabel(limit.window));

@@ -106,10 +106,6 @@ std::string FormatReset(absl::Duration d);
 // "concurrency" (see the top of this file).
 std::string LimitName(const quota::LimitState& limit);
 
-// "requests", "tokens", "spend", "concurrency": what ErrorInfo's limit_kind and the item names
-// call each kind.
-const char* LimitKindName(quota::LimitKind kind);
-
 // An amount of micro-USD as US dollars, with cents and as many more digits as it needs:
 // "$0.00", "$1.50", "$0.0125", "$12.000001".
 std::string FormatUsd(int64_t micro_usd);

@@ -38,20 +38,6 @@ std::string WindowLabel(absl::Duration d) {
 }
 
 // The `limit` label of a refusal: what kind of limit refused.
-const char* LimitLabel(quota::LimitKind kind) {
-  switch (kind) {
-    case quota::LimitKind::kRequests:
-      return "requests";
-    case quota::LimitKind::kTokens:
-      return "tokens";
-    case quota::LimitKind::kSpend:
-      return "spend";
-    case quota::LimitKind::kConcurrency:
-      return "concurrency";
-  }
-  return "requests";
-}
-
 prometheus::ClientMetric Value(double v, prometheus::MetricType type,
                                std::vector<prometheus::ClientMetric::Label> labels = {}) {
   prometheus::ClientMetric m;
@@ -258,7 +244,7 @@ std::unique_ptr<Metrics> Metrics::Create(const quota::Engine& engine, MetricsSou
             {{"feature_class", cls},
              {"plan", plans.plans[p].name},
              {"outcome", "refused"},
-             {"limit", LimitLabel(kind)},
+             {"limit", quota::LimitKindName(kind)},
              {"window", kind == quota::LimitKind::kConcurrency ? "" : WindowLabel(window)}}));
         refusing.push_back({kind, absl::ToInt64Microseconds(window)});
       };
