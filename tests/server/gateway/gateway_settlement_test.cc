@@ -7,16 +7,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/gateway/catalogue.h"
 #include "server/gateway/chat_cost.h"
-#include "server/gateway/gateway.h"
 #include "server/gateway/token_count.h"
-#include "server/providers/builtin/builtin_provider.h"
-#include "storage/database.h"
-#include "storage/rocksdb_key_store.h"
-#include "storage/usage_store.h"
+#include "tests/server/gateway/gateway_rig.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace anyai::server {
 namespace {
@@ -28,94 +22,31 @@ const absl::Time kNow = absl::FromUnixSeconds(1'767'225'600);
 constexpr int64_t kTokenLimit = 5000;
 constexpr int64_t kDefaultReserve = 300;
 
-// The builtin provider, or a failure: before any output, or after `chunks` chunks of a stream.
-class ScriptedProvider : public Provider {
- public:
-  // kRefuse: the upstream refused the request (its 4xx); kClientGone: the client left while
-  // the upstream worked (client_presence.h).
-  enum class Mode { kAnswer, kFailBeforeOutput, kFailAfterChunks, kRefuse, kClientGone };
-  Mode mode = Mode::kAnswer;
-  int chunks = 1;
-  // Called before each chunk of a stream (to act while the call is in flight).
-  std::function<void()> during_stream;
-
-  absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) override {
-    if (mode == Mode::kRefuse) return absl::InvalidArgumentError("upstream: bad request");
-    if (mode == Mode::kClientGone) return absl::CancelledError("the client went away");
-    if (mode != Mode::kAnswer) return absl::UnavailableError("upstream answered 503");
-    return builtin_.Chat(request);
-  }
-  absl::Status StreamChat(const v1::ChatCompletionRequest& request,
-                          absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) override {
-    if (mode == Mode::kFailBeforeOutput) return absl::UnavailableError("connection refused");
-    int sent = 0;
-    absl::Status cut = absl::OkStatus();
-    absl::Status s = builtin_.StreamChat(request, [&](const v1::ChatCompletionChunk& chunk) {
-      if (during_stream) during_stream();
-      if (mode == Mode::kFailAfterChunks && sent == chunks) {
-        cut = absl::UnavailableError("upstream reset the stream");
-        return false;
+quota::PlanTable Plans() {
+  quota::PlanTable plans = quota::DefaultPlanTable();
+  for (quota::Plan& p : plans.plans) {
+    p.default_token_reserve = kDefaultReserve;
+    for (quota::ClassLimits& c : p.classes) {
+      if (c.feature_class == quota::kLlm) {
+        c.token_windows = {{absl::Minutes(1), kTokenLimit}};
+        c.max_concurrent = 1;
       }
-      ++sent;
-      return emit(chunk);
-    });
-    return cut.ok() ? s : cut;
+    }
   }
-  absl::StatusOr<v1::GenerateImagesResponse> GenerateImages(
-      const v1::GenerateImagesRequest& request) override {
-    return builtin_.GenerateImages(request);
-  }
-  absl::StatusOr<v1::ImagineResponse> Imagine(const v1::ImagineRequest& request) override {
-    if (mode != Mode::kAnswer) return absl::DeadlineExceededError("upstream timed out");
-    return builtin_.Imagine(request);
-  }
-  absl::Status Ask(const v1::AskRequest& request,
-                   absl::FunctionRef<bool(const v1::AskChunk&)> emit) override {
-    return builtin_.Ask(request, emit);
-  }
-  absl::StatusOr<v1::DescribeImageResponse> DescribeImage(
-      const v1::DescribeImageRequest& request) override {
-    return builtin_.DescribeImage(request);
-  }
-
- private:
-  BuiltinProvider builtin_{[] { return kNow; }};
-};
+  return plans;
+}
 
 class GatewaySettlementTest : public ::testing::Test {
  protected:
   void Build(bool charge_upstream_failures = false) {
-    db_ = *storage::Database::Open({.data_dir = dir_.Sub("db")});
-    keys_ = *storage::RocksDbKeyStore::Open(*db_);
-    quota::PlanTable plans = quota::DefaultPlanTable();
-    for (quota::Plan& p : plans.plans) {
-      p.default_token_reserve = kDefaultReserve;
-      for (quota::ClassLimits& c : p.classes) {
-        if (c.feature_class == quota::kLlm) {
-          c.token_windows = {{absl::Minutes(1), kTokenLimit}};
-          c.max_concurrent = 1;
-        }
-      }
-    }
-    std::vector<storage::ClassInfo> classes;
-    {
-      auto probe = *quota::Engine::Create(plans, {});
-      classes = storage::UsageClassesOf(*probe);
-    }
-    usage_ = *storage::UsageStore::Open(*db_, classes, {.clock = [] { return kNow; }});
-    engine_ = *quota::Engine::Create(plans, {.sink = usage_.get(), .loader = usage_.get()});
-    catalogue_ = std::make_unique<Catalogue>(*Catalogue::Create(DefaultModels()));
-    GatewayParts parts;
-    parts.engine = engine_.get();
-    parts.keys = keys_.get();
-    parts.catalogue = catalogue_.get();
-    parts.image_models = DefaultImageGenerationModels();
-    parts.imagine_models = DefaultImagineModels();
-    parts.vision_models = DefaultVisionModels();
-    parts.providers = {{"builtin", &provider_}};
-    parts.charge_upstream_failures = charge_upstream_failures;
-    parts.clock = [] { return kNow; };
-    gateway_ = *Gateway::Create(std::move(parts));
+    rig_ = std::make_unique<GatewayRig>(Plans(), kNow);
+    rig_->Start([&](GatewayParts& parts) {
+      parts.providers = {{"builtin", &provider_}};
+      parts.charge_upstream_failures = charge_upstream_failures;
+    });
+    gateway_ = rig_->gateway.get();
+    engine_ = rig_->engine.get();
+    catalogue_ = rig_->catalogue.get();
   }
 
   static v1::ChatCompletionRequest Chat(std::optional<int> max_tokens = std::nullopt) {
@@ -137,14 +68,11 @@ class GatewaySettlementTest : public ::testing::Test {
     return u->classes[0];
   }
 
-  ::anyai::testing::TempDir dir_;
-  std::unique_ptr<storage::Database> db_;
-  std::unique_ptr<storage::RocksDbKeyStore> keys_;
-  std::unique_ptr<storage::UsageStore> usage_;
-  std::unique_ptr<quota::Engine> engine_;
-  std::unique_ptr<Catalogue> catalogue_;
-  ScriptedProvider provider_;
-  std::unique_ptr<Gateway> gateway_;
+  ScriptedProvider provider_{kNow};
+  std::unique_ptr<GatewayRig> rig_;
+  Gateway* gateway_ = nullptr;
+  quota::Engine* engine_ = nullptr;
+  const Catalogue* catalogue_ = nullptr;
   const Caller anonymous_{.authorization = std::nullopt,
                           .peer = "203.0.113.7",
                           .forwarded_for = "",

@@ -10,11 +10,8 @@
 #include "server/gateway/catalogue.h"
 #include "server/gateway/error_kind.h"
 #include "server/providers/builtin/builtin_provider.h"
-#include "storage/database.h"
-#include "storage/rocksdb_key_store.h"
-#include "storage/usage_store.h"
+#include "tests/server/gateway/gateway_rig.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace anyai::server {
 namespace {
@@ -28,28 +25,15 @@ const absl::Time kNow = absl::FromUnixSeconds(1'767'225'600);
 class GatewayTest : public ::testing::Test {
  protected:
   void Build(StorageFailurePolicy policy) {
-    db_ = *storage::Database::Open({.data_dir = dir_.Sub("db")});
-    keys_ = *storage::RocksDbKeyStore::Open(*db_);
-    quota::PlanTable plans = quota::DefaultPlanTable();
-    std::vector<storage::ClassInfo> classes;
-    {
-      auto probe = *quota::Engine::Create(plans, {});
-      classes = storage::UsageClassesOf(*probe);
-    }
-    usage_ = *storage::UsageStore::Open(*db_, classes, {.clock = [] { return kNow; }});
-    engine_ = *quota::Engine::Create(plans, {.sink = usage_.get(), .loader = usage_.get()});
-    catalogue_ = std::make_unique<Catalogue>(*Catalogue::Create(DefaultModels()));
-    GatewayParts parts;
-    parts.engine = engine_.get();
-    parts.keys = keys_.get();
-    parts.catalogue = catalogue_.get();
-    parts.image_models = DefaultImageGenerationModels();
-    parts.imagine_models = DefaultImagineModels();
-    parts.vision_models = DefaultVisionModels();
-    parts.providers = {{"builtin", &builtin_}};
-    parts.storage_failure_policy = policy;
-    parts.clock = [] { return kNow; };
-    gateway_ = *Gateway::Create(std::move(parts));
+    rig_ = std::make_unique<GatewayRig>(quota::DefaultPlanTable(), kNow);
+    rig_->Start([&](GatewayParts& parts) {
+      parts.providers = {{"builtin", &builtin_}};
+      parts.storage_failure_policy = policy;
+    });
+    db_ = rig_->db.get();
+    keys_ = rig_->keys.get();
+    engine_ = rig_->engine.get();
+    gateway_ = rig_->gateway.get();
   }
 
   static v1::ChatCompletionRequest Chat() {
@@ -61,14 +45,12 @@ class GatewayTest : public ::testing::Test {
     return r;
   }
 
-  ::anyai::testing::TempDir dir_;
-  std::unique_ptr<storage::Database> db_;
-  std::unique_ptr<storage::RocksDbKeyStore> keys_;
-  std::unique_ptr<storage::UsageStore> usage_;
-  std::unique_ptr<quota::Engine> engine_;
-  std::unique_ptr<Catalogue> catalogue_;
   BuiltinProvider builtin_{[] { return kNow; }};
-  std::unique_ptr<Gateway> gateway_;
+  std::unique_ptr<GatewayRig> rig_;
+  storage::Database* db_ = nullptr;
+  storage::RocksDbKeyStore* keys_ = nullptr;
+  quota::Engine* engine_ = nullptr;
+  Gateway* gateway_ = nullptr;
   const Caller anonymous_{.authorization = std::nullopt,
                           .peer = "203.0.113.7",
                           .forwarded_for = "",

@@ -7,16 +7,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/gateway/catalogue.h"
-#include "server/gateway/gateway.h"
 #include "server/metrics/metrics.h"
-#include "server/providers/builtin/builtin_provider.h"
-#include "storage/database.h"
-#include "storage/rocksdb_key_store.h"
-#include "storage/usage_store.h"
+#include "tests/server/gateway/gateway_rig.h"
 #include "tests/server/metrics/exposition.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/temp_dir.h"
 
 namespace anyai::server {
 namespace {
@@ -28,76 +22,31 @@ using ::testing::Optional;
 const absl::Time kNow = absl::FromUnixSeconds(1'767'225'600);
 constexpr char kTenant[] = "ip:203.0.113.7";
 
-// The builtin provider, or a failure before any output.
-class FailingProvider : public Provider {
- public:
-  bool fail = false;
-
-  absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) override {
-    if (fail) return absl::UnavailableError("upstream answered 503");
-    return builtin_.Chat(request);
+quota::PlanTable Plans() {
+  quota::PlanTable plans = quota::DefaultPlanTable();
+  for (quota::Plan& p : plans.plans) {
+    p.default_token_reserve = 300;
+    for (quota::ClassLimits& c : p.classes) {
+      if (c.feature_class == quota::kLlm) {
+        c.windows = {{absl::Minutes(1), 100'000}};
+        c.token_windows = {{absl::Minutes(1), 10'000'000}};
+        c.max_concurrent = 1;
+      }
+    }
   }
-  absl::Status StreamChat(const v1::ChatCompletionRequest& request,
-                          absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) override {
-    if (fail) return absl::UnavailableError("connection refused");
-    return builtin_.StreamChat(request, emit);
-  }
-  absl::StatusOr<v1::GenerateImagesResponse> GenerateImages(
-      const v1::GenerateImagesRequest& request) override {
-    return builtin_.GenerateImages(request);
-  }
-  absl::StatusOr<v1::ImagineResponse> Imagine(const v1::ImagineRequest& request) override {
-    return builtin_.Imagine(request);
-  }
-  absl::Status Ask(const v1::AskRequest& request,
-                   absl::FunctionRef<bool(const v1::AskChunk&)> emit) override {
-    return builtin_.Ask(request, emit);
-  }
-  absl::StatusOr<v1::DescribeImageResponse> DescribeImage(
-      const v1::DescribeImageRequest& request) override {
-    return builtin_.DescribeImage(request);
-  }
-
- private:
-  BuiltinProvider builtin_{[] { return kNow; }};
-};
+  return plans;
+}
 
 class MetricsGatewayTest : public ::testing::Test {
  protected:
-  MetricsGatewayTest() {
-    db_ = *storage::Database::Open({.data_dir = dir_.Sub("db")});
-    keys_ = *storage::RocksDbKeyStore::Open(*db_);
-    quota::PlanTable plans = quota::DefaultPlanTable();
-    for (quota::Plan& p : plans.plans) {
-      p.default_token_reserve = 300;
-      for (quota::ClassLimits& c : p.classes) {
-        if (c.feature_class == quota::kLlm) {
-          c.windows = {{absl::Minutes(1), 100'000}};
-          c.token_windows = {{absl::Minutes(1), 10'000'000}};
-          c.max_concurrent = 1;
-        }
-      }
-    }
-    std::vector<storage::ClassInfo> classes;
-    {
-      auto probe = *quota::Engine::Create(plans, {});
-      classes = storage::UsageClassesOf(*probe);
-    }
-    usage_ = *storage::UsageStore::Open(*db_, classes, {.clock = [] { return kNow; }});
-    engine_ = *quota::Engine::Create(plans, {.sink = usage_.get(), .loader = usage_.get()});
-    metrics_ = Metrics::Create(*engine_, {});
-    catalogue_ = std::make_unique<Catalogue>(*Catalogue::Create(DefaultModels()));
-    GatewayParts parts;
-    parts.engine = engine_.get();
-    parts.keys = keys_.get();
-    parts.catalogue = catalogue_.get();
-    parts.image_models = DefaultImageGenerationModels();
-    parts.imagine_models = DefaultImagineModels();
-    parts.vision_models = DefaultVisionModels();
-    parts.providers = {{"builtin", &provider_}};
-    parts.observer = metrics_.get();
-    parts.clock = [] { return kNow; };
-    gateway_ = *Gateway::Create(std::move(parts));
+  MetricsGatewayTest() : rig_(Plans(), kNow) {
+    metrics_ = Metrics::Create(*rig_.engine, {});
+    rig_.Start([&](GatewayParts& parts) {
+      parts.providers = {{"builtin", &provider_}};
+      parts.observer = metrics_.get();
+    });
+    gateway_ = rig_.gateway.get();
+    engine_ = rig_.engine.get();
   }
 
   static v1::ChatCompletionRequest Chat(std::optional<int> max_tokens = std::nullopt) {
@@ -124,15 +73,11 @@ class MetricsGatewayTest : public ::testing::Test {
     return -1;
   }
 
-  ::anyai::testing::TempDir dir_;
-  std::unique_ptr<storage::Database> db_;
-  std::unique_ptr<storage::RocksDbKeyStore> keys_;
-  std::unique_ptr<storage::UsageStore> usage_;
-  std::unique_ptr<quota::Engine> engine_;
+  GatewayRig rig_;
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<Catalogue> catalogue_;
-  FailingProvider provider_;
-  std::unique_ptr<Gateway> gateway_;
+  ScriptedProvider provider_{kNow};
+  Gateway* gateway_ = nullptr;
+  quota::Engine* engine_ = nullptr;
   const Caller anonymous_{.authorization = std::nullopt,
                           .peer = "203.0.113.7",
                           .forwarded_for = "",
@@ -144,14 +89,14 @@ TEST_F(MetricsGatewayTest, EveryPathLeavesNoCallInFlightAndSettlesTheEnginesToke
   ASSERT_THAT(gateway_->Chat(anonymous_, Chat(400)).result, IsOk());
   ASSERT_THAT(gateway_->Chat(anonymous_, Chat()).result, IsOk());
   // Failed before any output: refunded.
-  provider_.fail = true;
+  provider_.mode = ScriptedProvider::Mode::kFailBeforeOutput;
   EXPECT_FALSE(gateway_->Chat(anonymous_, Chat(400)).result.ok());
   EXPECT_FALSE(gateway_
                    ->StreamChat(
                        anonymous_, Chat(), [](const auto&) { return true; },
                        [](const v1::ChatCompletionChunk&) { return true; })
                    .status.ok());
-  provider_.fail = false;
+  provider_.mode = ScriptedProvider::Mode::kAnswer;
   // A stream to its end; 1,000 streams whose client leaves after the first chunk; a client
   // gone before its stream started.
   ASSERT_THAT(gateway_
