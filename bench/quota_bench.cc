@@ -10,8 +10,10 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "bench/mutex_baseline.h"
@@ -159,6 +161,106 @@ void BM_Mutex_1MTenantsRandom(benchmark::State& state) {
   Run(state, [&](int64_t now) { return f.baseline->Admit(f.names[pick(gen)], now); });
 }
 
+// Reserve + Settle (issue 11): a call whose cost is known only at its end. A separate engine
+// whose plan gives `llm` the request windows above and token windows of the same lengths, with
+// limits no benchmark reaches (time advances as above; each call holds kReserveTokens while in
+// flight and keeps kUsedTokens), so every call is admitted and every settlement refunds
+// kReserveTokens - kUsedTokens into the sub-bucket it was reserved in. A separate engine so that
+// the Admit-only benchmarks above keep a class without a token meter. Each iteration is one
+// Reserve and one Settle of the same call; `decisions_per_second` counts calls.
+const std::vector<int64_t> kTokenLimits = {1'000'000'000'000, 1'000'000'000'000};
+constexpr int64_t kReserveTokens = 1000;  // e.g. the prompt + max_tokens
+constexpr int64_t kUsedTokens = 300;      // what the provider's usage reported
+
+struct CostFixture {
+  std::unique_ptr<quota::Engine> engine;
+  quota::PlanId plan;
+  quota::ClassId cls;
+  std::unique_ptr<MutexCostWindow> baseline;
+
+  static CostFixture& Get() {
+    static CostFixture* f = [] {
+      Fixture& base = Fixture::Get();  // the tenant names
+      auto* f = new CostFixture;
+      quota::PlanTable t;
+      t.plans.push_back(quota::Plan{
+          .name = "bench_tokens",
+          .max_message_chars = 1,
+          .classes = {{.feature_class = "llm",
+                       .windows = {{absl::Minutes(1), kLimits[0]}, {absl::Hours(24), kLimits[1]}},
+                       .token_windows = {{absl::Minutes(1), kTokenLimits[0]},
+                                         {absl::Hours(24), kTokenLimits[1]}}}}});
+      f->engine = *quota::Engine::Create(std::move(t), {});
+      f->plan = *f->engine->FindPlan("bench_tokens");
+      f->cls = *f->engine->FindClass("llm");
+      f->baseline =
+          std::make_unique<MutexCostWindow>(kWindowsUs, kLimits, kWindowsUs, kTokenLimits);
+      // All 1M tenants resident in both, each with one settled call.
+      for (const std::string& n : base.names) {
+        auto r = f->engine->Reserve(n, f->plan, f->cls, {.requests = 1, .tokens = kReserveTokens},
+                                    absl::FromUnixMicros(kT0));
+        (void)f->engine->Settle(*r, {.requests = 1, .tokens = kUsedTokens},
+                                absl::FromUnixMicros(kT0));
+        MutexCostWindow::Reservation m = f->baseline->Reserve(n, kReserveTokens, kT0);
+        f->baseline->Settle(m, kUsedTokens, kT0);
+      }
+      return f;
+    }();
+    return *f;
+  }
+};
+
+// True when the call was admitted and its settlement gave back what it did not use (the
+// benchmarks count the calls where that failed in `unexpected`, which should stay 0).
+bool EngineReserveSettle(CostFixture& f, std::string_view tenant, int64_t now) {
+  absl::StatusOr<quota::Reservation> r = f.engine->Reserve(
+      tenant, f.plan, f.cls, {.requests = 1, .tokens = kReserveTokens}, absl::FromUnixMicros(now));
+  if (!r.ok() || !r->admitted()) return false;
+  absl::StatusOr<quota::Settlement> s =
+      f.engine->Settle(*r, {.requests = 1, .tokens = kUsedTokens}, absl::FromUnixMicros(now));
+  return s.ok() && s->refunded.tokens == kReserveTokens - kUsedTokens;
+}
+bool MutexReserveSettle(CostFixture& f, std::string_view tenant, int64_t now) {
+  MutexCostWindow::Reservation r = f.baseline->Reserve(tenant, kReserveTokens, now);
+  f.baseline->Settle(r, kUsedTokens, now);
+  return r.admitted;
+}
+
+// Run() with `decide` returning whether the call went as expected; counts those that did not.
+template <typename Decide>
+void RunCounted(benchmark::State& state, Decide decide) {
+  int64_t unexpected = 0;
+  Run(state, [&](int64_t now) {
+    const bool ok = decide(now);
+    unexpected += !ok;
+    return ok;
+  });
+  state.counters["unexpected"] = static_cast<double>(unexpected);
+}
+
+void BM_EngineReserveSettle_HotTenant(benchmark::State& state) {
+  CostFixture& f = CostFixture::Get();
+  RunCounted(state, [&](int64_t now) { return EngineReserveSettle(f, "hot", now); });
+}
+void BM_MutexReserveSettle_HotTenant(benchmark::State& state) {
+  CostFixture& f = CostFixture::Get();
+  RunCounted(state, [&](int64_t now) { return MutexReserveSettle(f, "hot", now); });
+}
+void BM_EngineReserveSettle_1MTenantsRandom(benchmark::State& state) {
+  CostFixture& f = CostFixture::Get();
+  const std::vector<std::string>& names = Fixture::Get().names;
+  std::mt19937 gen(state.thread_index() + 1);
+  std::uniform_int_distribution<int> pick(0, kManyTenants - 1);
+  RunCounted(state, [&](int64_t now) { return EngineReserveSettle(f, names[pick(gen)], now); });
+}
+void BM_MutexReserveSettle_1MTenantsRandom(benchmark::State& state) {
+  CostFixture& f = CostFixture::Get();
+  const std::vector<std::string>& names = Fixture::Get().names;
+  std::mt19937 gen(state.thread_index() + 1);
+  std::uniform_int_distribution<int> pick(0, kManyTenants - 1);
+  RunCounted(state, [&](int64_t now) { return MutexReserveSettle(f, names[pick(gen)], now); });
+}
+
 // No MinTime() here: a benchmark's own MinTime wins over --benchmark_min_time, which is how
 // bench/run_engine_bench.sh sets the run length.
 #define THREADS ->Threads(1)->Threads(2)->UseRealTime()
@@ -170,6 +272,10 @@ BENCHMARK(BM_Engine_DistinctTenants) THREADS;
 BENCHMARK(BM_Mutex_DistinctTenants) THREADS;
 BENCHMARK(BM_Engine_1MTenantsRandom) THREADS;
 BENCHMARK(BM_Mutex_1MTenantsRandom) THREADS;
+BENCHMARK(BM_EngineReserveSettle_HotTenant) THREADS;
+BENCHMARK(BM_MutexReserveSettle_HotTenant) THREADS;
+BENCHMARK(BM_EngineReserveSettle_1MTenantsRandom) THREADS;
+BENCHMARK(BM_MutexReserveSettle_1MTenantsRandom) THREADS;
 
 int64_t ResidentBytes() {
   std::ifstream statm("/proc/self/statm");

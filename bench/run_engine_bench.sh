@@ -2,20 +2,65 @@
 # Engine micro-benchmarks (issue "Foundation and the quota engine", SPEC §11): the lock-free
 # engine against the mutex + hash map baseline, in one binary and one run, reported as ratios.
 # Memory benchmarks run each in a fresh process so that freed heap does not blur RSS deltas.
-# Usage: bench/run_engine_bench.sh [min_time_seconds=2] [repetitions=3]   -> Markdown on stdout
+# Usage: bench/run_engine_bench.sh [min_time_seconds=2] [repetitions=3] [reserve]
+#   -> Markdown on stdout
 # (each speed benchmark runs at least min_time per repetition; the table shows the median of the
 # repetitions, or with 1 repetition its one run). BUILD_DIR (default build) is the build tree.
+# With `reserve` (issue 11) it runs instead the Reserve + Settle benchmarks next to Admit alone,
+# engine and mutex baseline, one hot tenant and 1M tenants, and prints their table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 min_time=${1:-2}
 reps=${2:-3}
+part=${3:-admit}
 build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target quota_bench >/dev/null
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+if [[ "$part" == reserve ]]; then
+  "$build"/bin/quota_bench \
+    --benchmark_filter='^BM_(Engine|Mutex)(ReserveSettle)?_(HotTenant|1MTenantsRandom)/' \
+    --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
+    --benchmark_report_aggregates_only=true --benchmark_format=json >"$out/speed.json" 2>/dev/null
+  /usr/bin/python3 - "$out" "$reps" <<'PY'
+import json, sys, os
+out, reps = sys.argv[1], int(sys.argv[2])
+speed = json.load(open(os.path.join(out, "speed.json")))
+rate, unexpected = {}, 0
+for b in speed["benchmarks"]:
+    # Over every repetition: a mean above 0 means some repetition saw one.
+    if b.get("aggregate_name") == "mean" or (reps <= 1 and b.get("run_type") == "iteration"):
+        unexpected += b.get("unexpected", 0)
+    if reps > 1 and b.get("aggregate_name") != "median":
+        continue
+    if reps <= 1 and b.get("run_type") != "iteration":
+        continue
+    parts = b["run_name"].split("/")  # e.g. BM_EngineReserveSettle_HotTenant/real_time/threads:2
+    impl, case = parts[0].split("_", 2)[1:]
+    rate[(impl, case, int(parts[-1].split(":")[1]))] = b["decisions_per_second"]
+ctx = speed["context"]
+runs = f"medians of {reps} repetitions" if reps > 1 else "one repetition"
+print(f"Machine: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz; {runs}; calls per second over "
+      f"all threads (a Reserve + Settle pair is one call); calls not admitted or not refunded as "
+      f"expected: {unexpected:g}.\n")
+print("| case | threads | engine Admit calls/s | engine Reserve+Settle calls/s | engine R+S ns/call per thread "
+      "| mutex Admit calls/s | mutex Reserve+Settle calls/s | engine R+S / engine Admit "
+      "| mutex R+S / mutex Admit | engine R+S / mutex R+S |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for case, label in [("HotTenant", "one hot tenant"), ("1MTenantsRandom", "1M tenants, random access")]:
+    for t in (1, 2):
+        ea, er = rate.get(("Engine", case, t)), rate.get(("EngineReserveSettle", case, t))
+        ma, mr = rate.get(("Mutex", case, t)), rate.get(("MutexReserveSettle", case, t))
+        if None in (ea, er, ma, mr):
+            continue
+        print(f"| {label} | {t} | {ea/1e6:.2f} M | {er/1e6:.2f} M | {t*1e9/er:.0f} | {ma/1e6:.2f} M "
+              f"| {mr/1e6:.2f} M | {er/ea:.2f}x | {mr/ma:.2f}x | {er/mr:.2f}x |")
+PY
+  exit 0
+fi
 "$build"/bin/quota_bench \
-  --benchmark_filter='HotTenant|RefusedTenant|DistinctTenants|1MTenantsRandom' \
+  --benchmark_filter='^BM_(Engine|Mutex)_(HotTenant|RefusedTenant|DistinctTenants|1MTenantsRandom)/' \
   --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
   --benchmark_report_aggregates_only=true --benchmark_format=json >"$out/speed.json" 2>/dev/null
 for b in BM_Engine_MemoryPerTenant BM_Engine_MemoryPerTenantWithHistory BM_Mutex_MemoryPerTenant; do
