@@ -30,6 +30,14 @@ ABSL_FLAG(std::optional<std::string>, http_listen, std::nullopt,
           "HTTP HOST:PORT (default 0.0.0.0:8080; port 0 picks a free port)");
 ABSL_FLAG(std::optional<std::string>, data_dir, std::nullopt,
           "RocksDB data directory (default ./data)");
+ABSL_FLAG(std::optional<std::string>, admin_listen, std::nullopt,
+          "Admin gRPC HOST:PORT (default 127.0.0.1:50052; port 0 picks a free port)");
+ABSL_FLAG(std::optional<std::string>, tls_cert_file, std::nullopt,
+          "PEM certificate (chain) for TLS on the gRPC and HTTP ports (with --tls_key_file)");
+ABSL_FLAG(std::optional<std::string>, tls_key_file, std::nullopt,
+          "PEM private key for --tls_cert_file");
+ABSL_FLAG(std::optional<std::string>, tls_client_ca_file, std::nullopt,
+          "PEM CA bundle: clients must present a certificate it signs (mutual TLS)");
 ABSL_FLAG(bool, print_config, false,
           "Print the effective config (secrets redacted) as textproto and exit");
 
@@ -69,7 +77,11 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_config),
       server::FlagOverrides{.grpc_listen = absl::GetFlag(FLAGS_grpc_listen),
                             .http_listen = absl::GetFlag(FLAGS_http_listen),
-                            .data_dir = absl::GetFlag(FLAGS_data_dir)});
+                            .data_dir = absl::GetFlag(FLAGS_data_dir),
+                            .admin_listen = absl::GetFlag(FLAGS_admin_listen),
+                            .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                            .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
+                            .tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file)});
   if (!config.ok()) return Fail(config.status());
   if (absl::GetFlag(FLAGS_print_config)) {
     std::cout << server::RedactedConfigText(*config);

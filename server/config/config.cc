@@ -60,6 +60,20 @@ constexpr absl::Duration kDefaultKeyCacheTtl = absl::Seconds(5);
 constexpr absl::Duration kDefaultImageUrlTtl = absl::Hours(1);  // as OpenAI's image URLs
 constexpr int64_t kDefaultImageStoreMaxBytes = int64_t{256} << 20;
 constexpr absl::Duration kDefaultProviderTimeout = absl::Seconds(60);
+// Hardening (SPEC §10): limits that keep a 2-core server serving a normal client while an
+// attacker holds everything they allow.
+constexpr char kDefaultAdminListen[] = "127.0.0.1:50052";
+constexpr int32_t kDefaultMaxConnections = 4096;
+constexpr int32_t kDefaultMaxConnectionsPerAddress = 64;
+constexpr absl::Duration kDefaultFirstByteTimeout = absl::Seconds(10);
+constexpr absl::Duration kDefaultHeaderTimeout = absl::Seconds(10);
+constexpr int32_t kDefaultMaxConcurrentStreams = 100;
+constexpr int64_t kDefaultGrpcMemoryLimitBytes = int64_t{256} << 20;
+constexpr int32_t kDefaultMaxFailedAuthPerMinute = 60;
+constexpr int32_t kDefaultAnonymousIpv6PrefixLength = 64;
+constexpr int64_t kDefaultMaxResidentTenants = 1'000'000;
+constexpr absl::Duration kDefaultDrainDelay = absl::ZeroDuration();
+constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(5);
 // A plan's default_token_reserve when the config gives none: a typical chat answer's length,
 // so that a request without max_tokens reserves a realistic estimate in token and spend
 // windows. It matters only when a class has such windows (the compiled-in plans have none).
@@ -572,23 +586,31 @@ bool IsWildcard(const net::Host& host) {
 }
 
 absl::Status ValidateListen(const v1::ServerConfig& config) {
-  std::optional<net::HostPort> grpc;
-  std::optional<net::HostPort> http;
-  if (!config.grpc_listen().empty()) {
-    absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(config.grpc_listen());
-    if (!hp.ok()) return Invalid("grpc_listen", hp.status().message());
-    grpc = *hp;
+  struct Listener {
+    const char* field;
+    const std::string& value;
+    const char* fallback;
+    net::HostPort at;
+  };
+  Listener listeners[] = {{"grpc_listen", config.grpc_listen(), kDefaultGrpcListen, {}},
+                          {"http_listen", config.http_listen(), kDefaultHttpListen, {}},
+                          {"admin_listen", config.admin_listen(), kDefaultAdminListen, {}}};
+  for (Listener& l : listeners) {
+    absl::StatusOr<net::HostPort> hp =
+        net::HostPort::Parse(l.value.empty() ? std::string(l.fallback) : l.value);
+    if (!hp.ok()) return Invalid(l.field, hp.status().message());
+    l.at = *hp;
   }
-  if (!config.http_listen().empty()) {
-    absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(config.http_listen());
-    if (!hp.ok()) return Invalid("http_listen", hp.status().message());
-    http = *hp;
-  }
-  const net::HostPort g = grpc.has_value() ? *grpc : *net::HostPort::Parse(kDefaultGrpcListen);
-  const net::HostPort h = http.has_value() ? *http : *net::HostPort::Parse(kDefaultHttpListen);
-  if (g.port != 0 && g.port == h.port &&
-      (g.host == h.host || IsWildcard(g.host) || IsWildcard(h.host))) {
-    return Invalid("http_listen", absl::StrCat("port ", h.port, " is grpc_listen's port too"));
+  for (size_t i = 0; i < std::size(listeners); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const net::HostPort& a = listeners[j].at;
+      const net::HostPort& b = listeners[i].at;
+      if (b.port != 0 && a.port == b.port &&
+          (a.host == b.host || IsWildcard(a.host) || IsWildcard(b.host))) {
+        return Invalid(listeners[i].field,
+                       absl::StrCat("port ", b.port, " is ", listeners[j].field, "'s port too"));
+      }
+    }
   }
   return absl::OkStatus();
 }
@@ -680,6 +702,18 @@ v1::ServerConfig DefaultConfig() {
   *config.mutable_key_cache_ttl() = ToProto(kDefaultKeyCacheTtl);
   *config.mutable_image_url_ttl() = ToProto(kDefaultImageUrlTtl);
   config.set_image_store_max_bytes(kDefaultImageStoreMaxBytes);
+  config.set_admin_listen(kDefaultAdminListen);
+  config.set_max_connections(kDefaultMaxConnections);
+  config.set_max_connections_per_address(kDefaultMaxConnectionsPerAddress);
+  *config.mutable_first_byte_timeout() = ToProto(kDefaultFirstByteTimeout);
+  *config.mutable_header_timeout() = ToProto(kDefaultHeaderTimeout);
+  config.set_max_concurrent_streams(kDefaultMaxConcurrentStreams);
+  config.set_grpc_memory_limit_bytes(kDefaultGrpcMemoryLimitBytes);
+  config.set_max_failed_auth_per_minute(kDefaultMaxFailedAuthPerMinute);
+  config.set_anonymous_ipv6_prefix_length(kDefaultAnonymousIpv6PrefixLength);
+  config.set_max_resident_tenants(kDefaultMaxResidentTenants);
+  *config.mutable_drain_delay() = ToProto(kDefaultDrainDelay);
+  *config.mutable_shutdown_grace() = ToProto(kDefaultShutdownGrace);
   return config;
 }
 
@@ -755,7 +789,8 @@ absl::StatusOr<v1::ServerConfig> LoadConfigFile(const std::string& path) {
 absl::Status ApplyFlagOverrides(v1::ServerConfig& config, const FlagOverrides& flags) {
   for (const auto& [flag, value] : {std::pair<const char*, const std::optional<std::string>*>{
                                         "--grpc_listen", &flags.grpc_listen},
-                                    {"--http_listen", &flags.http_listen}}) {
+                                    {"--http_listen", &flags.http_listen},
+                                    {"--admin_listen", &flags.admin_listen}}) {
     if (!value->has_value()) continue;
     absl::StatusOr<net::HostPort> hp = net::HostPort::Parse(**value);
     if (!hp.ok()) return Invalid(flag, hp.status().message());
@@ -766,6 +801,12 @@ absl::Status ApplyFlagOverrides(v1::ServerConfig& config, const FlagOverrides& f
   if (flags.grpc_listen.has_value()) config.set_grpc_listen(*flags.grpc_listen);
   if (flags.http_listen.has_value()) config.set_http_listen(*flags.http_listen);
   if (flags.data_dir.has_value()) config.set_data_dir(*flags.data_dir);
+  if (flags.admin_listen.has_value()) config.set_admin_listen(*flags.admin_listen);
+  if (flags.tls_cert_file.has_value()) config.mutable_tls()->set_cert_file(*flags.tls_cert_file);
+  if (flags.tls_key_file.has_value()) config.mutable_tls()->set_key_file(*flags.tls_key_file);
+  if (flags.tls_client_ca_file.has_value()) {
+    config.mutable_tls()->set_client_ca_file(*flags.tls_client_ca_file);
+  }
   return absl::OkStatus();
 }
 
@@ -842,7 +883,11 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
         {"http_idle_timeout", false},
         {"http_read_timeout", false},
         {"key_cache_ttl", true},
-        {"image_url_ttl", false}}) {
+        {"image_url_ttl", false},
+        {"first_byte_timeout", false},
+        {"header_timeout", false},
+        {"drain_delay", true},
+        {"shutdown_grace", true}}) {
     if (absl::Status s = CheckPositiveDuration(config, d->FindFieldByName(field), zero_allowed);
         !s.ok()) {
       return s;
@@ -855,6 +900,30 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
   if (config.max_header_bytes() < 0) {
     return Invalid("max_header_bytes",
                    absl::StrCat("must be at least 1, got ", config.max_header_bytes()));
+  }
+  for (const auto& [field, value] :
+       {std::pair<const char*, int64_t>{"max_connections", config.max_connections()},
+        {"max_connections_per_address", config.max_connections_per_address()},
+        {"max_concurrent_streams", config.max_concurrent_streams()},
+        {"grpc_memory_limit_bytes", config.grpc_memory_limit_bytes()},
+        {"max_failed_auth_per_minute", config.max_failed_auth_per_minute()},
+        {"max_resident_tenants", config.max_resident_tenants()}}) {
+    if (value < 0) return Invalid(field, absl::StrCat("must be at least 1, got ", value));
+  }
+  if (config.anonymous_ipv6_prefix_length() < 0 || config.anonymous_ipv6_prefix_length() > 128) {
+    return Invalid("anonymous_ipv6_prefix_length",
+                   absl::StrCat(config.anonymous_ipv6_prefix_length(), " is outside [1, 128]"));
+  }
+  for (const auto& [field, tls] :
+       {std::pair<const char*, const v1::TlsConfig*>{"tls", &config.tls()},
+        {"admin_tls", &config.admin_tls()}}) {
+    if (tls->cert_file().empty() != tls->key_file().empty()) {
+      return Invalid(field, "cert_file and key_file go together: set both or neither");
+    }
+    if (!tls->client_ca_file().empty() && tls->cert_file().empty()) {
+      return Invalid(absl::StrCat(field, ".client_ca_file"),
+                     "requires cert_file and key_file (mutual TLS is TLS first)");
+    }
   }
   if (config.max_messages() < 0) {
     return Invalid("max_messages", absl::StrCat("must be at least 1, got ", config.max_messages()));
