@@ -19,6 +19,9 @@ if [[ "${1:-}" == "--tests" ]]; then
     python3 python3-grpcio python3-protobuf
     nodejs npm nginx-core prometheus wrk curl procps python3-yaml clang-format-16
     chromium  # e2e_usage_page: the /check page in headless Chromium
+    # Hardening tests: an HTTP/2 client that can reset streams, self-signed certificates, and
+    # the clang build (libFuzzer targets, -Wthread-safety).
+    python3-h2 openssl clang-16 libclang-rt-16-dev
   )
 fi
 
