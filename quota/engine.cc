@@ -188,6 +188,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(PlanTable plans, EngineOp
   if (options.idle_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("idle_timeout must be positive");
   }
+  if (options.max_resident_tenants < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_resident_tenants must be 0 (no limit) or "
+                     "positive, got ",
+                     options.max_resident_tenants));
+  }
   return std::unique_ptr<Engine>(new Engine(std::move(plans), options));
 }
 
@@ -223,7 +229,15 @@ absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us
   Tenant* t = tenants_->Find(tenant, hash);
   // Missed: an evicted copy some thread may still be counting into comes back; only when there
   // is none can a load from storage be complete (tenant_table.h).
-  if (t == nullptr) t = tenants_->FindOrRevive(tenant, hash);
+  if (t == nullptr) {
+    const bool room = MakeRoom(hash, now_us);
+    t = tenants_->FindOrRevive(tenant, hash);
+    if (t == nullptr && !room && options_.loader == nullptr) {
+      return absl::ResourceExhaustedError(
+          "too many tenants in memory, and every one still counts usage that cannot be "
+          "forgotten; retry later");
+    }
+  }
   if (t == nullptr) {
     auto fresh = std::make_unique<Tenant>(hash, tenant, class_count());
     if (options_.loader != nullptr) {
@@ -637,6 +651,38 @@ absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan
   return snapshot;
 }
 
+bool Engine::Evictable(const Tenant& t, int64_t now_us) const {
+  if (t.pins.load(std::memory_order_acquire) > 0) return false;  // a call in flight
+  if (options_.loader != nullptr) return true;
+  // Without a loader the tenant's counts would be forgotten: keep it until they expire.
+  for (int c = 0; c < class_count(); ++c) {
+    Meters* m = t.classes[c].load(std::memory_order_acquire);
+    if (m == nullptr) continue;
+    const WindowOutcome o = m->requests.Read(now_us, layout_->limits[0][c][0]);
+    for (int i = 0; i < layout_->geometry[c][0].windows(); ++i) {
+      if (o.windows[i].used > 0) return false;
+    }
+    for (WideSlidingWindows* wide : {m->tokens.get(), m->spend.get()}) {
+      if (wide == nullptr) continue;
+      const int meter = wide == m->tokens.get() ? 1 : 2;
+      const WindowOutcome w = wide->Read(now_us, layout_->limits[0][c][meter]);
+      for (int i = 0; i < layout_->geometry[c][meter].windows(); ++i) {
+        if (w.windows[i].used > 0) return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool Engine::MakeRoom(uint64_t hash, int64_t now_us) {
+  // Tenants looked at, at most, for one first use: a bounded cost when nothing may go.
+  constexpr size_t kSearchBudget = 1024;
+  const int64_t cap = options_.max_resident_tenants;
+  if (cap <= 0 || tenants_->size() < static_cast<size_t>(cap)) return true;
+  return tenants_->MakeRoom(static_cast<size_t>(cap), hash, kSearchBudget,
+                            [&](const Tenant& t) { return Evictable(t, now_us); });
+}
+
 size_t Engine::EvictIdle(absl::Time now) {
   const int64_t now_us = ToMicros(now);
   const int64_t idle_us = absl::ToInt64Microseconds(options_.idle_timeout);
@@ -645,26 +691,7 @@ size_t Engine::EvictIdle(absl::Time now) {
     EpochGuard guard;
     evicted = tenants_->EvictIf([&](Tenant& t) {
       if (now_us - t.last_used_us.load(std::memory_order_relaxed) < idle_us) return false;
-      if (t.pins.load(std::memory_order_acquire) > 0) return false;  // a call in flight
-      if (options_.loader != nullptr) return true;
-      // Without a loader the tenant's counts would be forgotten: keep it until they expire.
-      for (int c = 0; c < class_count(); ++c) {
-        Meters* m = t.classes[c].load(std::memory_order_acquire);
-        if (m == nullptr) continue;
-        const WindowOutcome o = m->requests.Read(now_us, layout_->limits[0][c][0]);
-        for (int i = 0; i < layout_->geometry[c][0].windows(); ++i) {
-          if (o.windows[i].used > 0) return false;
-        }
-        for (WideSlidingWindows* wide : {m->tokens.get(), m->spend.get()}) {
-          if (wide == nullptr) continue;
-          const int meter = wide == m->tokens.get() ? 1 : 2;
-          const WindowOutcome w = wide->Read(now_us, layout_->limits[0][c][meter]);
-          for (int i = 0; i < layout_->geometry[c][meter].windows(); ++i) {
-            if (w.windows[i].used > 0) return false;
-          }
-        }
-      }
-      return true;
+      return Evictable(t, now_us);
     });
   }
   tenants_->Reclaim();

@@ -33,6 +33,27 @@
 // the class limits, a compare-and-swap on the tenant's packed counter (see sliding_window.h for
 // the invariant and memory orderings). Settle() takes no engine lock either (its sink may).
 // The first use of a tenant (and eviction) takes a per-shard mutex; there is no global lock.
+//
+// Resident tenants (EngineOptions::max_resident_tenants = N > 0): a tenant that is not in
+// memory and would make it hold N or more first evicts others, least recently used first,
+// approximately: each shard of the tenant table keeps a clock hand, and of the next 8 tenants
+// from the hand that may go, the one used longest ago goes (`last_used` is kept to within a
+// second). Resident tenants keep the lock-free path above; only a first use pays, with a search
+// that looks at no more than 1024 tenants and starts in the new tenant's own shard. Eviction is
+// exact as EvictIdle's is: with a loader the evicted tenant's usage is in storage (every admission
+// is recorded before its EpochGuard ends) and is loaded again on its next use; a copy some thread
+// may still be counting into is brought back instead. Never evicted: a tenant an open
+// reservation pins and, without a loader, a tenant whose windows still hold a count (forgetting
+// it would break the invariant above). Bound: resident_tenants() <= N + T - 1, where T is the
+// number of threads bringing a tenant into memory at that moment (the check and the insert are
+// not one step), as long as the search finds a tenant that may go. When it finds none (nearly
+// every tenant it looks at is pinned: a call in flight for each), a new tenant is still served
+// with a loader and the table goes over N, by about the number of pinned tenants; each later
+// first use tries again, so the table comes back under N as those calls end. Without a loader
+// the new tenant is refused instead, RESOURCE_EXHAUSTED, counting nothing (it would otherwise
+// have to forget another tenant's counts or exceed N without bound). Evicted tenants are freed
+// by later evictions in their shard (or by EvictIdle()) once no reader can hold them: a few per
+// shard wait at any time.
 #ifndef ANYAI_QUOTA_ENGINE_H_
 #define ANYAI_QUOTA_ENGINE_H_
 
@@ -121,6 +142,10 @@ struct EngineOptions {
   // EvictIdle() drops tenants unused for this long. Without a loader a tenant is evicted only
   // once none of its windows holds a count, so eviction never forgets a live admission.
   absl::Duration idle_timeout = absl::Minutes(10);
+  // The most tenants held in memory; 0: no limit. At the cap, a tenant's first use (or its
+  // return after eviction) first evicts the least recently used of a few candidates with no
+  // open reservation (see "Resident tenants" above). Must not be negative.
+  int64_t max_resident_tenants = 0;
   // Number of independent shards of the tenant table (rounded up to a power of two).
   int shards = 64;
 };
@@ -313,6 +338,7 @@ class Engine {
   // tenant with a call in flight is never dropped.
   // Returns how many tenants were evicted. Call it periodically from one background thread.
   size_t EvictIdle(absl::Time now);
+  // Tenants in memory (evicted ones awaiting their memory's reclamation not counted).
   size_t resident_tenants() const;
 
  private:
@@ -322,6 +348,12 @@ class Engine {
   // The resident tenant, restored through the loader on first use. Inside an EpochGuard.
   absl::StatusOr<Tenant*> Resident(std::string_view tenant, int64_t now_us);
   Meters& MetersOf(Tenant& tenant, int feature_class);
+  // Whether a tenant may leave memory now: no open reservation and, without a loader, no count
+  // in any window (EvictIdle adds its idle test).
+  bool Evictable(const Tenant& tenant, int64_t now_us) const;
+  // Evicts to keep the cap before a tenant of this hash comes into memory; false when the cap
+  // is set and nothing could go.
+  bool MakeRoom(uint64_t hash, int64_t now_us);
   // Reserve() (`hold`: keeps the slot and pins the tenant) or Admit() (a slot taken and freed).
   absl::StatusOr<Reservation> Decide(std::string_view tenant, PlanId plan, ClassId feature_class,
                                      const Cost& estimate, absl::Time now, bool hold);

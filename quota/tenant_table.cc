@@ -12,6 +12,8 @@ namespace {
 // Marks a slot whose tenant was removed: probes continue past it; inserts may reuse it.
 Tenant* const kTombstone = reinterpret_cast<Tenant*>(uintptr_t{1});
 constexpr size_t kInitialCapacity = 16;
+// How many retired or evicted entries a shard gathers before MakeRoom() sweeps them.
+constexpr size_t kReclaimBatch = 16;
 
 }  // namespace
 
@@ -46,6 +48,8 @@ struct TenantTable::Shard {
   size_t live ABSL_GUARDED_BY(mu) = 0;
   size_t tombstones ABSL_GUARDED_BY(mu) = 0;
   std::vector<Retired> retired ABSL_GUARDED_BY(mu);
+  // MakeRoom()'s clock hand: the next slot it looks at (taken modulo the array's size).
+  size_t hand ABSL_GUARDED_BY(mu) = 0;
   // Evicted tenants not yet freed, by id: a thread may still be deciding on one (inside its
   // EpochGuard, until its admission is recorded by the sink), so a new copy restored from
   // storage could miss that admission. Insert() therefore brings such a tenant back instead.
@@ -82,11 +86,49 @@ struct TenantTable::Shard {
     return placed;
   }
 
-  // Rebuilds the slot array with room for `live + 1` at a load of at most 1/2.
+  // Unlinks the tenant at slot `i` of `s` (the current array) and keeps it among the evicted.
+  // The caller lowers the table's size.
+  void Evict(Slots& s, size_t i, Tenant* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    s.entries[i].store(kTombstone, std::memory_order_release);
+    --live;
+    ++tombstones;
+    // At most one evicted copy per id (Insert brings it back before a new copy can exist);
+    // should one be there all the same, it is retired, never freed early.
+    if (auto it = evicted.find(t->id); it != evicted.end()) {
+      retired.push_back(std::move(it->second));
+      evicted.erase(it);
+    }
+    evicted.emplace(t->id, Retired{CurrentEpoch(), std::unique_ptr<Tenant>(t), nullptr});
+  }
+
+  // Frees what was retired or evicted long enough ago. Once SafeToFree, no thread can newly
+  // reach a retired tenant, so a pin count of zero stays zero; an evicted one is reachable only
+  // through `evicted`, under this mutex.
+  void ReclaimAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const auto freeable = [](const Retired& r) {
+      return SafeToFree(r.epoch) &&
+             (r.tenant == nullptr || r.tenant->pins.load(std::memory_order_acquire) == 0);
+    };
+    std::erase_if(retired, freeable);
+    absl::erase_if(evicted, [&](const auto& e) { return freeable(e.second); });
+    // A flat_hash_map keeps its capacity when emptied: after a large eviction give it back, so
+    // that later sweeps of a small map are cheap.
+    if (evicted.capacity() > 64 && evicted.size() * 8 < evicted.capacity()) evicted.rehash(0);
+  }
+
+  // ReclaimAll() once enough has piled up since the last sweep: MakeRoom() calls it for every
+  // eviction, and a sweep of `evicted` costs its capacity.
+  void ReclaimSome() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (evicted.size() + retired.size() >= kReclaimBatch) ReclaimAll();
+  }
+
+  // Rebuilds the slot array with room for `live + 1` at a load of at most 1/2, and, when the
+  // rebuild only clears tombstones (evictions balancing inserts at a cap), room for at least
+  // (live + 1) / 4 more before the next one, so that its cost is spread over as many inserts.
   void Grow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     Slots* old = slots.load(std::memory_order_relaxed);
     size_t capacity = kInitialCapacity;
-    while (capacity < 2 * (live + 1)) capacity *= 2;
+    while (capacity < 2 * (live + 1) + (live + 1) / 2) capacity *= 2;
     auto fresh = std::make_unique<Slots>(capacity);
     if (old != nullptr) {
       for (size_t i = 0; i <= old->mask; ++i) {
@@ -110,9 +152,11 @@ TenantTable::TenantTable(int shards)
 
 TenantTable::~TenantTable() = default;
 
-TenantTable::Shard& TenantTable::ShardFor(uint64_t hash) const {
-  return shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+size_t TenantTable::ShardIndex(uint64_t hash) const {
+  return shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_);
 }
+
+TenantTable::Shard& TenantTable::ShardFor(uint64_t hash) const { return shards_[ShardIndex(hash)]; }
 
 Tenant* TenantTable::Find(std::string_view id, uint64_t hash) const {
   const Slots* s = ShardFor(hash).slots.load(std::memory_order_acquire);
@@ -158,22 +202,56 @@ size_t TenantTable::EvictIf(absl::FunctionRef<bool(Tenant&)> evict) {
     for (size_t i = 0; i <= s->mask; ++i) {
       Tenant* t = s->entries[i].load(std::memory_order_relaxed);
       if (t == nullptr || t == kTombstone || !evict(*t)) continue;
-      s->entries[i].store(kTombstone, std::memory_order_release);
-      --shard.live;
-      ++shard.tombstones;
+      shard.Evict(*s, i, t);
       ++evicted;
       size_.fetch_sub(1, std::memory_order_relaxed);
-      // At most one evicted copy per id (Insert brings it back before a new copy can exist);
-      // should one be there all the same, it is retired, never freed early.
-      if (auto it = shard.evicted.find(t->id); it != shard.evicted.end()) {
-        shard.retired.push_back(std::move(it->second));
-        shard.evicted.erase(it);
-      }
-      shard.evicted.emplace(t->id,
-                            Shard::Retired{CurrentEpoch(), std::unique_ptr<Tenant>(t), nullptr});
     }
   }
   return evicted;
+}
+
+bool TenantTable::MakeRoom(size_t limit, uint64_t hash, size_t budget,
+                           absl::FunctionRef<bool(const Tenant&)> evictable) {
+  // One step of the epoch per call, so that what earlier calls evicted becomes free to reclaim
+  // while a flood of new tenants goes on between two EvictIdle() runs.
+  TryAdvanceEpoch();
+  const size_t shards = size_t{1} << shard_bits_;
+  const size_t first = ShardIndex(hash);
+  size_t looked = 0;
+  for (size_t n = 0; n < shards && size() >= limit && looked < budget; ++n) {
+    Shard& shard = shards_[(first + n) & (shards - 1)];
+    MutexLock lock(&shard.mu);
+    while (size() >= limit && looked < budget) {
+      Slots* s = shard.slots.load(std::memory_order_relaxed);
+      if (s == nullptr || shard.live == 0) break;
+      // From the hand, the first kCandidates evictable tenants (at most one lap): the least
+      // recently used of them goes. last_used_us is touched at most once a second, so ties
+      // among the newest are broken by the hand's order.
+      size_t victim = 0;
+      Tenant* oldest = nullptr;
+      int64_t oldest_us = 0;
+      int found = 0;
+      for (size_t lap = 0; lap <= s->mask && found < kCandidates && looked < budget; ++lap) {
+        const size_t i = shard.hand++ & s->mask;
+        Tenant* t = s->entries[i].load(std::memory_order_relaxed);
+        if (t == nullptr || t == kTombstone) continue;
+        ++looked;
+        if (!evictable(*t)) continue;
+        ++found;
+        const int64_t used = t->last_used_us.load(std::memory_order_relaxed);
+        if (oldest == nullptr || used < oldest_us) {
+          victim = i;
+          oldest = t;
+          oldest_us = used;
+        }
+      }
+      if (oldest == nullptr) break;  // nothing this shard can give: the next one
+      shard.Evict(*s, victim, oldest);
+      size_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    shard.ReclaimSome();
+  }
+  return size() < limit;
 }
 
 void TenantTable::Reclaim() {
@@ -181,15 +259,7 @@ void TenantTable::Reclaim() {
   for (size_t n = 0; n < (size_t{1} << shard_bits_); ++n) {
     Shard& shard = shards_[n];
     MutexLock lock(&shard.mu);
-    // Once SafeToFree, no thread can newly reach a retired tenant, so a pin count of zero stays
-    // zero; an evicted one is reachable only through `evicted`, under this mutex.
-    const auto unpinned = [](const Shard::Retired& r) {
-      return r.tenant == nullptr || r.tenant->pins.load(std::memory_order_acquire) == 0;
-    };
-    std::erase_if(shard.retired,
-                  [&](const Shard::Retired& r) { return SafeToFree(r.epoch) && unpinned(r); });
-    absl::erase_if(shard.evicted,
-                   [&](const auto& e) { return SafeToFree(e.second.epoch) && unpinned(e.second); });
+    shard.ReclaimAll();
   }
 }
 

@@ -3,7 +3,8 @@
 //
 // Thread safety: Find() is lock-free and may run concurrently with everything; it must be
 // called inside an EpochGuard, and the Tenant it returns stays valid until that guard ends.
-// Insert(), EvictIf() and Reclaim() take the shard's mutex (never a global one). Readers see a
+// Insert(), EvictIf(), MakeRoom() and Reclaim() take a shard's mutex, one at a time (never a
+// global one, never two at once, so they cannot deadlock). Readers see a
 // shard's slot array through an acquire load of its pointer; writers fill a slot before
 // publishing it with a release store. A removed tenant, or a replaced slot array, is retired
 // with the epoch at which it became unreachable and freed once SafeToFree() says no reader
@@ -70,6 +71,17 @@ class TenantTable {
   Tenant* Insert(std::unique_ptr<Tenant> fresh);
   // Removes (and retires) every tenant for which `evict` returns true. Returns the count.
   size_t EvictIf(absl::FunctionRef<bool(Tenant&)> evict);
+  // Evicts tenants until size() < `limit`, starting in the shard of `hash` and moving on to the
+  // next shards when one has nothing to give. An approximate LRU (a clock hand per shard): from
+  // the hand, up to kCandidates tenants for which `evictable` is true are looked at and the
+  // least recently used of them goes; the hand moves past them. At most `budget` tenants are
+  // looked at in all (and at most one lap of each shard's slots per eviction), so a table of
+  // unevictable tenants costs a bounded search. Also frees what
+  // was retired long enough ago in each shard it visits (see Reclaim). Returns whether
+  // size() < `limit` at the end.
+  static constexpr int kCandidates = 8;
+  bool MakeRoom(size_t limit, uint64_t hash, size_t budget,
+                absl::FunctionRef<bool(const Tenant&)> evictable);
   // Frees what was retired long enough ago.
   void Reclaim();
   size_t size() const { return size_.load(std::memory_order_relaxed); }
@@ -79,6 +91,7 @@ class TenantTable {
   struct Shard;
 
   Shard& ShardFor(uint64_t hash) const;
+  size_t ShardIndex(uint64_t hash) const;
 
   const int shard_bits_;
   std::unique_ptr<Shard[]> shards_;
