@@ -109,7 +109,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(config);
   if (!plans.ok()) return plans.status();
   if (absl::Status s = OpenStorage(config, *plans, *p); !s.ok()) return s;
-  quota::EngineOptions engine_options{.sink = p->usage.get(), .loader = p->usage.get()};
+  quota::EngineOptions engine_options{.sink = p->usage.get(),
+                                      .loader = p->usage.get(),
+                                      .max_resident_tenants = config.max_resident_tenants()};
   if (config.has_idle_tenant_timeout()) {
     engine_options.idle_timeout = FromProto(config.idle_tenant_timeout());
   }
