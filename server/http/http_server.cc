@@ -36,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/gateway/errors.h"
+#include "server/http/http_framing.h"
 #include "server/http/http_status.h"
 #include "server/net/host_port.h"
 
@@ -93,6 +94,16 @@ HttpRequest ToHttpRequest(http::request<http::string_body>& message, std::string
   r.body = std::move(message.body());
   r.peer = std::move(peer);
   return r;
+}
+
+// The head as the framing checks take it: every field line, in order.
+HttpRequestHead HeadOf(const http::request<http::string_body>& message) {
+  HttpRequestHead head;
+  head.version = static_cast<int>(message.version());
+  for (const auto& field : message) {
+    head.fields.emplace_back(Str(field.name_string()), Str(field.value()));
+  }
+  return head;
 }
 
 class Session;
@@ -288,6 +299,7 @@ class Session : public std::enable_shared_from_this<Session> {
         context_.options.max_header_bytes, 1, std::numeric_limits<uint32_t>::max())));
     parser_->body_limit(
         static_cast<uint64_t>(std::max<int64_t>(0, context_.options.max_body_bytes)));
+    head_bytes_.clear();
     // The read timeout is our own timer, not the stream's expiry (which would close the
     // socket), so that a slow client still gets its 408.
     stream_.expires_never();
@@ -298,14 +310,53 @@ class Session : public std::enable_shared_from_this<Session> {
           self->read_timed_out_ = true;
           self->stream_.cancel();
         });
-    http::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    ParseHead();
   }
 
-  void OnHeader(beast::error_code ec) {
-    if (ec) {
-      OnReadError(ec);
+  // Feeds what is buffered to the parser until the head is complete, reading more as needed.
+  // The bytes the parser takes are kept (head_bytes_) for the framing checks, which need them
+  // raw: Beast unfolds obsolete line folding silently.
+  void ParseHead() {
+    if (state_ != State::kReading) return;
+    if (buffer_.size() > 0) {
+      beast::error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      head_bytes_.append(static_cast<const char*>(buffer_.data().data()), used);
+      buffer_.consume(used);
+      if (!ec && parser_->is_header_done()) {
+        OnHeader();
+        return;
+      }
+      if (ec && ec != http::error::need_more) {
+        OnReadError(ec);
+        return;
+      }
+    }
+    stream_.async_read_some(buffer_.prepare(kIdleReadBytes), [self = shared_from_this()](
+                                                                 beast::error_code ec, size_t n) {
+      if (ec) {
+        // A client that leaves mid-head just goes, as Beast's
+        // partial_message would.
+        self->OnReadError(ec == net::error::eof ? beast::error_code(http::error::partial_message)
+                                                : ec);
+        return;
+      }
+      self->buffer_.commit(n);
+      self->ParseHead();
+    });
+  }
+
+  void OnHeader() {
+    // RFC 9112 framing (http_framing.h), before a byte of the body is read or the request is
+    // dispatched: a refused request's connection closes, so whatever follows its head (a
+    // smuggled request) is never parsed.
+    absl::Status framing = CheckHeaderBlock(head_bytes_);
+    head_bytes_.clear();
+    if (framing.ok()) framing = CheckFraming(HeadOf(parser_->get()));
+    if (!framing.ok()) {
+      const int status = FramingHttpStatus(framing);
+      Refuse(ProtocolError(status, std::string(framing.message()),
+                           status == 501 ? "unsupported_transfer_coding" : "invalid_http_request"));
       return;
     }
     if (!parser_->is_done() &&
@@ -368,9 +419,15 @@ class Session : public std::enable_shared_from_this<Session> {
       Close();
       return;
     }
+    Refuse(ProtocolError(status, message, code));
+  }
+
+  // An error of the transport itself: answered, then the connection closes (lingering).
+  void Refuse(HttpResponse response) {
+    read_timer_.cancel();
     BeginExchange("", "");
     keep_alive_ = false;
-    WriteResponse(ProtocolError(status, message, code), /*close_after=*/true);
+    WriteResponse(std::move(response), /*close_after=*/true);
   }
 
   void OnRequest() {
@@ -659,6 +716,7 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t request_number_ = 0;
   bool read_timed_out_ = false;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::string head_bytes_;  // the request line and header fields read so far, raw
   bool keep_alive_ = false;
   unsigned version_ = 11;
   // The answer in progress.

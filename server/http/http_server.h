@@ -24,6 +24,12 @@
 //   write_timeout  each write of a response or chunk; a client that stops reading is dropped
 //   max_header_bytes  request line plus headers: 431      max_body_bytes  body: 413
 //   malformed HTTP: 400.
+// Framing (http_framing.h, RFC 9112 §6): after a request's head is read and before a byte of
+// its body is read or it is dispatched, a Transfer-Encoding other than a final `chunked`,
+// Content-Length with Transfer-Encoding, differing Content-Lengths, a missing or repeated Host
+// (HTTP/1.1), obsolete line folding or Transfer-Encoding on HTTP/1.0 is refused (400; 501 for
+// a coding other than chunked before it) and the connection closed, so the bytes after it (a
+// smuggled request) are never parsed as a request.
 // Every error the transport sends itself has OpenAI's error body (http_status.h) and closes
 // the connection after a lingering close (the unread rest of the request is drained for a
 // moment, so that the client reads the answer instead of a reset).

@@ -174,7 +174,7 @@ class HttpFuzzTest : public HttpServerFixture {
     out.push_back(Request("GET", "/v1/models", "", {{"Authorization", "Bearer " + key_}}));
     out.push_back(Request("GET", "/healthz"));
     out.push_back(
-        "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         "5\r\nhello\r\n0\r\n\r\n");
     return out;
   }

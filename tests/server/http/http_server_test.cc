@@ -326,7 +326,7 @@ TEST_F(HttpServerTest, ASlowClientGets408AndIsDisconnected) {
   options.read_timeout = absl::Milliseconds(300);
   Start(options);
   for (const char* partial : {"GET /hello HTTP/1.1\r\nHost: x\r\n",
-                              "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n12"}) {
+                              "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12"}) {
     HttpConnection c(port());
     ASSERT_TRUE(c.Send(partial));
     std::optional<HttpReply> r = c.Read(absl::Seconds(10));
@@ -396,7 +396,7 @@ TEST_F(HttpServerTest, ReportsEveryAnswer) {
   Fetch(port(), "GET", "/nowhere");
   Fetch(port(), "GET", "/stream");
   HttpConnection c(port());
-  ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nContent-Length: 5000000\r\n\r\n"));
+  ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n"));
   ASSERT_TRUE(c.Read().has_value());
   c.Close();
   server_->Shutdown(absl::Now() + absl::Seconds(5));
