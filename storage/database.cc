@@ -10,7 +10,11 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
 #include "storage/counter_merge_operator.h"
+#include "storage/error_recovery.h"
+#include "storage/info_log.h"
+#include "storage/rocksdb_error.h"
 #include "storage/usage_compaction_filter.h"
 
 namespace anyai::storage {
@@ -27,11 +31,14 @@ constexpr uint64_t kUsagePeriodicCompactionSeconds = 24 * 60 * 60;
 
 absl::Status FromRocksDb(const rocksdb::Status& status, std::string_view what) {
   if (status.ok()) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat(std::string(what), ": ", status.ToString()));
+  const StorageFault fault = FaultOf(status);
+  LogRateLimited(fault, absl::StrCat(std::string(what), ": ", status.ToString()));
+  return UnavailableFor(fault);
 }
 
 Database::Database(DatabaseOptions options)
     : options_(std::move(options)),
+      recovery_(std::make_unique<ErrorRecovery>(options_.resume_interval)),
       usage_filter_factory_(std::make_shared<UsageCompactionFilterFactory>()),
       write_options_(std::make_unique<rocksdb::WriteOptions>()),
       synced_write_options_(std::make_unique<rocksdb::WriteOptions>()) {
@@ -56,6 +63,15 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(DatabaseOptions options
   db_options.create_if_missing = !opts.read_only;
   db_options.create_missing_column_families = !opts.read_only;
   db_options.keep_log_file_num = 5;
+  if (opts.env != nullptr) db_options.env = opts.env;
+  // RocksDB's own LOG writer aborts the process on a full disk (info_log.h).
+  if (!opts.read_only) {
+    db_options.info_log = InfoLog::Open(opts.data_dir, rocksdb::InfoLogLevel::INFO_LEVEL);
+  }
+  // Recovery from write errors is ErrorRecovery's: RocksDB's own thread for retryable errors
+  // would make DB::Resume() answer Busy while it runs (and gives up after a count).
+  db_options.listeners.push_back(database->recovery_->listener());
+  db_options.max_bgerror_resume_count = 0;
 
   // Authentication looks up keys by hash, and most lookups of an unknown key (a typo, or
   // someone trying random keys) should end at a Bloom filter instead of reading every level.
@@ -94,7 +110,9 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(DatabaseOptions options
           : rocksdb::DB::Open(db_options, opts.data_dir, families, &database->handles_, &raw_db);
   database->db_.reset(raw_db);
   if (!status.ok()) {
-    return FromRocksDb(status, absl::StrCat("opening RocksDB at ", opts.data_dir));
+    // For the operator who starts the server: where and RocksDB's own words.
+    return absl::UnavailableError(
+        absl::StrCat("opening RocksDB at ", opts.data_dir, ": ", status.ToString()));
   }
   for (rocksdb::ColumnFamilyHandle* handle : database->handles_) {
     if (handle->GetName() == kKeysFamily) database->keys_ = handle;
@@ -104,17 +122,34 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(DatabaseOptions options
     return absl::UnavailableError(
         absl::StrCat("RocksDB at ", opts.data_dir, " lacks the keys or usage column family"));
   }
+  if (!opts.read_only) database->recovery_->Start(database->db_.get());
   return database;
 }
 
 Database::~Database() {
   if (db_ == nullptr) return;
-  if (!options_.read_only) db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
+  recovery_->Stop();
+  // While a write error stands, the WAL's file writer is in its "seen error" state and
+  // SyncWAL() on it trips RocksDB's assertion (AssertFalseAndGetStatusForPrevError): SIGABRT at
+  // shutdown. Nothing acknowledged needs it: those writes are in the WAL already.
+  if (!options_.read_only && recovery_->healthy()) {
+    db_->FlushWAL(/*sync=*/true).PermitUncheckedError();
+  }
   for (rocksdb::ColumnFamilyHandle* handle : handles_) {
     db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
   }
   db_->Close().PermitUncheckedError();
 }
+
+absl::Status Database::Write(const rocksdb::WriteOptions& options, rocksdb::WriteBatch& batch,
+                             std::string_view what) {
+  const rocksdb::Status status = db_->Write(options, &batch);
+  if (status.ok()) return absl::OkStatus();
+  recovery_->ReportFailure(status);
+  return FromRocksDb(status, what);
+}
+
+bool Database::healthy() const { return recovery_->healthy(); }
 
 void Database::SetUsageRetention(std::shared_ptr<const UsageRetention> retention) {
   usage_filter_factory_->SetRetention(std::move(retention));

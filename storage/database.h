@@ -13,13 +13,28 @@
 // chooses what happens before a usage write returns; key records are always written as in
 // kFsync, whatever the mode (SPEC §6: durably before CreateKey answers).
 //
-// Failures. Every RocksDB error becomes UNAVAILABLE with RocksDB's message and the operation
-// that failed (a row RocksDB returns but the stores cannot decode is DATA_LOSS); nothing aborts
-// the process. For tests of the server's fail-closed / fail-open
+// Failures. Every RocksDB error becomes UNAVAILABLE with a message that says what kind of fault
+// it was and nothing of where ("storage is unavailable (disk full); try again later": no file
+// path, tenant or key), while the full RocksDB message and what the store was doing go to
+// stderr, rate-limited (rocksdb_error.h). A row RocksDB returns but the stores cannot decode is
+// DATA_LOSS. Nothing aborts the process: RocksDB's info log is written by InfoLog (info_log.h),
+// whose RocksDB counterpart aborted on the second line after a failed write.
+//
+// Faults that heal. After a write error (no space, an I/O error, a failing sync) RocksDB refuses
+// every write; the Database keeps calling DB::Resume() every `resume_interval` until it succeeds
+// (error_recovery.h: without RocksDB's SstFileManager, which waits for 64 MB free), and
+// healthy() is false meanwhile (the server's /readyz says 503). Acknowledged writes are never
+// lost to this (each is in the WAL or a table), and a refused write is not applied — with one
+// exception RocksDB cannot avoid: a write whose WAL record reached the file but whose sync
+// failed comes back on the next open if the process stops before storage resumed (a resume
+// flushes the memtables and drops that WAL). Tests inject faults through `env` (a FileSystem
+// that fails on demand).
+//
+// For tests of the server's fail-closed / fail-open
 // policy there are two ways to make storage fail: open with `read_only = true` (every write
 // then gets RocksDB's real "read only" error), or call InjectFailure() on a live database (the
 // next reads and/or writes fail with UNAVAILABLE "injected storage failure", without reaching
-// RocksDB, until InjectFailure(kNone)).
+// RocksDB, until InjectFailure(kNone)). Neither changes healthy().
 //
 // Thread safety: every method may be called from any number of threads; RocksDB's DB and column
 // family handles are thread-safe. Open() takes RocksDB's lock file, so a second process (or a
@@ -35,16 +50,20 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+class Env;
 class Status;
+class WriteBatch;
 struct WriteOptions;
 }  // namespace rocksdb
 
 namespace anyai::storage {
 
+class ErrorRecovery;
 struct UsageRetention;
 class UsageCompactionFilterFactory;
 
@@ -71,6 +90,11 @@ struct DatabaseOptions {
   // write and compaction fails with UNAVAILABLE. For inspection tools and failure tests. Must
   // not be used while another process has the directory open for writing.
   bool read_only = false;
+  // The Env (and through it the FileSystem) RocksDB does its I/O with; borrowed, must outlive
+  // the Database. nullptr: RocksDB's default (the local file system). Tests inject faults here.
+  rocksdb::Env* env = nullptr;
+  // How often a failing database retries DB::Resume().
+  absl::Duration resume_interval = absl::Seconds(1);
 };
 
 // What InjectFailure() makes fail.
@@ -82,8 +106,8 @@ class Database {
   // unreadable, corrupt); INVALID_ARGUMENT for an empty data_dir.
   static absl::StatusOr<std::unique_ptr<Database>> Open(DatabaseOptions options);
 
-  // Syncs the WAL (so a clean shutdown in kProcessCrash mode also survives a later power loss)
-  // and closes the database.
+  // Syncs the WAL (so a clean shutdown in kProcessCrash mode also survives a later power loss;
+  // skipped while storage is failing, when RocksDB cannot sync it) and closes the database.
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
@@ -97,6 +121,15 @@ class Database {
   // The write options of the configured Durability, and ones that always sync.
   const rocksdb::WriteOptions& write_options() const { return *write_options_; }
   const rocksdb::WriteOptions& synced_write_options() const { return *synced_write_options_; }
+
+  // Writes `batch`; on failure UNAVAILABLE as FromRocksDb (`what` is logged, not returned), and a
+  // storage fault makes the database unhealthy until it resumes. The stores write through here.
+  absl::Status Write(const rocksdb::WriteOptions& options, rocksdb::WriteBatch& batch,
+                     std::string_view what);
+
+  // False while storage is failing: from a write error until RocksDB has resumed. Cheap (one
+  // atomic load), for /readyz and per request.
+  bool healthy() const;
 
   // Installs the rule by which compactions of the usage column family drop expired rows
   // (UsageStore does this); nullptr keeps every row. A compaction already running keeps the
@@ -112,6 +145,8 @@ class Database {
   explicit Database(DatabaseOptions options);
 
   DatabaseOptions options_;
+  // Before db_: RocksDB holds its listener until db_ is closed and destroyed.
+  std::unique_ptr<ErrorRecovery> recovery_;
   std::shared_ptr<UsageCompactionFilterFactory> usage_filter_factory_;
   std::unique_ptr<rocksdb::WriteOptions> write_options_;
   std::unique_ptr<rocksdb::WriteOptions> synced_write_options_;
@@ -124,7 +159,9 @@ class Database {
   std::atomic<InjectedFailure> injected_failure_{InjectedFailure::kNone};
 };
 
-// OK for an OK RocksDB status; otherwise UNAVAILABLE "<what>: <RocksDB's message>".
+// OK for an OK RocksDB status; otherwise UNAVAILABLE "storage is unavailable (<kind of
+// fault>)...", and "<what>: <RocksDB's message>" logged to stderr (rate-limited). `what` may
+// name tenants and keys: it never reaches the status.
 absl::Status FromRocksDb(const rocksdb::Status& status, std::string_view what);
 
 }  // namespace anyai::storage

@@ -163,8 +163,8 @@ absl::Status RocksDbKeyStore::WriteRecord(const KeyRecord& record, bool with_ind
   const WriteMeter::TimePoint started = write_meter_.Start();
   absl::Status result = db_.CheckInjectedFailure(/*write=*/true);
   if (result.ok()) {
-    result = FromRocksDb(db_.db()->Write(db_.synced_write_options(), &batch),
-                         absl::StrCat("writing key record ", record.key_id));
+    result = db_.Write(db_.synced_write_options(), batch,
+                       absl::StrCat("writing key record ", record.key_id));
   }
   write_meter_.Finish(started, result.ok());
   return result;

@@ -9,6 +9,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
+#include "storage/rocksdb_error.h"
 #include "storage/usage_row.h"
 
 namespace anyai::storage {
@@ -64,11 +65,11 @@ absl::Status UsageStore::Record(absl::Span<const quota::Admission> changes) {
   const WriteMeter::TimePoint started = write_meter_.Start();
   absl::Status status = db_.CheckInjectedFailure(/*write=*/true);
   if (status.ok()) {
-    status = FromRocksDb(
-        db_.db()->Write(db_.write_options(), &batch),
-        absl::StrCat(
-            "recording usage of tenant \"", Printable(changes[0].tenant), "\"",
-            changes.size() > 1 ? absl::StrCat(" (", changes.size(), " changes)") : std::string()));
+    status =
+        db_.Write(db_.write_options(), batch,
+                  absl::StrCat("recording usage of tenant \"", Printable(changes[0].tenant), "\"",
+                               changes.size() > 1 ? absl::StrCat(" (", changes.size(), " changes)")
+                                                  : std::string()));
   }
   write_meter_.Finish(started, status.ok());
   return status;
@@ -113,9 +114,12 @@ absl::StatusOr<std::vector<quota::BucketCount>> UsageStore::Load(std::string_vie
     const std::optional<int64_t> count =
         DecodeCount(std::string_view(it->value().data(), it->value().size()));
     if (!count.has_value()) {
-      return absl::DataLossError(absl::StrCat(
-          "usage row of tenant \"", Printable(tenant), "\" class ", std::string(row->class_name),
-          " ", quota::MeterName(row->meter), " bucket ", row->bucket, " does not decode"));
+      // The client's message says what, the log says where.
+      LogRateLimited(StorageFault::kCorruption,
+                     absl::StrCat("usage row of tenant \"", Printable(tenant), "\" class ",
+                                  std::string(row->class_name), " ", quota::MeterName(row->meter),
+                                  " bucket ", row->bucket, " does not decode"));
+      return absl::DataLossError("stored usage does not decode");
     }
     counts.push_back(quota::BucketCount{.feature_class = quota::ClassId{class_index},
                                         .bucket = row->bucket,

@@ -19,7 +19,8 @@
 //
 // Tenants are opaque strings, used as given (the server passes e.g. `key:<key_id>` or
 // `ip:203.0.113.7`): non-empty, at most kMaxTenantSize bytes, no '\0' (INVALID_ARGUMENT
-// otherwise). Storage failures are UNAVAILABLE with RocksDB's message; see database.h for the
+// otherwise). Storage failures are UNAVAILABLE saying what kind of fault it was, never which
+// tenant or file (the details are logged); see database.h for faults that heal and for the
 // injectable failures.
 //
 // Thread safety: thread-safe; Record, Load and CompactNow may be called concurrently from any
@@ -73,8 +74,8 @@ class UsageStore final : public quota::UsageSink, public quota::UsageLoader {
   // decode are skipped. A count is the row's net sum: it may be zero, or negative when a
   // refund arrived after compaction had dropped its reservation's expired row. Rows not yet
   // dropped by compaction may be older than any window (the engine ignores them, and counts
-  // <= 0). INVALID_ARGUMENT for a bad tenant; DATA_LOSS for a row whose value does not decode;
-  // UNAVAILABLE if the read fails.
+  // <= 0). INVALID_ARGUMENT for a bad tenant; DATA_LOSS "stored usage does not decode" for a row
+  // whose value does not decode (the row is logged); UNAVAILABLE if the read fails.
   absl::StatusOr<std::vector<quota::BucketCount>> Load(std::string_view tenant) override;
 
   // Compacts the whole usage column family now, dropping every expired row. For tests and ops;
