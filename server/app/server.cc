@@ -249,7 +249,9 @@ absl::Status Server::StartHttp(const v1::ServerConfig& config, Parts& p) {
   Parts* raw = &p;
   p.http_router = std::make_unique<HttpRouter>();
   p.http_api = std::make_unique<HttpApi>(
-      *p.gateway, [raw] { return raw->ready.load(std::memory_order_acquire); },
+      *p.gateway,
+      // Not ready while storage is failing either, so that a load balancer stops sending.
+      [raw] { return raw->ready.load(std::memory_order_acquire) && raw->database->healthy(); },
       config.public_base_url());
   if (absl::Status s = p.http_api->AddRoutes(*p.http_router); !s.ok()) return s;
   absl::Status s = p.http_router->Add(
