@@ -7,9 +7,13 @@
 //   anyai-admin keys revoke KEY_ID
 //   anyai-admin usage KEY | IP | KEY_ID                          a table of every limit
 //
-// The admin token comes from ANYAI_ADMIN_TOKEN; the server from --server (default
-// localhost:50051, or ANYAI_SERVER). Exit status: 0 on success, 1 on an RPC error (printed
-// with its code), 2 on a usage error. Results go to stdout, and only once the command has
+// The admin token comes from ANYAI_ADMIN_TOKEN; the server's Admin listener from --server
+// (default 127.0.0.1:50052, the server's admin_listen, or ANYAI_SERVER). With --tls_ca_file
+// the connection is TLS, the server's certificate checked against that CA (and against
+// --tls_server_name, when the address is not the certificate's name); --tls_cert_file and
+// --tls_key_file add a client certificate for an Admin listener that requires one (mutual
+// TLS: the server's admin_tls.client_ca_file). Exit status: 0 on success, 1 on an RPC error
+// (printed with its code), 2 on a usage error. Results go to stdout, and only once the command has
 // succeeded; errors go to stderr only, so a script never mistakes a failure for an empty list.
 // `keys list` prints every key, or with --page_size one page, and then, if there are more, a last
 // line on stderr that is the command for the next page:
@@ -23,12 +27,16 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -36,6 +44,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -46,7 +55,18 @@
 #include "server/gateway/proto_time.h"
 
 ABSL_FLAG(std::string, server, "",
-          "gRPC address of anyai-server (default: $ANYAI_SERVER or localhost:50051)");
+          "the Admin gRPC address of anyai-server, its admin_listen (default: $ANYAI_SERVER or "
+          "127.0.0.1:50052)");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA bundle that signed the server's certificate: connect with TLS (default: "
+          "plaintext)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate, for a server that requires one (mutual TLS; with "
+          "--tls_key_file and --tls_ca_file)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "the name the server's certificate must carry, when --server names it otherwise "
+          "(e.g. an IP address)");
 ABSL_FLAG(std::optional<std::string>, plan, std::nullopt, "plan of a key (create, update)");
 ABSL_FLAG(std::optional<std::string>, label, std::nullopt, "label of a key (create, update)");
 ABSL_FLAG(int, page_size, 0,
@@ -68,7 +88,8 @@ constexpr char kUsage[] = R"(manage API keys and look at usage.
   anyai-admin keys update KEY_ID [--plan=PLAN] [--label=TEXT]
   anyai-admin keys revoke KEY_ID
   anyai-admin usage KEY|IP|KEY_ID
-Environment: ANYAI_ADMIN_TOKEN (required), ANYAI_SERVER (default localhost:50051).)";
+Environment: ANYAI_ADMIN_TOKEN (required), ANYAI_SERVER (default 127.0.0.1:50052).
+TLS: --tls_ca_file=CA.pem [--tls_cert_file=CLIENT.pem --tls_key_file=CLIENT.key].)";
 
 std::string FormatTime(const google::protobuf::Timestamp& t) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", anyai::server::FromProto(t),
@@ -158,6 +179,59 @@ std::string UsageRows(const v1::ClassUsage& c) {
   return rows;
 }
 
+// The contents of `path` (a PEM file named by `flag`), or why not.
+absl::StatusOr<std::string> ReadFile(absl::string_view flag, const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::string contents;
+  char buffer[8192];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) contents.append(buffer, n);
+  const int error = std::ferror(file) ? errno : 0;
+  std::fclose(file);
+  if (error != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot read ", path, ": ", std::strerror(error)));
+  }
+  return contents;
+}
+
+// A channel to `target`: plaintext, or TLS when the --tls_* flags say so.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelTo(const std::string& target) {
+  const std::string ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  const std::string cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  const std::string key_file = absl::GetFlag(FLAGS_tls_key_file);
+  if (cert_file.empty() != key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file go together");
+  }
+  if (ca_file.empty()) {
+    if (!cert_file.empty()) {
+      return absl::InvalidArgumentError("--tls_cert_file needs --tls_ca_file (TLS first)");
+    }
+    return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  }
+  grpc::SslCredentialsOptions options;
+  absl::StatusOr<std::string> ca = ReadFile("tls_ca_file", ca_file);
+  if (!ca.ok()) return ca.status();
+  options.pem_root_certs = *std::move(ca);
+  if (!cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadFile("tls_cert_file", cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadFile("tls_key_file", key_file);
+    if (!key.ok()) return key.status();
+    options.pem_cert_chain = *std::move(cert);
+    options.pem_private_key = *std::move(key);
+  }
+  grpc::ChannelArguments args;
+  if (!absl::GetFlag(FLAGS_tls_server_name).empty()) {
+    args.SetSslTargetNameOverride(absl::GetFlag(FLAGS_tls_server_name));
+  }
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(options), args);
+}
+
 bool LooksLikeKeyId(const std::string& s) {
   return s.size() == 16 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
@@ -179,9 +253,11 @@ int main(int argc, char** argv) {
   std::string target = absl::GetFlag(FLAGS_server);
   if (target.empty()) {
     const char* env = std::getenv("ANYAI_SERVER");
-    target = env != nullptr && *env != '\0' ? env : "localhost:50051";
+    target = env != nullptr && *env != '\0' ? env : "127.0.0.1:50052";
   }
-  auto stub = v1::Admin::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ChannelTo(target);
+  if (!channel.ok()) return UsageError(std::string(channel.status().message()));
+  auto stub = v1::Admin::NewStub(*std::move(channel));
   auto context = [&] {
     auto c = std::make_unique<grpc::ClientContext>();
     c->AddMetadata("authorization", absl::StrCat("Bearer ", token));
@@ -228,9 +304,16 @@ int main(int argc, char** argv) {
       }
       std::cout << table << std::flush;
       if (!next_page_token.empty()) {
-        std::string server = absl::GetFlag(FLAGS_server);
-        std::cerr << "next page: anyai-admin"
-                  << (server.empty() ? "" : " --server=" + ShellWord(server)) << " keys list"
+        std::string connection;
+        for (const auto& [name, value] :
+             {std::pair<const char*, std::string>{"server", absl::GetFlag(FLAGS_server)},
+              {"tls_ca_file", absl::GetFlag(FLAGS_tls_ca_file)},
+              {"tls_cert_file", absl::GetFlag(FLAGS_tls_cert_file)},
+              {"tls_key_file", absl::GetFlag(FLAGS_tls_key_file)},
+              {"tls_server_name", absl::GetFlag(FLAGS_tls_server_name)}}) {
+          if (!value.empty()) absl::StrAppend(&connection, " --", name, "=", ShellWord(value));
+        }
+        std::cerr << "next page: anyai-admin" << connection << " keys list"
                   << " --page_size=" << page_size << (req.show_revoked() ? " --show_revoked" : "")
                   << " --page_token=" << ShellWord(next_page_token) << "\n";
       }

@@ -1,14 +1,19 @@
 // anyai-server: the gateway (SPEC §1, §8). Reads an optional config file, applies flags and
 // the environment, starts the fronts and prints the addresses it bound on stdout, one line
-// each ("grpc listening on 127.0.0.1:50051", then "http listening on 127.0.0.1:8080"), so
-// that scripts and tests may use port 0.
+// each ("grpc listening on 127.0.0.1:50051", then "http listening on 127.0.0.1:8080", then
+// "admin listening on 127.0.0.1:50052"), so that scripts and tests may use port 0.
 // With --print_config it prints the effective config (defaults, file, flags and environment,
 // validated) as textproto with its secrets redacted, and exits.
-// SIGTERM or SIGINT shut it down gracefully: /readyz turns 503, both fronts stop accepting,
-// and in-flight calls (HTTP streams included) get 5 seconds to finish.
+// SIGTERM or SIGINT shut it down gracefully (Server::Shutdown): /readyz turns 503 at once,
+// calls are still served for drain_delay, then the listeners stop, idle connections close and
+// calls in flight (streams included) get shutdown_grace to finish; the exit status is 0. A
+// second SIGTERM or SIGINT during that ends the process at once, with status 128 + the signal.
 // --help lists the flags below (those of this file); --helpfull adds Abseil's own.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -66,7 +71,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   namespace server = anyai::server;
 
-  // Block the shutdown signals in every thread; one thread waits for them.
+  // Block the shutdown signals in every thread; main waits for them below.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -92,14 +97,26 @@ int main(int argc, char** argv) {
   if (!running.ok()) return Fail(running.status());
   std::cout << "grpc listening on " << (*running)->grpc_address() << std::endl;
   std::cout << "http listening on " << (*running)->http_address() << std::endl;
+  std::cout << "admin listening on " << (*running)->admin_address() << std::endl;
 
-  std::thread waiter([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
-    std::cerr << "anyai-server: signal " << signal << ", shutting down\n";
-    (*running)->Shutdown(absl::Seconds(5));
+  int signal = 0;
+  sigwait(&signals, &signal);
+  std::cerr << "anyai-server: signal " << signal
+            << ", shutting down (send it again to stop at once)" << std::endl;
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    (*running)->Shutdown();
+    stopped.store(true, std::memory_order_release);
   });
-  (*running)->Wait();
-  waiter.join();
+  // Until the shutdown is done, a second signal ends the process at once.
+  while (!stopped.load(std::memory_order_acquire)) {
+    const timespec poll = {.tv_sec = 0, .tv_nsec = 50'000'000};
+    const int again = sigtimedwait(&signals, nullptr, &poll);
+    if (again > 0) {
+      std::cerr << "anyai-server: signal " << again << " again, exiting now" << std::endl;
+      std::_Exit(128 + again);
+    }
+  }
+  stopper.join();
   return 0;
 }

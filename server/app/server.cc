@@ -1,10 +1,19 @@
 #include "server/app/server.h"
 
+#include <grpc/grpc.h>
+#include <grpc/grpc_security_constants.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/security/server_credentials.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -19,6 +28,7 @@
 #include "server/gateway/validation.h"
 #include "server/grpc/admin_service.h"
 #include "server/grpc/anyai_service.h"
+#include "server/grpc/grpc_calls_in_flight.h"
 #include "server/grpc/grpc_metrics.h"
 #include "server/http/http_api.h"
 #include "server/http/http_router.h"
@@ -56,6 +66,99 @@ HttpServerOptions HttpOptionsOf(const v1::ServerConfig& config, const ServerOpti
   return out;
 }
 
+// A PEM file is a few KB; anything much larger is not one.
+constexpr size_t kMaxPemBytes = size_t{1} << 20;
+
+// The contents of the PEM file `path`, named by the config field `field`.
+absl::StatusOr<std::string> ReadPem(absl::string_view field, const std::string& path) {
+  const auto failed = [&](absl::string_view why) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": cannot read \"", path, "\": ", why));
+  };
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return failed(std::strerror(errno));
+  std::string pem;
+  char buffer[8192];
+  size_t n = 0;
+  while (pem.size() <= kMaxPemBytes && (n = std::fread(buffer, 1, sizeof buffer, file)) > 0) {
+    pem.append(buffer, n);
+  }
+  const int error = std::ferror(file) ? errno : 0;
+  std::fclose(file);
+  if (error != 0) return failed(std::strerror(error));
+  if (pem.size() > kMaxPemBytes) return failed("larger than 1 MiB, not a PEM file");
+  if (pem.find("-----BEGIN ") == std::string::npos) return failed("not PEM (no -----BEGIN line)");
+  return pem;
+}
+
+// The credentials of a listener whose TLS is `tls` (the config field `field`): plaintext when
+// it names no certificate; with a client_ca_file, clients must present a certificate that one
+// of its CAs signed (mutual TLS).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> CredentialsOf(absl::string_view field,
+                                                                       const v1::TlsConfig& tls) {
+  if (tls.cert_file().empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      tls.client_ca_file().empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                   : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  absl::StatusOr<std::string> cert = ReadPem(absl::StrCat(field, ".cert_file"), tls.cert_file());
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem(absl::StrCat(field, ".key_file"), tls.key_file());
+  if (!key.ok()) return key.status();
+  options.pem_key_cert_pairs.push_back(
+      {.private_key = *std::move(key), .cert_chain = *std::move(cert)});
+  if (!tls.client_ca_file().empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadPem(absl::StrCat(field, ".client_ca_file"), tls.client_ca_file());
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *std::move(ca);
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+int ToMillis(absl::Duration d) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
+
+// The bounds of both gRPC listeners (SPEC §10, issue 12): memory, streams per connection,
+// metadata size, handshake time, idle connections and ping floods. An unset (zero) field means
+// its DefaultConfig() value.
+void BoundGrpc(const v1::ServerConfig& config, grpc::ServerBuilder& builder) {
+  const v1::ServerConfig defaults = DefaultConfig();
+  const auto pick = [](int64_t value, int64_t fallback) { return value > 0 ? value : fallback; };
+  const auto duration = [](const google::protobuf::Duration& d,
+                           const google::protobuf::Duration& fallback) {
+    return FromProto(d) > absl::ZeroDuration() ? FromProto(d) : FromProto(fallback);
+  };
+  // Past the quota gRPC refuses new streams and slows reads instead of growing the process.
+  grpc::ResourceQuota quota("anyai-grpc");
+  quota.Resize(static_cast<size_t>(
+      pick(config.grpc_memory_limit_bytes(), defaults.grpc_memory_limit_bytes())));
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONCURRENT_STREAMS,
+      static_cast<int>(pick(config.max_concurrent_streams(), defaults.max_concurrent_streams())));
+  // gRPC 1.51 has one metadata limit (no GRPC_ARG_ABSOLUTE_MAX_METADATA_SIZE): a call over it
+  // fails alone, its connection stays up.
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_METADATA_SIZE,
+      static_cast<int>(std::min<int64_t>(
+          pick(config.max_header_bytes(), defaults.max_header_bytes()), INT32_MAX)));
+  builder.AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      ToMillis(duration(config.header_timeout(), defaults.header_timeout())));
+  // A connection with no call for as long as an idle HTTP connection is held gets a GOAWAY; a
+  // client reconnects when it next calls.
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      ToMillis(duration(config.http_idle_timeout(), defaults.http_idle_timeout())));
+  // Dead peers are found by the server's own pings; a client may ping at most every 10 s while
+  // it has calls (none without), and is sent away after two pings too many.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+}
+
 }  // namespace
 
 struct Server::Parts {
@@ -74,9 +177,19 @@ struct Server::Parts {
   std::unique_ptr<Gateway> gateway;
   std::unique_ptr<AnyAIService> anyai_service;
   std::unique_ptr<AdminService> admin_service;
+  // The gRPC calls in flight on both gRPC servers, which shutdown waits for; declared before
+  // the servers, whose calls it counts, so that it outlives them.
+  GrpcCallsInFlight grpc_calls;
   std::unique_ptr<grpc::Server> grpc;
   std::string grpc_address;
   int grpc_port = 0;
+  // The Admin service's own server (admin_listen).
+  std::unique_ptr<grpc::Server> admin;
+  std::string admin_address;
+  int admin_port = 0;
+  // Shutdown() with no arguments: the config's drain_delay and shutdown_grace.
+  absl::Duration drain_delay;
+  absl::Duration shutdown_grace;
   // The HTTP front: its routes (the API's, and any other route added before the server
   // starts, such as /metrics) and the server that serves them. Declared after the Gateway
   // they use, so they are destroyed before it (Shutdown() has stopped them by then).
@@ -94,7 +207,10 @@ struct Server::Parts {
 
 Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 
-Server::~Server() { Shutdown(absl::ZeroDuration()); }
+Server::~Server() {
+  Shutdown(absl::ZeroDuration(), absl::ZeroDuration());
+  Wait();  // when another thread's Shutdown() is still under way
+}
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& config,
                                                       ServerOptions options) {
@@ -106,6 +222,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   }
   auto p = std::make_unique<Parts>();
   p->options = std::move(options);
+  const v1::ServerConfig defaults = DefaultConfig();
+  p->drain_delay = FromProto(config.drain_delay());
+  p->shutdown_grace =
+      FromProto(config.has_shutdown_grace() ? config.shutdown_grace() : defaults.shutdown_grace());
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(config);
   if (!plans.ok()) return plans.status();
   if (absl::Status s = OpenStorage(config, *plans, *p); !s.ok()) return s;
@@ -122,10 +242,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   if (absl::Status s = BuildGateway(config, *p); !s.ok()) return s;
   // HTTP first: the gRPC front's image URLs name the HTTP port.
   if (absl::Status s = StartHttp(config, *p); !s.ok()) return s;
-  if (absl::Status s = StartGrpc(config, *p); !s.ok()) {
+  absl::Status started = StartGrpc(config, *p);
+  if (started.ok()) started = StartAdmin(config, *p);
+  if (!started.ok()) {
+    for (grpc::Server* server : {p->grpc.get(), p->admin.get()}) {
+      if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
+    }
     p->http->BeginShutdown();
     p->http->Shutdown(absl::Now());
-    return s;
+    return started;
   }
   StartEvictor(*p);
   p->ready.store(true, std::memory_order_release);
@@ -220,28 +345,52 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
 absl::Status Server::StartGrpc(const v1::ServerConfig& config, Parts& p) {
   p.anyai_service =
       std::make_unique<AnyAIService>(*p.gateway, config.public_base_url(), p.http->port());
-  p.admin_service = std::make_unique<AdminService>(*p.gateway);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  return ListenGrpc("grpc_listen", config.grpc_listen(), "tls", config.tls(), config,
+                    *p.anyai_service, p, p.grpc, p.grpc_address);
+}
+
+absl::Status Server::StartAdmin(const v1::ServerConfig& config, Parts& p) {
+  p.admin_service = std::make_unique<AdminService>(*p.gateway);
+  const std::string listen =
+      config.admin_listen().empty() ? DefaultConfig().admin_listen() : config.admin_listen();
+  return ListenGrpc("admin_listen", listen, "admin_tls", config.admin_tls(), config,
+                    *p.admin_service, p, p.admin, p.admin_address);
+}
+
+absl::Status Server::ListenGrpc(absl::string_view field, const std::string& listen,
+                                absl::string_view tls_field, const v1::TlsConfig& tls,
+                                const v1::ServerConfig& config, grpc::Service& service, Parts& p,
+                                std::unique_ptr<grpc::Server>& server, std::string& address) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      CredentialsOf(tls_field, tls);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.grpc_listen(), grpc::InsecureServerCredentials(), &p.grpc_port);
-  builder.RegisterService(p.anyai_service.get());
-  builder.RegisterService(p.admin_service.get());
+  int port = 0;
+  builder.AddListeningPort(listen, *credentials, &port);
+  builder.RegisterService(&service);
+  BoundGrpc(config, builder);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(p.grpc_calls.Interceptor());
   interceptors.push_back(MakeGrpcMetricsInterceptor(
       [metrics = p.metrics.get()](Endpoint endpoint, int status, absl::Duration latency) {
         metrics->ObserveRequest(endpoint, Transport::kGrpc, status, latency);
       }));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  p.grpc = builder.BuildAndStart();
-  if (p.grpc == nullptr || p.grpc_port == 0) {
+  server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
     return absl::UnavailableError(
-        absl::StrCat("grpc_listen: cannot listen on \"", config.grpc_listen(), "\""));
+        absl::StrCat(field, ": cannot listen on \"", listen, "\"",
+                     tls.cert_file().empty()
+                         ? ""
+                         : absl::StrCat(" (or ", tls_field, ".cert_file and ", tls_field,
+                                        ".key_file are not a certificate and its private key)")));
   }
-  // The config was validated: grpc_listen is HOST:PORT.
-  absl::StatusOr<net::HostPort> listen = net::HostPort::Parse(config.grpc_listen());
-  if (!listen.ok()) return listen.status();
-  p.grpc_address = net::HostPort{listen->host, p.grpc_port}.ToString();
+  // The config was validated: the address is HOST:PORT.
+  absl::StatusOr<net::HostPort> at = net::HostPort::Parse(listen);
+  if (!at.ok()) return at.status();
+  address = net::HostPort{at->host, port}.ToString();
   return absl::OkStatus();
 }
 
@@ -296,21 +445,42 @@ void Server::StartEvictor(Parts& p) {
 
 const std::string& Server::grpc_address() const { return parts_->grpc_address; }
 const std::string& Server::http_address() const { return parts_->http->address(); }
+const std::string& Server::admin_address() const { return parts_->admin_address; }
 int Server::http_port() const { return parts_->http->port(); }
 Gateway& Server::gateway() { return *parts_->gateway; }
 
-void Server::Shutdown(absl::Duration grace) {
+void Server::Shutdown() { Shutdown(parts_->drain_delay, parts_->shutdown_grace); }
+
+void Server::Shutdown(absl::Duration drain_delay, absl::Duration grace) {
   {
     absl::MutexLock lock(&parts_->mu);
     if (parts_->stopping) return;
     parts_->stopping = true;
   }
   parts_->ready.store(false, std::memory_order_release);
-  // Both fronts drain at once, against one deadline.
+  // Calls are still served while a load balancer takes in the 503.
+  if (drain_delay > absl::ZeroDuration()) absl::SleepFor(drain_delay);
+  // Both fronts drain at once, against one deadline. gRPC: no new calls (a GOAWAY) ...
   const absl::Time deadline = absl::Now() + grace;
   parts_->http->BeginShutdown();
-  parts_->grpc->Shutdown(absl::ToChronoTime(deadline));
-  parts_->grpc->Wait();
+  // (Core's queue: grpc::Server::Shutdown() below waits on its own, this one only collects
+  // the notifications.)
+  grpc_completion_queue* notified = grpc_completion_queue_create_for_next(nullptr);
+  grpc_server* servers[] = {parts_->grpc->c_server(), parts_->admin->c_server()};
+  for (grpc_server* server : servers) grpc_server_shutdown_and_notify(server, notified, nullptr);
+  // ... then as soon as no call is in flight (or at the deadline, cutting those that are) the
+  // connections close: gRPC alone would wait for idle clients to leave until the deadline.
+  parts_->grpc_calls.AwaitNone(deadline);
+  for (grpc_server* server : servers) grpc_server_cancel_all_calls(server);
+  for (grpc::Server* server : {parts_->grpc.get(), parts_->admin.get()}) {
+    server->Shutdown(absl::ToChronoTime(deadline));
+    server->Wait();
+  }
+  grpc_completion_queue_shutdown(notified);
+  while (grpc_completion_queue_next(notified, gpr_inf_future(GPR_CLOCK_REALTIME), nullptr).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(notified);
   parts_->http->Shutdown(deadline);
   if (parts_->evictor.joinable()) parts_->evictor.join();
   {

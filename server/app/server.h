@@ -1,15 +1,17 @@
 // One running gateway: the storage, the quota engine, the providers, the Gateway, and the
 // fronts that serve them (gRPC, and HTTP: http_api.h over http_server.h), built from a
-// validated ServerConfig.
+// validated ServerConfig; and the Admin service on its own gRPC listener (admin_listen,
+// loopback by default), never on the public ports.
 // `anyai-server` is a thin main around it; the integration tests start one in-process on
 // port 0 with a temp data dir.
 //
 //   auto server = Server::Start(config);
 //   std::cout << "grpc listening on " << (*server)->grpc_address() << "\n";
 //   std::cout << "http listening on " << (*server)->http_address() << "\n";
+//   std::cout << "admin listening on " << (*server)->admin_address() << "\n";
 //   (*server)->Wait();  // until Shutdown() from another thread
 //
-// Thread safety: Shutdown() may be called from any thread, once; the accessors are safe to
+// Thread safety: Shutdown() may be called from any thread, and again; the accessors are safe to
 // call while serving.
 #ifndef ANYAI_SERVER_APP_SERVER_H_
 #define ANYAI_SERVER_APP_SERVER_H_
@@ -19,10 +21,16 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "anyai/v1/config.pb.h"
 #include "quota/plan.h"
 #include "server/gateway/gateway.h"
+
+namespace grpc {
+class Server;
+class Service;
+}  // namespace grpc
 
 namespace anyai::server {
 
@@ -50,13 +58,21 @@ class Server {
   // "host:port" with the port really bound (port 0 in the config picks a free one).
   const std::string& grpc_address() const;
   const std::string& http_address() const;
+  const std::string& admin_address() const;
   int http_port() const;
   Gateway& gateway();
 
-  // Stops accepting calls (/readyz turns 503, idle HTTP connections close), lets in-flight
-  // ones finish for up to `grace` on both fronts, then cancels the rest; stops background
-  // work. Idempotent.
-  void Shutdown(absl::Duration grace = absl::Seconds(5));
+  // Shuts down in this order: /readyz turns 503 at once; for `drain_delay` calls are still
+  // served (a load balancer sees the 503 and stops sending); then the listeners stop taking
+  // calls and idle connections close, calls in flight get up to `grace` to finish, and what
+  // is left is cancelled (a gRPC client sees CANCELLED or UNAVAILABLE); shutdown ends as soon
+  // as no call is in flight. Then background work stops. Idempotent: a second call returns at
+  // once (use Wait()).
+  void Shutdown(absl::Duration drain_delay, absl::Duration grace);
+  // With no drain delay.
+  void Shutdown(absl::Duration grace) { Shutdown(absl::ZeroDuration(), grace); }
+  // With the config's drain_delay and shutdown_grace.
+  void Shutdown();
   // Blocks until Shutdown() has completed.
   void Wait();
 
@@ -69,7 +85,17 @@ class Server {
                                   Parts& p);
   // The catalogue, the providers (each wrapped to count its calls), the metrics, the Gateway.
   static absl::Status BuildGateway(const v1::ServerConfig& config, Parts& p);
+  // The public gRPC listener (TLS from config.tls, HTTP/2 bounds from the config).
   static absl::Status StartGrpc(const v1::ServerConfig& config, Parts& p);
+  // The Admin service's listener (admin_listen; TLS, or mutual TLS, from config.admin_tls).
+  static absl::Status StartAdmin(const v1::ServerConfig& config, Parts& p);
+  // One gRPC server for `service` on `listen` (the config field `field`) with the credentials
+  // of `tls` (the field `tls_field`), the bounds of both listeners, and the interceptors that
+  // count and time its calls; fills `server` and `address` (the port really bound).
+  static absl::Status ListenGrpc(absl::string_view field, const std::string& listen,
+                                 absl::string_view tls_field, const v1::TlsConfig& tls,
+                                 const v1::ServerConfig& config, grpc::Service& service, Parts& p,
+                                 std::unique_ptr<grpc::Server>& server, std::string& address);
   // The API's routes, /metrics, and the server that serves them, counting every answer.
   static absl::Status StartHttp(const v1::ServerConfig& config, Parts& p);
   // Idle tenants and expired images leave memory every eviction_period, until Shutdown().

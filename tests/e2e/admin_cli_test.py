@@ -71,7 +71,7 @@ class AdminCliTest(unittest.TestCase):
                if k not in ("ANYAI_ADMIN_TOKEN", "ANYAI_SERVER")}
         if token is not None:
             env["ANYAI_ADMIN_TOKEN"] = token
-        command = [OPTIONS.admin, "--server=" + (server or self.server.grpc_address)]
+        command = [OPTIONS.admin, "--server=" + (server or self.server.admin_address)]
         return subprocess.run(command + list(args), env=env, capture_output=True, text=True,
                               timeout=CLI_TIMEOUT_S)
 
@@ -183,7 +183,7 @@ class AdminCliTest(unittest.TestCase):
             self.assertIsNotNone(match, f"the last line of stderr, and the only one:\n"
                                         f"{result.stderr}")
             words = shlex.split(match.group(1))
-            self.assertEqual(words[0], "--server=" + self.server.grpc_address)
+            self.assertEqual(words[0], "--server=" + self.server.admin_address)
             self.assertIn("--page_size=2", words)
             args = words[1:]  # self.admin passes --server itself
         self.assertGreaterEqual(pages, 3)

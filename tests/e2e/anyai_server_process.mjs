@@ -3,13 +3,15 @@
 //
 //   const server = await startServer(binary, { adminToken: 't', prefix: 'anyai-e2e-x-',
 //                                              extraArgs: ['--config=FILE'] });
-//   server.grpcAddress  // '127.0.0.1:PORT'
-//   server.httpPort     // PORT
+//   server.grpcAddress   // '127.0.0.1:PORT'
+//   server.httpPort      // PORT
+//   server.adminAddress  // '127.0.0.1:PORT', the Admin service's own listener
 //   await server.stop(); // SIGTERM, SIGKILL after a timeout; asserts a clean exit; temp dir gone
 //
-// The server listens on 127.0.0.1 port 0 (gRPC and HTTP, so parallel tests never collide) with
-// a fresh temp data dir; the bound ports are read from its stdout ("grpc listening on
-// HOST:PORT", "http listening on HOST:PORT"), waiting on the pipe rather than sleeping.
+// The server listens on 127.0.0.1 port 0 (gRPC, HTTP and Admin, so parallel tests never
+// collide) with a fresh temp data dir; the bound ports are read from its stdout ("grpc
+// listening on HOST:PORT", "http listening on HOST:PORT", "admin listening on HOST:PORT"),
+// waiting on the pipe rather than sleeping.
 // Timeouts are generous because the same tests run against the AddressSanitizer build.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -21,16 +23,17 @@ import { createInterface } from 'node:readline';
 export const START_TIMEOUT_MS = 60_000;
 export const STOP_TIMEOUT_MS = 30_000;
 const SETPRIV = '/usr/bin/setpriv';
-const LISTENING = /^(grpc|http) listening on (\S+):(\d+)\s*$/;
+const LISTENING = /^(grpc|http|admin) listening on (\S+):(\d+)\s*$/;
 
-// One anyai-server child process; resolves once it printed both its gRPC and HTTP addresses.
+// One anyai-server child process; resolves once it printed its gRPC, HTTP and Admin addresses.
 // `extraArgs` go after the listen and data dir flags (e.g. ['--config=/tmp/x.textproto']).
 export async function startServer(binary,
   { adminToken, prefix = 'anyai-e2e-node-', extraArgs = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const args = [
     binary,
-    '--grpc_listen=127.0.0.1:0', '--http_listen=127.0.0.1:0', `--data_dir=${join(dir, 'data')}`,
+    '--grpc_listen=127.0.0.1:0', '--http_listen=127.0.0.1:0', '--admin_listen=127.0.0.1:0',
+    `--data_dir=${join(dir, 'data')}`,
     ...extraArgs,
   ];
   // Through util-linux's setpriv (it execs the server, same pid) when there is one, so that
@@ -56,7 +59,8 @@ export async function startServer(binary,
     });
   });
   const server = {
-    child, dir, exited, grpcAddress: null, httpPort: null, stderr: () => stderr,
+    child, dir, exited, grpcAddress: null, httpPort: null, adminAddress: null,
+    stderr: () => stderr,
     async stop() {
       let killed = false;
       if (child.exitCode === null && child.signalCode === null) {
@@ -77,7 +81,8 @@ export async function startServer(binary,
     const ports = await new Promise((resolvePorts, reject) => {
       const found = {};
       const timer = setTimeout(() => reject(new Error(
-        `anyai-server printed no 'grpc listening on' and 'http listening on' lines within ` +
+        `anyai-server printed no 'grpc listening on', 'http listening on' and 'admin ` +
+        `listening on' lines within ` +
         `${START_TIMEOUT_MS} ms (got ${JSON.stringify(found)}); stderr:\n${stderr}`)),
       START_TIMEOUT_MS);
       const lines = createInterface({ input: child.stdout });
@@ -85,7 +90,7 @@ export async function startServer(binary,
         const match = LISTENING.exec(line);
         if (!match) return;
         found[match[1]] = Number(match[3]);
-        if (found.grpc && found.http) {
+        if (found.grpc && found.http && found.admin) {
           clearTimeout(timer);
           resolvePorts(found);
         }
@@ -100,6 +105,7 @@ export async function startServer(binary,
     });
     server.grpcAddress = `127.0.0.1:${ports.grpc}`;
     server.httpPort = ports.http;
+    server.adminAddress = `127.0.0.1:${ports.admin}`;
   } catch (error) {
     child.kill('SIGKILL');
     await exited;

@@ -2,12 +2,14 @@
 
     with ServerProcess(server_binary, admin_token="t") as server:
         channel = grpc.insecure_channel(server.grpc_address)
+        admin = grpc.insecure_channel(server.admin_address)  # the Admin service's own port
         ...
     # stopped: SIGTERM, then SIGKILL after a timeout; its temp data dir removed
 
-The server listens on 127.0.0.1 port 0 (gRPC and HTTP, so parallel tests never collide) with a
-fresh temp data dir; the bound gRPC port is read from its stdout ("grpc listening on
-HOST:PORT"), waiting on the pipe rather than sleeping. Its stderr goes to a file in the temp
+The server listens on 127.0.0.1 port 0 (gRPC, HTTP and Admin, so parallel tests never collide)
+with a fresh temp data dir; the bound ports are read from its stdout ("grpc listening on
+HOST:PORT", then "http listening on ..." and "admin listening on ..."), waiting on the pipe
+rather than sleeping. Its stderr goes to a file in the temp
 dir and is echoed when something goes wrong. The child gets PR_SET_PDEATHSIG, so it dies with
 the test even when the test itself is killed (e.g. by a ctest timeout).
 
@@ -33,6 +35,7 @@ STOP_TIMEOUT_S = 30.0
 
 _GRPC_LINE = re.compile(r"^grpc listening on (\S+):(\d+)\s*$")
 _HTTP_LINE = re.compile(r"^http listening on (\S+):(\d+)\s*$")
+_ADMIN_LINE = re.compile(r"^admin listening on (\S+):(\d+)\s*$")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -55,6 +58,8 @@ class ServerProcess:
         self.grpc_address = None
         self.port = None
         self.http_port = None
+        self.admin_port = None
+        self.admin_address = None
         self.stdout_lines = []
         self._lines = queue.Queue()
         self._reader = None
@@ -76,6 +81,7 @@ class ServerProcess:
         else:
             env.pop("ANYAI_ADMIN_TOKEN", None)
         args = [self.binary, "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                "--admin_listen=127.0.0.1:0",
                 "--data_dir=" + os.path.join(self.dir, "data")] + self.extra_args
         self._stderr = open(os.path.join(self.dir, "server.stderr"), "wb")
         try:
@@ -104,7 +110,7 @@ class ServerProcess:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError("anyai-server printed no 'http listening on' line within "
+                raise RuntimeError("anyai-server printed no 'admin listening on' line within "
                                    f"{START_TIMEOUT_S:.0f} s; stderr:\n{self.stderr_text()}")
             try:
                 line = self._lines.get(timeout=left)
@@ -120,8 +126,12 @@ class ServerProcess:
                 self.port = int(match.group(2))
                 self.grpc_address = f"127.0.0.1:{self.port}"
             match = _HTTP_LINE.match(line)
-            if match:  # printed after the gRPC line: both are known now
+            if match:
                 self.http_port = int(match.group(2))
+            match = _ADMIN_LINE.match(line)
+            if match:  # printed after the gRPC and HTTP lines: all three are known now
+                self.admin_port = int(match.group(2))
+                self.admin_address = f"127.0.0.1:{self.admin_port}"
                 return
 
     def stderr_text(self, limit=20000):

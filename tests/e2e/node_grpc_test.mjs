@@ -51,7 +51,7 @@ async function runTests(grpc, protoLoader) {
     before(async () => {
       server = await startServer(SERVER_BINARY, { adminToken: ADMIN_TOKEN });
       anyai = new v1.AnyAI(server.grpcAddress, grpc.credentials.createInsecure());
-      admin = new v1.Admin(server.grpcAddress, grpc.credentials.createInsecure());
+      admin = new v1.Admin(server.adminAddress, grpc.credentials.createInsecure());
     });
 
     after(async () => {

@@ -82,7 +82,7 @@ async function runTests(OpenAI, grpc, protoLoader) {
       before(async () => {
         server = await startServer(SERVER_BINARY, {
           adminToken: ADMIN_TOKEN, prefix: 'anyai-e2e-openai-' });
-        admin = new v1.Admin(server.grpcAddress, grpc.credentials.createInsecure());
+        admin = new v1.Admin(server.adminAddress, grpc.credentials.createInsecure());
         baseURL = `http://127.0.0.1:${server.httpPort}/v1`;
       });
 

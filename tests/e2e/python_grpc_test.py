@@ -83,9 +83,13 @@ class AnyAIGrpcTest(unittest.TestCase):
         cls.addClassCleanup(cls.server.stop)
         cls.channel = grpc.insecure_channel(cls.server.grpc_address)
         cls.addClassCleanup(cls.channel.close)
+        # The Admin service has its own listener (admin_listen), not the public port.
+        cls.admin_channel = grpc.insecure_channel(cls.server.admin_address)
+        cls.addClassCleanup(cls.admin_channel.close)
 
-        def unary(service, method, request_cls, response_cls):
-            return cls.channel.unary_unary(
+        def unary(service, method, request_cls, response_cls, channel=None):
+            channel = channel or (cls.admin_channel if service == "Admin" else cls.channel)
+            return channel.unary_unary(
                 f"/anyai.v1.{service}/{method}",
                 request_serializer=request_cls.SerializeToString,
                 response_deserializer=response_cls.FromString)
@@ -107,6 +111,8 @@ class AnyAIGrpcTest(unittest.TestCase):
                               anyai_pb2.CheckKeyResponse)
         cls.admin_create_key = unary("Admin", "CreateKey", admin_pb2.CreateKeyRequest,
                                      admin_pb2.CreateKeyResponse)
+        cls.public_admin_create_key = unary("Admin", "CreateKey", admin_pb2.CreateKeyRequest,
+                                            admin_pb2.CreateKeyResponse, channel=cls.channel)
         cls.health_check = cls.channel.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
@@ -286,6 +292,11 @@ class AnyAIGrpcTest(unittest.TestCase):
         api_key = self.new_key("premium")
         self.assert_rpc_error(grpc.StatusCode.UNAUTHENTICATED, self.admin_create_key, request,
                               metadata=bearer(api_key), timeout=CALL_TIMEOUT_S)
+
+    def test_admin_is_not_served_on_the_public_port(self):
+        self.assert_rpc_error(grpc.StatusCode.UNIMPLEMENTED, self.public_admin_create_key,
+                              admin_pb2.CreateKeyRequest(plan="free"),
+                              metadata=bearer(ADMIN_TOKEN), timeout=CALL_TIMEOUT_S)
 
     def test_eleventh_free_chat_in_a_minute_is_rate_limited_with_details(self):
         key = self.new_key("free")

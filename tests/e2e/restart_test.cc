@@ -126,7 +126,8 @@ class ServerProcess {
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
-  // Starts the server and waits for its "grpc listening on HOST:PORT" line.
+  // Starts the server and waits for its "grpc listening on HOST:PORT" and (printed last)
+  // "admin listening on HOST:PORT" lines.
   void Start() {
     std::vector<std::string> argv_strings = {binary_};
     argv_strings.insert(argv_strings.end(), args_.begin(), args_.end());
@@ -166,15 +167,20 @@ class ServerProcess {
 
     const Clock::time_point deadline = Clock::now() + kStartTimeout;
     std::string out;
-    constexpr char kPrefix[] = "grpc listening on ";
-    for (;;) {
-      const std::size_t at = out.find(kPrefix);
+    constexpr char kPrefix[] = "admin listening on ";
+    // The port on the line that starts with `prefix`, once `out` has it whole.
+    const auto port_of = [&out](const std::string& prefix) -> std::optional<std::string> {
+      const std::size_t at = out.find(prefix);
       const std::size_t eol = at == std::string::npos ? at : out.find('\n', at);
-      if (eol != std::string::npos) {
-        const std::size_t begin = at + std::strlen(kPrefix);
-        const std::string address = out.substr(begin, eol - begin);
-        port_ = address.substr(address.rfind(':') + 1);
-        ASSERT_FALSE(port_.empty()) << "no port in: " << address;
+      if (eol == std::string::npos) return std::nullopt;
+      const std::string address = out.substr(at + prefix.size(), eol - at - prefix.size());
+      return address.substr(address.rfind(':') + 1);
+    };
+    for (;;) {
+      if (std::optional<std::string> admin_port = port_of(kPrefix); admin_port.has_value()) {
+        admin_port_ = *admin_port;
+        port_ = port_of("grpc listening on ").value_or("");
+        ASSERT_FALSE(port_.empty() || admin_port_.empty()) << "no port in:\n" << out;
         break;
       }
       const auto left =
@@ -200,6 +206,8 @@ class ServerProcess {
   }
 
   std::string address() const { return "127.0.0.1:" + port_; }
+  // The Admin service's own listener.
+  std::string admin_address() const { return "127.0.0.1:" + admin_port_; }
   pid_t pid() const { return pid_; }
 
   // SIGKILL, and reap it. The wait status.
@@ -252,6 +260,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
   std::string port_;
+  std::string admin_port_;
 };
 
 std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -301,7 +310,7 @@ void KillMidLoadAndRestart(const std::string& durability) {
     ASSERT_TRUE(config.good()) << config_path;
   }
   const std::vector<std::string> args = {"--config=" + config_path, "--grpc_listen=127.0.0.1:0",
-                                         "--http_listen=127.0.0.1:0",
+                                         "--http_listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
                                          "--data_dir=" + dir.Sub("data")};
 
   // The first life: a premium key, then a load that the kill interrupts.
@@ -309,8 +318,8 @@ void KillMidLoadAndRestart(const std::string& durability) {
   ASSERT_NO_FATAL_FAILURE(first->Start());
   std::string key;
   {
-    auto channel = grpc::CreateChannel(first->address(), grpc::InsecureChannelCredentials());
-    auto admin = v1::Admin::NewStub(channel);
+    auto admin = v1::Admin::NewStub(
+        grpc::CreateChannel(first->admin_address(), grpc::InsecureChannelCredentials()));
     v1::CreateKeyRequest req;
     req.set_plan("premium");
     req.set_label("restart test");
@@ -382,7 +391,9 @@ void KillMidLoadAndRestart(const std::string& durability) {
       std::chrono::duration<double>(Clock::now() - restart_begin).count();
   auto channel = grpc::CreateChannel(second.address(), grpc::InsecureChannelCredentials());
   auto anyai = v1::AnyAI::NewStub(channel);
-  auto admin = v1::Admin::NewStub(channel);
+  auto admin_channel =
+      grpc::CreateChannel(second.admin_address(), grpc::InsecureChannelCredentials());
+  auto admin = v1::Admin::NewStub(admin_channel);
 
   v1::CheckKeyResponse check;
   {

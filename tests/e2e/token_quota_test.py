@@ -429,9 +429,12 @@ class Server:
 
     def connect(self):
         self.channel = grpc.insecure_channel(self.process.grpc_address)
+        # The Admin service has its own listener (admin_listen), not the public port.
+        self.admin_channel = grpc.insecure_channel(self.process.admin_address)
 
         def unary(service, method, request_cls, response_cls):
-            return self.channel.unary_unary(
+            channel = self.admin_channel if service == "Admin" else self.channel
+            return channel.unary_unary(
                 f"/anyai.v1.{service}/{method}", request_serializer=request_cls.SerializeToString,
                 response_deserializer=response_cls.FromString)
 
@@ -449,6 +452,7 @@ class Server:
     def stop(self):
         if self.channel is not None:
             self.channel.close()
+            self.admin_channel.close()
         try:
             self.process.stop()
         finally:

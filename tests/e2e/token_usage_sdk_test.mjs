@@ -129,7 +129,7 @@ function runTests(OpenAI, grpc, protoLoader) {
       server = await startServer(SERVER_BINARY, {
         adminToken: ADMIN_TOKEN, prefix: 'anyai-e2e-sdk-tokens-',
         extraArgs: [`--config=${configPath}`] });
-      admin = new v1.Admin(server.grpcAddress, grpc.credentials.createInsecure());
+      admin = new v1.Admin(server.adminAddress, grpc.credentials.createInsecure());
       baseURL = `http://127.0.0.1:${server.httpPort}/v1`;
     });
 

@@ -123,7 +123,7 @@ class UsagePageTest(unittest.TestCase):
     def create_key(self, plan):
         env = dict(os.environ, ANYAI_ADMIN_TOKEN=ADMIN_TOKEN)
         result = subprocess.run(
-            [OPTIONS.admin, "--server=" + self.server.grpc_address, "keys", "create",
+            [OPTIONS.admin, "--server=" + self.server.admin_address, "keys", "create",
              "--plan=" + plan, "--label=usage page"],
             env=env, capture_output=True, text=True, timeout=CALL_TIMEOUT_S * 2)
         self.assertEqual(result.returncode, 0, result.stderr)

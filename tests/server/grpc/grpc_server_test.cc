@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +41,7 @@ class GrpcServerTest : public ::testing::Test {
     v1::ServerConfig config = DefaultConfig();
     config.set_grpc_listen(grpc_listen);
     config.set_http_listen("127.0.0.1:0");
+    config.set_admin_listen("127.0.0.1:0");
     config.set_data_dir(dir_.Sub("data"));
     config.set_admin_token(kAdminToken);
     Configure(config);
@@ -49,13 +51,17 @@ class GrpcServerTest : public ::testing::Test {
     server_ = *std::move(server);
     channel_ = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
     anyai_ = v1::AnyAI::NewStub(channel_);
-    admin_ = v1::Admin::NewStub(channel_);
+    // The Admin service has a listener of its own (admin_listen).
+    admin_channel_ =
+        grpc::CreateChannel(server_->admin_address(), grpc::InsecureChannelCredentials());
+    admin_ = v1::Admin::NewStub(admin_channel_);
   }
 
   void Restart() {
     anyai_.reset();
     admin_.reset();
     channel_.reset();
+    admin_channel_.reset();
     server_.reset();
     Start();
   }
@@ -115,6 +121,7 @@ class GrpcServerTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AnyAI::Stub> anyai_;
+  std::shared_ptr<grpc::Channel> admin_channel_;
   std::unique_ptr<v1::Admin::Stub> admin_;
 };
 
@@ -527,6 +534,42 @@ TEST_F(GrpcServerTest, AdminNeedsTheAdminTokenNotAnApiKey) {
     auto c = Context(token);
     v1::ListKeysResponse resp;
     EXPECT_EQ(admin_->ListKeys(c.get(), {}, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+}
+
+TEST_F(GrpcServerTest, AdminIsNotServedOnThePublicPort) {
+  auto public_admin = v1::Admin::NewStub(channel_);
+  v1::ListKeysResponse resp;
+  auto c = Context(kAdminToken);
+  EXPECT_EQ(public_admin->ListKeys(c.get(), {}, &resp).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  auto on_its_port = Context(kAdminToken);
+  EXPECT_TRUE(admin_->ListKeys(on_its_port.get(), {}, &resp).ok());
+  EXPECT_NE(server_->admin_address(), server_->grpc_address());
+}
+
+TEST_F(GrpcServerTest, AnUnreadableTlsFileFailsTheStartNamingTheField) {
+  server_.reset();
+  for (const auto& [field, set] :
+       std::vector<std::pair<std::string, std::function<void(v1::ServerConfig&)>>>{
+           {"tls.cert_file",
+            [&](v1::ServerConfig& c) {
+              c.mutable_tls()->set_cert_file(dir_.Sub("missing-cert.pem"));
+              c.mutable_tls()->set_key_file(dir_.Sub("missing-key.pem"));
+            }},
+           {"admin_tls.cert_file", [&](v1::ServerConfig& c) {
+              c.mutable_admin_tls()->set_cert_file(dir_.Sub("missing-cert.pem"));
+              c.mutable_admin_tls()->set_key_file(dir_.Sub("missing-key.pem"));
+            }}}) {
+    v1::ServerConfig config = DefaultConfig();
+    config.set_grpc_listen("127.0.0.1:0");
+    config.set_http_listen("127.0.0.1:0");
+    config.set_admin_listen("127.0.0.1:0");
+    config.set_data_dir(dir_.Sub("data"));
+    set(config);
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(config);
+    ASSERT_FALSE(server.ok()) << field;
+    EXPECT_THAT(server.status().message(), HasSubstr(field));
   }
 }
 

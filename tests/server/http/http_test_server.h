@@ -29,6 +29,7 @@ class HttpServerFixture : public ::testing::Test {
     v1::ServerConfig config = server::DefaultConfig();
     config.set_grpc_listen("127.0.0.1:0");
     config.set_http_listen("127.0.0.1:0");
+    config.set_admin_listen("127.0.0.1:0");
     config.set_data_dir(dir_.Sub("data"));
     Configure(config);
     absl::StatusOr<std::unique_ptr<server::Server>> server = server::Server::Start(
