@@ -53,7 +53,8 @@
 // the new tenant is refused instead, RESOURCE_EXHAUSTED, counting nothing (it would otherwise
 // have to forget another tenant's counts or exceed N without bound). Evicted tenants are freed
 // by later evictions in their shard (or by EvictIdle()) once no reader can hold them: a few per
-// shard wait at any time.
+// shard wait at any time (more while a thread stays inside a decision, e.g. in a sink write that
+// stalls, since no epoch can pass it).
 #ifndef ANYAI_QUOTA_ENGINE_H_
 #define ANYAI_QUOTA_ENGINE_H_
 

@@ -1,5 +1,6 @@
 #include "quota/tenant_table.h"
 
+#include <algorithm>
 #include <bit>
 #include <utility>
 
@@ -50,6 +51,8 @@ struct TenantTable::Shard {
   std::vector<Retired> retired ABSL_GUARDED_BY(mu);
   // MakeRoom()'s clock hand: the next slot it looks at (taken modulo the array's size).
   size_t hand ABSL_GUARDED_BY(mu) = 0;
+  // ReclaimSome() sweeps once `evicted` and `retired` hold this many entries.
+  size_t reclaim_at ABSL_GUARDED_BY(mu) = kReclaimBatch;
   // Evicted tenants not yet freed, by id: a thread may still be deciding on one (inside its
   // EpochGuard, until its admission is recorded by the sink), so a new copy restored from
   // storage could miss that admission. Insert() therefore brings such a tenant back instead.
@@ -114,12 +117,15 @@ struct TenantTable::Shard {
     // A flat_hash_map keeps its capacity when emptied: after a large eviction give it back, so
     // that later sweeps of a small map are cheap.
     if (evicted.capacity() > 64 && evicted.size() * 8 < evicted.capacity()) evicted.rehash(0);
+    // What could not be freed yet (an epoch held back by a reader still inside a decision, a
+    // pin) waits for twice as many before the next sweep, so that sweeps stay amortized O(1).
+    reclaim_at = std::max(kReclaimBatch, 2 * (evicted.size() + retired.size()));
   }
 
   // ReclaimAll() once enough has piled up since the last sweep: MakeRoom() calls it for every
   // eviction, and a sweep of `evicted` costs its capacity.
   void ReclaimSome() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (evicted.size() + retired.size() >= kReclaimBatch) ReclaimAll();
+    if (evicted.size() + retired.size() >= reclaim_at) ReclaimAll();
   }
 
   // Rebuilds the slot array with room for `live + 1` at a load of at most 1/2, and, when the
