@@ -1,6 +1,8 @@
 #include "server/gateway/client_address.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +34,19 @@ std::optional<std::string> CanonicalAddress(std::string_view address) {
   absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(address);
   if (!ip.ok()) return std::nullopt;
   return ip->ToString();
+}
+
+std::string ClientNetwork(std::string_view address, int ipv6_prefix_length) {
+  absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(address);
+  if (!ip.ok()) return std::string(address);
+  const int bits = std::clamp(ipv6_prefix_length, 0, 128);
+  if (ip->is_ipv4() || bits == 128) return ip->ToString();
+  std::array<uint8_t, 16> bytes = ip->bytes();
+  for (int i = 0; i < 16; ++i) {
+    const int kept = std::clamp(bits - 8 * i, 0, 8);  // bits of this byte inside the prefix
+    bytes[i] &= static_cast<uint8_t>(0xff00 >> kept);
+  }
+  return absl::StrCat(net::IpAddress::FromIpv6Bytes(bytes).ToString(), "/", bits);
 }
 
 std::string AddressOfGrpcPeer(std::string_view peer) {

@@ -1,5 +1,7 @@
 // Who an anonymous caller is: the client's IP address, from the transport's peer and, only
-// when the peer is a configured trusted proxy, the `X-Forwarded-For` header (SPEC §3).
+// when the peer is a configured trusted proxy, the `X-Forwarded-For` header (SPEC §3); and the
+// network it is counted as (ClientNetwork: an IPv6 host usually owns a whole /64, so counting
+// per address would give it 2^64 anonymous tenants).
 // Addresses are read by server/net/ (ip_address.h, cidr.h), the one parser of them.
 //
 // Thread safety: TrustedProxies is immutable once built; share it freely.
@@ -27,6 +29,12 @@ std::string AddressOfGrpcPeer(std::string_view peer);
 // IPv4-mapped IPv6 address as the IPv4 one), so that one client is one tenant however its
 // address was written; nullopt when `address` is not an IP address.
 std::optional<std::string> CanonicalAddress(std::string_view address);
+
+// The network a client address is counted as, for anonymous tenants and the failed-auth limit:
+// an IPv4 address (IPv4-mapped IPv6 included) is itself; an IPv6 address is its network of
+// `ipv6_prefix_length` bits (clamped to [0, 128]) written "2001:db8:1:2::/64", or the address
+// alone at 128. Anything that is not an IP address ("unix:...") is returned unchanged.
+std::string ClientNetwork(std::string_view address, int ipv6_prefix_length);
 
 class TrustedProxies {
  public:

@@ -210,6 +210,20 @@ absl::Status Unauthenticated(std::string why) {
   return status;
 }
 
+absl::Status TooManyFailedAuthentications(absl::Duration retry_after) {
+  absl::Status status(absl::StatusCode::kResourceExhausted,
+                      absl::StrCat("too many failed authentications from this address; retry in ",
+                                   RetryAfterSeconds(retry_after), "s"));
+  google::rpc::RetryInfo retry;
+  *retry.mutable_retry_delay() = ToProto(std::max(retry_after, absl::ZeroDuration()));
+  Attach(status, kRetryInfoTypeUrl, retry);
+  google::rpc::ErrorInfo info;
+  info.set_reason(kTooManyFailedAuthenticationsReason);
+  info.set_domain(kErrorDomain);
+  Attach(status, kErrorInfoTypeUrl, info);
+  return status;
+}
+
 absl::Status FromProvider(absl::Status status) {
   if (status.code() != absl::StatusCode::kUnavailable) return status;
   google::rpc::ErrorInfo info;

@@ -9,6 +9,9 @@
 //   RateLimited                    RESOURCE_EXHAUSTED  QuotaFailure, RetryInfo,
 //                                                      ErrorInfo{reason: "RATE_LIMIT_EXCEEDED"}
 //   Unauthenticated                UNAUTHENTICATED     ErrorInfo{reason: "API_KEY_INVALID"}
+//   TooManyFailedAuthentications   RESOURCE_EXHAUSTED  RetryInfo,
+//                                                      ErrorInfo{reason:
+//                                                      "TOO_MANY_FAILED_AUTHENTICATIONS"}
 //   FromProvider (when UNAVAILABLE) UNAVAILABLE        ErrorInfo{reason: "UPSTREAM_UNAVAILABLE"}
 //
 // Every ErrorInfo has domain "anyai.v1". At the edges:
@@ -53,6 +56,7 @@ inline constexpr char kRateLimitExceededReason[] = "RATE_LIMIT_EXCEEDED";
 inline constexpr char kModelNotFoundReason[] = "MODEL_NOT_FOUND";
 inline constexpr char kApiKeyInvalidReason[] = "API_KEY_INVALID";
 inline constexpr char kUpstreamUnavailableReason[] = "UPSTREAM_UNAVAILABLE";
+inline constexpr char kTooManyFailedAuthenticationsReason[] = "TOO_MANY_FAILED_AUTHENTICATIONS";
 
 // One bad field of a request. `field` is a JSON-style path into the request message, with the
 // proto/JSON field names: "model", "messages[2].content", "max_tokens".
@@ -122,6 +126,13 @@ absl::Status RateLimited(const RateLimitInfo& info);
 // UNAUTHENTICATED with message `why` (e.g. "unknown or revoked API key"); payload ErrorInfo
 // {reason: "API_KEY_INVALID"}. `why` must not contain the key.
 absl::Status Unauthenticated(std::string why);
+
+// RESOURCE_EXHAUSTED for a request carrying a key from a client address that failed to
+// authenticate too often (auth_failure_limit.h): "too many failed authentications from this
+// address; retry in 12s" (the wait in whole seconds, rounded up); payloads RetryInfo{retry_delay:
+// retry_after} (so HTTP answers 429 with Retry-After) and ErrorInfo{reason:
+// "TOO_MANY_FAILED_AUTHENTICATIONS"}.
+absl::Status TooManyFailedAuthentications(absl::Duration retry_after);
 
 // A provider's error as the Gateway passes it on. An UNAVAILABLE one gets ErrorInfo{reason:
 // "UPSTREAM_UNAVAILABLE"}, so that every front and metric tells a failing upstream (HTTP 502)

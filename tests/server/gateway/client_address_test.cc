@@ -89,5 +89,24 @@ TEST(TrustedProxiesTest, TakesTheRightMostHopThatIsNotAProxy) {
   EXPECT_EQ(proxies.ClientAddress("10.0.0.1", "junk"), "10.0.0.1");
 }
 
+TEST(ClientNetworkTest, GroupsAnIpv6AddressIntoItsNetwork) {
+  EXPECT_EQ(ClientNetwork("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(ClientNetwork("2001:db8:1:2::1", 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(ClientNetwork("2001:db8:1:3::1", 64), "2001:db8:1:3::/64");
+  EXPECT_EQ(ClientNetwork("2001:db8:1:2ff::1", 56), "2001:db8:1:200::/56");
+  EXPECT_EQ(ClientNetwork("2001:db8:1:2::1", 61), "2001:db8:1::/61");
+  EXPECT_EQ(ClientNetwork("2001:db8:1:f::1", 61), "2001:db8:1:8::/61");
+  EXPECT_EQ(ClientNetwork("2001:db8::1", 0), "::/0");
+}
+
+TEST(ClientNetworkTest, KeepsTheAddressAt128AndIpv4AsIs) {
+  EXPECT_EQ(ClientNetwork("2001:db8:1:2::1", 128), "2001:db8:1:2::1");
+  EXPECT_EQ(ClientNetwork("203.0.113.7", 64), "203.0.113.7");
+  EXPECT_EQ(ClientNetwork("203.0.113.7", 8), "203.0.113.7");
+  // An IPv4-mapped IPv6 address is the IPv4 client, whatever the IPv6 prefix.
+  EXPECT_EQ(ClientNetwork("::ffff:203.0.113.7", 64), "203.0.113.7");
+  EXPECT_EQ(ClientNetwork("unix:/run/anyai.sock", 64), "unix:/run/anyai.sock");
+}
+
 }  // namespace
 }  // namespace anyai::server
