@@ -24,6 +24,7 @@
 #include "quota/engine.h"
 #include "server/config/config.h"
 #include "server/gateway/catalogue.h"
+#include "server/gateway/log_limit.h"
 #include "server/gateway/proto_time.h"
 #include "server/gateway/validation.h"
 #include "server/grpc/admin_service.h"
@@ -282,6 +283,8 @@ absl::Status Server::OpenStorage(const v1::ServerConfig& config, const quota::Pl
 }
 
 absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
+  // Before any front parses a request: protobuf logs every invalid-UTF-8 message it parses.
+  InstallProtobufLogLimit();
   absl::StatusOr<Catalogue> catalogue = CatalogueFromConfig(config);
   if (!catalogue.ok()) return catalogue.status();
   p.catalogue = std::make_unique<Catalogue>(*std::move(catalogue));
@@ -333,6 +336,12 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
       .charge_upstream_failures = config.charge_upstream_failures(),
       .max_messages = config.max_messages() > 0 ? config.max_messages() : kDefaultMaxMessages,
       .trusted_proxies = *std::move(proxies),
+      .anonymous_ipv6_prefix_length = config.anonymous_ipv6_prefix_length() > 0
+                                          ? config.anonymous_ipv6_prefix_length()
+                                          : defaults.anonymous_ipv6_prefix_length(),
+      .max_failed_auth_per_minute = config.max_failed_auth_per_minute() > 0
+                                        ? config.max_failed_auth_per_minute()
+                                        : defaults.max_failed_auth_per_minute(),
       .clock = p.options.clock,
       .observer = p.metrics.get(),
       .images = p.images.get(),

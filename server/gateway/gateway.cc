@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/gateway/chat_cost.h"
 #include "server/gateway/errors.h"
+#include "server/gateway/log_limit.h"
 #include "server/gateway/proto_time.h"
 #include "server/gateway/token_count.h"
 #include "server/gateway/validation.h"
@@ -32,10 +33,63 @@ std::optional<std::string_view> BearerToken(std::string_view authorization) {
   return token;
 }
 
+// What a client is told when the gateway's own storage fails: what and why, never where (the
+// cause names RocksDB files and tenants); the cause goes to the log.
+constexpr char kStorageUnavailable[] = "storage is unavailable; try again later";
+
+absl::Status StorageFailure(absl::string_view what, const absl::Status& cause) {
+  LogRateLimited(std::string_view(what.data(), what.size()),
+                 absl::StrCat(what, " failed: ", cause.message()));
+  return absl::UnavailableError(kStorageUnavailable);
+}
+
+// A key store's error as the Admin service answers it: its own refusals (no such key, a bad
+// page token, a bad plan) as they are, anything else as a storage failure.
+absl::Status KeyStoreError(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kOutOfRange:
+      return status;
+    default:
+      return StorageFailure("key store", status);
+  }
+}
+
+// A provider's error as the client sees it, tagged by FromProvider. The upstream's failures
+// (unreachable, 5xx, timed out, a malformed answer) get a fixed message: theirs name upstream
+// hosts and ports; the cause goes to the log. Its refusals of the request (4xx: INVALID_ARGUMENT,
+// with the upstream's own, sanitized, words), the client leaving and the rest pass unchanged.
+absl::Status ProviderError(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kResourceExhausted:
+      return FromProvider(status);
+    case absl::StatusCode::kDeadlineExceeded:
+      LogRateLimited("upstream timeout", absl::StrCat("upstream timed out: ", status.message()));
+      return absl::DeadlineExceededError("the upstream provider did not answer in time");
+    default:
+      LogRateLimited("upstream failure", absl::StrCat("upstream failed: ", status.message()));
+      return FromProvider(
+          absl::UnavailableError("the upstream provider is unavailable; try again later"));
+  }
+}
+
+// A call whose client's deadline passed before its answer was ready.
+absl::Status ClientDeadlinePassed() {
+  return absl::DeadlineExceededError("the call's deadline passed before its answer was ready");
+}
+
 // A provider's answer, its error mapped to ours.
 template <typename T>
 absl::StatusOr<T> Upstream(absl::StatusOr<T> answer) {
-  if (!answer.ok()) return FromProvider(answer.status());
+  if (!answer.ok()) return ProviderError(answer.status());
   return answer;
 }
 
@@ -95,7 +149,11 @@ v1::KeyRecord ToProto(const storage::KeyRecord& record) {
   return out;
 }
 
-Gateway::Gateway(GatewayParts parts) : parts_(std::move(parts)) {}
+Gateway::Gateway(GatewayParts parts)
+    : parts_(std::move(parts)),
+      auth_failures_({.max_failures = parts_.max_failed_auth_per_minute,
+                      .window = absl::Minutes(1),
+                      .max_networks = AuthFailureLimit::Options().max_networks}) {}
 
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayParts parts) {
   if (parts.engine == nullptr || parts.keys == nullptr || parts.catalogue == nullptr) {
@@ -170,8 +228,7 @@ absl::StatusOr<Principal> Gateway::PrincipalOfKey(std::string_view key) {
     if (record.status().code() == absl::StatusCode::kUnauthenticated) {
       return Unauthenticated("unknown or revoked API key");
     }
-    return absl::UnavailableError(
-        absl::StrCat("key store unavailable: ", record.status().message()));
+    return StorageFailure("key store", record.status());
   }
   absl::StatusOr<quota::PlanId> plan = parts_.engine->FindPlan(record->plan);
   if (!plan.ok()) {
@@ -186,17 +243,39 @@ absl::StatusOr<Principal> Gateway::PrincipalOfKey(std::string_view key) {
 
 absl::StatusOr<Principal> Gateway::Authenticate(const Caller& caller) {
   if (!caller.authorization.has_value()) {
-    const std::string ip = parts_.trusted_proxies.ClientAddress(caller.peer, caller.forwarded_for);
-    return Principal{.tenant = absl::StrCat("ip:", ip),
+    return Principal{.tenant = absl::StrCat("ip:", ClientNetworkOf(caller)),
                      .plan = *parts_.engine->FindPlan(parts_.anonymous_plan),
                      .plan_name = parts_.anonymous_plan,
                      .key = std::nullopt};
   }
   std::optional<std::string_view> key = BearerToken(*caller.authorization);
-  if (!key.has_value()) {
-    return Unauthenticated("the authorization header must be \"Bearer <API key>\"");
+  // A malformed header is a failed authentication too; PrincipalOfKey counts it.
+  return PrincipalOfKey(caller, key.value_or(std::string_view()));
+}
+
+absl::StatusOr<Principal> Gateway::PrincipalOfKey(const Caller& caller, std::string_view key) {
+  // Most callers never failed: their network is worked out only when some network has.
+  std::optional<std::string> network;
+  if (!auth_failures_.empty()) {
+    network = ClientNetworkOf(caller);
+    if (const absl::Duration wait = auth_failures_.RetryAfter(*network, parts_.clock());
+        wait > absl::ZeroDuration()) {
+      return TooManyFailedAuthentications(wait);
+    }
   }
-  return PrincipalOfKey(*key);
+  absl::StatusOr<Principal> principal =
+      key.empty() ? Unauthenticated("the authorization header must be \"Bearer <API key>\"")
+                  : PrincipalOfKey(key);
+  if (absl::IsUnauthenticated(principal.status())) {
+    auth_failures_.RecordFailure(network.has_value() ? *network : ClientNetworkOf(caller),
+                                 parts_.clock());
+  }
+  return principal;
+}
+
+std::string Gateway::ClientNetworkOf(const Caller& caller) const {
+  return ClientNetwork(parts_.trusted_proxies.ClientAddress(caller.peer, caller.forwarded_for),
+                       parts_.anonymous_ipv6_prefix_length);
 }
 
 int Gateway::MaxMessageChars(const Principal& principal) const {
@@ -214,10 +293,13 @@ absl::StatusOr<Gateway::Admission> Gateway::Count(const Principal& principal, co
                                      absl::FromChrono(std::chrono::steady_clock::now() - start));
   }
   if (!r.ok()) {
-    if (r.status().code() != absl::StatusCode::kUnavailable) return r.status();
+    if (r.status().code() == absl::StatusCode::kResourceExhausted) return r.status();
+    if (r.status().code() != absl::StatusCode::kUnavailable) {
+      LogRateLimited("admission", absl::StrCat("admission failed: ", r.status().message()));
+      return absl::InternalError("the request could not be counted; try again later");
+    }
     if (parts_.storage_failure_policy == StorageFailurePolicy::kFailClosed) {
-      return absl::UnavailableError(
-          absl::StrCat("usage storage unavailable, request refused: ", r.status().message()));
+      return StorageFailure("usage storage", r.status());
     }
     // Fail open: answered without figures (no rate-limit headers) and nothing held.
     return Admission{principal, std::nullopt, route.provider, quota::Reservation(),
@@ -263,9 +345,16 @@ void Gateway::Finish(Admission& admission, const Used& used, const absl::Status&
   if (rate_limit.has_value()) *rate_limit = Settled(*std::move(rate_limit), effect);
 }
 
+bool Gateway::DeadlinePassed(const Caller& caller) const {
+  return caller.deadline != absl::InfiniteFuture() && parts_.deadline_clock() >= caller.deadline;
+}
+
 absl::StatusOr<Gateway::Admission> Gateway::Admit(
     const Caller& caller, absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
     std::optional<RateLimitState>& rate_limit) {
+  if (DeadlinePassed(caller)) {
+    return absl::DeadlineExceededError("the call's deadline passed before it was admitted");
+  }
   absl::StatusOr<Principal> who = Authenticate(caller);
   if (!who.ok()) return who.status();
   absl::StatusOr<Route> where = route(*who);
@@ -285,6 +374,13 @@ Outcome<T> Gateway::Serve(const Caller& caller,
     return out;
   }
   out.result = answer(*admission->provider);
+  if (DeadlinePassed(caller)) {
+    // The client stopped waiting before the answer was ready: it got DEADLINE_EXCEEDED from its
+    // transport, and whatever the provider did is not billed.
+    out.result = ClientDeadlinePassed();
+    Finish(*admission, quota::Cost{.requests = 0}, out.result.status(), out.rate_limit);
+    return out;
+  }
   Finish(*admission, used(out.result), out.result.status(), out.rate_limit);
   return out;
 }
@@ -306,7 +402,15 @@ StreamOutcome Gateway::ServeStream(const Caller& caller,
     Finish(*admission, quota::Cost{.requests = 0}, out.status, out.rate_limit);
     return out;
   }
-  out.status = FromProvider(answer(*admission->provider));
+  out.status = ProviderError(answer(*admission->provider));
+  if (DeadlinePassed(caller)) {
+    // Past the client's deadline: what reached it before is billed, a stream that delivered
+    // nothing is given back (whatever the provider did).
+    out.status = ClientDeadlinePassed();
+    const Used u = used(out.status);
+    Finish(*admission, u.has_value() ? *u : quota::Cost{.requests = 0}, out.status, out.rate_limit);
+    return out;
+  }
   Finish(*admission, used(out.status), out.status, out.rate_limit);
   return out;
 }
@@ -540,10 +644,7 @@ Outcome<v1::Model> Gateway::GetModel(const Caller& caller, std::string_view id) 
 absl::StatusOr<v1::GetUsageResponse> Gateway::UsageOf(const Principal& principal) {
   absl::StatusOr<quota::UsageSnapshot> snapshot =
       parts_.engine->Usage(principal.tenant, principal.plan, parts_.clock());
-  if (!snapshot.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("usage storage unavailable: ", snapshot.status().message()));
-  }
+  if (!snapshot.ok()) return StorageFailure("usage storage", snapshot.status());
   v1::GetUsageResponse out;
   out.set_tenant(principal.tenant);
   out.set_plan(principal.plan_name);
@@ -557,7 +658,7 @@ Outcome<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller, std::strin
   // The key asked about is checked first: a bad key is a 401 that counts nothing.
   std::optional<Principal> asked;
   if (!key.empty()) {
-    absl::StatusOr<Principal> p = PrincipalOfKey(key);
+    absl::StatusOr<Principal> p = PrincipalOfKey(caller, key);
     if (!p.ok()) {
       out.result = p.status();
       return out;
@@ -574,6 +675,7 @@ Outcome<v1::CheckKeyResponse> Gateway::CheckKey(const Caller& caller, std::strin
   absl::StatusOr<v1::GetUsageResponse> usage = UsageOf(target);
   if (!usage.ok()) {
     out.result = usage.status();
+    Finish(*meta, std::nullopt, out.result.status(), out.rate_limit);  // no report: given back
     return out;
   }
   v1::CheckKeyResponse report;
@@ -607,7 +709,7 @@ absl::StatusOr<v1::CreateKeyResponse> Gateway::CreateKey(const v1::CreateKeyRequ
   }
   absl::StatusOr<storage::CreatedKey> created =
       parts_.keys->Create(request.plan(), request.label(), parts_.clock());
-  if (!created.ok()) return created.status();
+  if (!created.ok()) return KeyStoreError(created.status());
   v1::CreateKeyResponse out;
   *out.mutable_record() = ToProto(created->record);
   out.set_key(created->key);
@@ -616,14 +718,14 @@ absl::StatusOr<v1::CreateKeyResponse> Gateway::CreateKey(const v1::CreateKeyRequ
 
 absl::StatusOr<v1::KeyRecord> Gateway::GetKey(const v1::GetKeyRequest& request) {
   absl::StatusOr<storage::KeyRecord> record = parts_.keys->Get(request.key_id());
-  if (!record.ok()) return record.status();
+  if (!record.ok()) return KeyStoreError(record.status());
   return ToProto(*record);
 }
 
 absl::StatusOr<v1::ListKeysResponse> Gateway::ListKeys(const v1::ListKeysRequest& request) {
   absl::StatusOr<storage::KeyPage> page =
       parts_.keys->List(request.page_size(), request.page_token());
-  if (!page.ok()) return page.status();
+  if (!page.ok()) return KeyStoreError(page.status());
   v1::ListKeysResponse out;
   for (const storage::KeyRecord& r : page->keys) {
     if (r.revoked && !request.show_revoked()) continue;
@@ -644,13 +746,13 @@ absl::StatusOr<v1::KeyRecord> Gateway::UpdateKey(const v1::UpdateKeyRequest& req
   }
   if (request.has_label()) update.label = request.label();
   absl::StatusOr<storage::KeyRecord> record = parts_.keys->Update(request.key_id(), update);
-  if (!record.ok()) return record.status();
+  if (!record.ok()) return KeyStoreError(record.status());
   return ToProto(*record);
 }
 
 absl::StatusOr<v1::KeyRecord> Gateway::RevokeKey(const v1::RevokeKeyRequest& request) {
   absl::StatusOr<storage::KeyRecord> record = parts_.keys->Revoke(request.key_id(), parts_.clock());
-  if (!record.ok()) return record.status();
+  if (!record.ok()) return KeyStoreError(record.status());
   return ToProto(*record);
 }
 
@@ -663,7 +765,7 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::GetUsage(const v1::GetUsageRequest
       if (!r.ok()) {
         return r.status().code() == absl::StatusCode::kNotFound
                    ? absl::NotFoundError("no such API key")
-                   : r.status();
+                   : KeyStoreError(r.status());
       }
       v1::GetUsageRequest by_id;
       by_id.set_key_id(r->key_id);
@@ -671,7 +773,7 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::GetUsage(const v1::GetUsageRequest
     }
     case v1::GetUsageRequest::kKeyId: {
       absl::StatusOr<storage::KeyRecord> r = parts_.keys->Get(request.key_id());
-      if (!r.ok()) return r.status();
+      if (!r.ok()) return KeyStoreError(r.status());
       absl::StatusOr<quota::PlanId> plan = parts_.engine->FindPlan(r->plan);
       if (!plan.ok())
         return absl::FailedPreconditionError("the key's plan is not offered any more");
@@ -681,9 +783,10 @@ absl::StatusOr<v1::GetUsageResponse> Gateway::GetUsage(const v1::GetUsageRequest
     case v1::GetUsageRequest::kIp: {
       const std::optional<std::string> ip = CanonicalAddress(request.ip());
       if (!ip.has_value()) return InvalidField("ip", "not an IPv4 or IPv6 address");
-      principal =
-          Principal{absl::StrCat("ip:", *ip), *parts_.engine->FindPlan(parts_.anonymous_plan),
-                    parts_.anonymous_plan, std::nullopt};
+      // Any address of an IPv6 network names the network's tenant.
+      principal = Principal{
+          absl::StrCat("ip:", ClientNetwork(*ip, parts_.anonymous_ipv6_prefix_length)),
+          *parts_.engine->FindPlan(parts_.anonymous_plan), parts_.anonymous_plan, std::nullopt};
       break;
     }
     default:

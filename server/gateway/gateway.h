@@ -34,6 +34,7 @@
 #include "anyai/v1/admin.pb.h"
 #include "anyai/v1/anyai.pb.h"
 #include "quota/engine.h"
+#include "server/gateway/auth_failure_limit.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/client_address.h"
 #include "server/gateway/image_store.h"
@@ -56,11 +57,17 @@ struct Caller {
   // Where the caller reaches the HTTP front ("http://gateway.example:8080", no trailing '/'),
   // for the URLs of generated images; empty gives URLs relative to it ("/v1/images/...").
   std::string_view public_base_url;
+  // When the client stops waiting (gRPC: the call's deadline), on GatewayParts::deadline_clock.
+  // A call past it at admission is DEADLINE_EXCEEDED and counts nothing; one that passes it
+  // before any answer reached the client (the client then got DEADLINE_EXCEEDED from its
+  // transport) is DEADLINE_EXCEEDED and gives everything back.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 // Whom a call is counted against.
 struct Principal {
-  std::string tenant;  // "key:<key_id>" or "ip:<address>"
+  // "key:<key_id>", or "ip:<network>" (ClientNetwork: "ip:203.0.113.7", "ip:2001:db8:1:2::/64")
+  std::string tenant;
   quota::PlanId plan;
   std::string plan_name;
   std::optional<storage::KeyRecord> key;  // absent for anonymous callers
@@ -111,7 +118,18 @@ struct GatewayParts {
   bool charge_upstream_failures = false;
   int max_messages = kDefaultMaxMessages;
   TrustedProxies trusted_proxies;
+  // Anonymous IPv6 callers share one tenant per network of this many bits (ClientNetwork);
+  // 128: one per address. IPv4 callers are one tenant per address.
+  int anonymous_ipv6_prefix_length = 64;
+  // Failed authentications (a malformed, unknown or revoked key, /check's `key` included)
+  // allowed per client network per minute; past them, every request carrying a key from that
+  // network is RESOURCE_EXHAUSTED (TooManyFailedAuthentications) until the minute has room,
+  // valid keys included. Anonymous requests are not affected. 0: no limit.
+  int max_failed_auth_per_minute = 60;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // The clock of Caller::deadline: the transport's real time, not the quota clock (which
+  // tests freeze).
+  std::function<absl::Time()> deadline_clock = [] { return absl::Now(); };
   GatewayObserver* observer = nullptr;  // optional: told of every decision
   // Optional: where images generated with `response_format: url` are kept for their URLs.
   // Without it the provider's own URLs are answered.
@@ -124,7 +142,9 @@ class Gateway {
   // to a provider that does not exist.
   static absl::StatusOr<std::unique_ptr<Gateway>> Create(GatewayParts parts);
 
-  // The caller's tenant and plan: its key's, or the anonymous plan keyed by client address.
+  // The caller's tenant and plan: its key's, or the anonymous plan keyed by client network.
+  // RESOURCE_EXHAUSTED when the caller's network failed to authenticate too often
+  // (GatewayParts::max_failed_auth_per_minute).
   absl::StatusOr<Principal> Authenticate(const Caller& caller);
 
   // The endpoints (SPEC §4). Each validates the request against the caller's plan, counts one
@@ -196,7 +216,10 @@ class Gateway {
 
   explicit Gateway(GatewayParts parts);
 
-  // Authenticates, runs `route` (validation; it may fill in defaults) and admits the call.
+  // Whether the caller's deadline has passed.
+  bool DeadlinePassed(const Caller& caller) const;
+  // Authenticates, runs `route` (validation; it may fill in defaults) and admits the call; a
+  // call whose deadline has passed is refused first, before anything is looked up or counted.
   // On failure `rate_limit` gets the refusal's figures when the engine refused.
   absl::StatusOr<Admission> Admit(const Caller& caller,
                                   absl::FunctionRef<absl::StatusOr<Route>(const Principal&)> route,
@@ -227,9 +250,14 @@ class Gateway {
                                   std::optional<v1::ChatCompletionRequest>& resolved);
   // Keeps every image of `response` (base64, as the provider drew it) and answers its URL.
   absl::Status HostImages(const Caller& caller, v1::GenerateImagesResponse& response);
+  // The principal of `key`, presented by `caller`: refused while the caller's network is over
+  // its failed-authentication limit, and a failure counted against it.
+  absl::StatusOr<Principal> PrincipalOfKey(const Caller& caller, std::string_view key);
   absl::StatusOr<Principal> PrincipalOfKey(std::string_view key);
   absl::StatusOr<v1::GetUsageResponse> UsageOf(const Principal& principal);
   Provider* ProviderNamed(const std::string& name) const;
+  // The network the caller is counted as (ClientNetwork of its client address).
+  std::string ClientNetworkOf(const Caller& caller) const;
   int MaxMessageChars(const Principal& principal) const;
 
   GatewayParts parts_;
@@ -237,6 +265,7 @@ class Gateway {
   absl::flat_hash_map<std::string, Route> chat_routes_;
   Route meta_, images_, imagine_, ask_, vision_;
   v1::ListModelsResponse models_;
+  AuthFailureLimit auth_failures_;
 };
 
 // The proto forms of a usage snapshot and of a key record, as every front reports them.

@@ -1,5 +1,6 @@
 #include "server/grpc/anyai_service.h"
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,10 @@ class GrpcCaller {
       caller_.forwarded_for = std::string_view(it->second.data(), it->second.size());
     }
     caller_.peer = peer_;
+    if (const auto deadline = context.deadline();
+        deadline != std::chrono::system_clock::time_point::max()) {
+      caller_.deadline = absl::FromChrono(deadline);
+    }
   }
   GrpcCaller(const GrpcCaller&) = delete;
   GrpcCaller& operator=(const GrpcCaller&) = delete;

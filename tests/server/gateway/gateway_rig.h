@@ -40,16 +40,24 @@ class ScriptedProvider : public Provider {
   int chunks = 1;
   // Called before each chunk of a stream (to act while the call is in flight).
   std::function<void()> during_stream;
+  // Called when a unary call (Chat, Imagine) or a stream starts, before it answers.
+  std::function<void()> during_call;
+  // What a failing upstream says: as a real one's transport does, it names where it is.
+  static constexpr char kUnreachable[] =
+      "upstream \"openai\" is unreachable: Failed to connect to 10.20.30.40 port 8443 after 2 ms "
+      "(http://10.20.30.40:8443/v1/chat/completions)";
 
   absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) override {
+    if (during_call) during_call();
     if (mode == Mode::kRefuse) return absl::InvalidArgumentError("upstream: bad request");
     if (mode == Mode::kClientGone) return absl::CancelledError("the client went away");
-    if (mode != Mode::kAnswer) return absl::UnavailableError("upstream answered 503");
+    if (mode != Mode::kAnswer) return absl::UnavailableError(kUnreachable);
     return builtin_.Chat(request);
   }
   absl::Status StreamChat(const v1::ChatCompletionRequest& request,
                           absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) override {
-    if (mode == Mode::kFailBeforeOutput) return absl::UnavailableError("connection refused");
+    if (during_call) during_call();
+    if (mode == Mode::kFailBeforeOutput) return absl::UnavailableError(kUnreachable);
     int sent = 0;
     absl::Status cut = absl::OkStatus();
     absl::Status s = builtin_.StreamChat(request, [&](const v1::ChatCompletionChunk& chunk) {
@@ -68,7 +76,11 @@ class ScriptedProvider : public Provider {
     return builtin_.GenerateImages(request);
   }
   absl::StatusOr<v1::ImagineResponse> Imagine(const v1::ImagineRequest& request) override {
-    if (mode != Mode::kAnswer) return absl::DeadlineExceededError("upstream timed out");
+    if (during_call) during_call();
+    if (mode != Mode::kAnswer) {
+      return absl::DeadlineExceededError(
+          "upstream \"openai\" timed out: Operation timed out after 30000 ms (10.20.30.40:8443)");
+    }
     return builtin_.Imagine(request);
   }
   absl::Status Ask(const v1::AskRequest& request,

@@ -63,7 +63,7 @@ TEST_F(GatewayTest, AStorageFailureRefusesRequestsWhenFailingClosed) {
   db_->InjectFailure(storage::InjectedFailure::kWrites);
   Outcome<v1::ChatCompletion> refused = gateway_->Chat(anonymous_, Chat());
   EXPECT_THAT(refused.result,
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("storage unavailable")));
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("storage is unavailable")));
   EXPECT_EQ(ErrorKindOf(refused.result.status()).http_status, 503);
   db_->InjectFailure(storage::InjectedFailure::kNone);
   EXPECT_THAT(gateway_->Chat(anonymous_, Chat()).result, IsOk());
@@ -143,7 +143,7 @@ TEST_F(GatewayTest, OneClientIsOneTenantHoweverItsAddressIsWritten) {
                                 .forwarded_for = "",
                                 .public_base_url = ""})
                 ->tenant,
-            "ip:2001:db8::1");
+            "ip:2001:db8::/64");
   v1::GetUsageRequest by_ip;
   by_ip.set_ip("::FFFF:203.0.113.7");
   EXPECT_EQ(gateway_->GetUsage(by_ip)->tenant(), "ip:203.0.113.7");
