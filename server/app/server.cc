@@ -116,6 +116,18 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> CredentialsOf(absl::str
   return grpc::SslServerCredentials(options);
 }
 
+// The metadata a gRPC call may carry, in bytes (max_header_bytes, as the HTTP front's headers).
+int64_t MetadataLimit(const v1::ServerConfig& config) {
+  return config.max_header_bytes() > 0 ? config.max_header_bytes()
+                                       : DefaultConfig().max_header_bytes();
+}
+
+// gRPC's own limit (see BoundGrpc): four times MetadataLimit, at least 64 KiB.
+int64_t HardMetadataLimit(const v1::ServerConfig& config) {
+  return std::min<int64_t>(std::max<int64_t>(4 * MetadataLimit(config), int64_t{64} << 10),
+                           INT32_MAX);
+}
+
 int ToMillis(absl::Duration d) {
   return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
 }
@@ -138,12 +150,17 @@ void BoundGrpc(const v1::ServerConfig& config, grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(
       GRPC_ARG_MAX_CONCURRENT_STREAMS,
       static_cast<int>(pick(config.max_concurrent_streams(), defaults.max_concurrent_streams())));
-  // gRPC 1.51 has one metadata limit (no GRPC_ARG_ABSOLUTE_MAX_METADATA_SIZE): a call over it
-  // fails alone, its connection stays up.
-  builder.AddChannelArgument(
-      GRPC_ARG_MAX_METADATA_SIZE,
-      static_cast<int>(std::min<int64_t>(
-          pick(config.max_header_bytes(), defaults.max_header_bytes()), INT32_MAX)));
+  // gRPC 1.51 has one metadata limit (no GRPC_ARG_ABSOLUTE_MAX_METADATA_SIZE), and a header
+  // block over it is left half decoded: the HPACK table it shares with the client goes out of
+  // step and the connection's next call fails to decode, closing the whole connection. So
+  // gRPC's own limit is a hard ceiling well above max_header_bytes, and the AnyAI service
+  // refuses a call over max_header_bytes itself (RESOURCE_EXHAUSTED, that call alone).
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
+                             static_cast<int>(HardMetadataLimit(config)));
+  // And the HPACK decoder keeps no dynamic table (SETTINGS_HEADER_TABLE_SIZE 0) once the
+  // client has the server's settings, so that even a block over the ceiling cannot put later
+  // calls out of step; requests' headers are then sent unindexed (a few hundred bytes a call).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, 0);
   builder.AddChannelArgument(
       GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
       ToMillis(duration(config.header_timeout(), defaults.header_timeout())));
@@ -352,8 +369,8 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
 }
 
 absl::Status Server::StartGrpc(const v1::ServerConfig& config, Parts& p) {
-  p.anyai_service =
-      std::make_unique<AnyAIService>(*p.gateway, config.public_base_url(), p.http->port());
+  p.anyai_service = std::make_unique<AnyAIService>(*p.gateway, config.public_base_url(),
+                                                   p.http->port(), MetadataLimit(config));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   return ListenGrpc("grpc_listen", config.grpc_listen(), "tls", config.tls(), config,

@@ -7,63 +7,57 @@
 namespace anyai::server {
 namespace {
 
-std::string_view Authorization(const grpc::CallbackServerContext& context) {
+std::string_view Authorization(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) return {};
   return std::string_view(it->second.data(), it->second.size());
 }
 
-// Authorizes, runs `call`, stores its result in `response` and finishes.
+// Authorizes, runs `call`, stores its result in `response`; the call's status.
 template <typename Response, typename Call>
-grpc::ServerUnaryReactor* Serve(Gateway& gateway, grpc::CallbackServerContext* context,
-                                Response* response, Call call) {
+grpc::Status Serve(Gateway& gateway, grpc::ServerContext* context, Response* response, Call call) {
   absl::Status status = gateway.AuthorizeAdmin(Authorization(*context));
   if (status.ok()) {
     absl::StatusOr<Response> result = call();
     status = result.status();
     if (result.ok()) *response = *std::move(result);
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+  return ToGrpcStatus(status);
 }
 
 }  // namespace
 
-grpc::ServerUnaryReactor* AdminService::CreateKey(grpc::CallbackServerContext* context,
-                                                  const v1::CreateKeyRequest* request,
-                                                  v1::CreateKeyResponse* response) {
+grpc::Status AdminService::CreateKey(grpc::ServerContext* context,
+                                     const v1::CreateKeyRequest* request,
+                                     v1::CreateKeyResponse* response) {
   return Serve(gateway_, context, response, [&] { return gateway_.CreateKey(*request); });
 }
 
-grpc::ServerUnaryReactor* AdminService::GetKey(grpc::CallbackServerContext* context,
-                                               const v1::GetKeyRequest* request,
-                                               v1::KeyRecord* response) {
+grpc::Status AdminService::GetKey(grpc::ServerContext* context, const v1::GetKeyRequest* request,
+                                  v1::KeyRecord* response) {
   return Serve(gateway_, context, response, [&] { return gateway_.GetKey(*request); });
 }
 
-grpc::ServerUnaryReactor* AdminService::ListKeys(grpc::CallbackServerContext* context,
-                                                 const v1::ListKeysRequest* request,
-                                                 v1::ListKeysResponse* response) {
+grpc::Status AdminService::ListKeys(grpc::ServerContext* context,
+                                    const v1::ListKeysRequest* request,
+                                    v1::ListKeysResponse* response) {
   return Serve(gateway_, context, response, [&] { return gateway_.ListKeys(*request); });
 }
 
-grpc::ServerUnaryReactor* AdminService::UpdateKey(grpc::CallbackServerContext* context,
-                                                  const v1::UpdateKeyRequest* request,
-                                                  v1::KeyRecord* response) {
+grpc::Status AdminService::UpdateKey(grpc::ServerContext* context,
+                                     const v1::UpdateKeyRequest* request, v1::KeyRecord* response) {
   return Serve(gateway_, context, response, [&] { return gateway_.UpdateKey(*request); });
 }
 
-grpc::ServerUnaryReactor* AdminService::RevokeKey(grpc::CallbackServerContext* context,
-                                                  const v1::RevokeKeyRequest* request,
-                                                  v1::KeyRecord* response) {
+grpc::Status AdminService::RevokeKey(grpc::ServerContext* context,
+                                     const v1::RevokeKeyRequest* request, v1::KeyRecord* response) {
   return Serve(gateway_, context, response, [&] { return gateway_.RevokeKey(*request); });
 }
 
-grpc::ServerUnaryReactor* AdminService::GetUsage(grpc::CallbackServerContext* context,
-                                                 const v1::GetUsageRequest* request,
-                                                 v1::GetUsageResponse* response) {
+grpc::Status AdminService::GetUsage(grpc::ServerContext* context,
+                                    const v1::GetUsageRequest* request,
+                                    v1::GetUsageResponse* response) {
   return Serve(gateway_, context, response, [&] { return gateway_.GetUsage(*request); });
 }
 

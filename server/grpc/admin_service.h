@@ -1,5 +1,8 @@
 // The gRPC front of the Admin service (SPEC §3): key management and usage look-ups, each call
 // authorized by the admin token (`authorization: Bearer <admin token>`), never an API key.
+// On the synchronous API, as every method of the gRPC front: gRPC 1.51's callback API queues
+// the work of streams a client resets without bound (HTTP/2 rapid reset, CVE-2023-44487), the
+// synchronous server's is bounded (tests/e2e/rapid_reset_test.py).
 //
 // Thread safety: thread-safe; gRPC calls the methods concurrently.
 #ifndef ANYAI_SERVER_GRPC_ADMIN_SERVICE_H_
@@ -10,28 +13,22 @@
 
 namespace anyai::server {
 
-class AdminService final : public v1::Admin::CallbackService {
+class AdminService final : public v1::Admin::Service {
  public:
   explicit AdminService(Gateway& gateway) : gateway_(gateway) {}
 
-  grpc::ServerUnaryReactor* CreateKey(grpc::CallbackServerContext* context,
-                                      const v1::CreateKeyRequest* request,
-                                      v1::CreateKeyResponse* response) override;
-  grpc::ServerUnaryReactor* GetKey(grpc::CallbackServerContext* context,
-                                   const v1::GetKeyRequest* request,
-                                   v1::KeyRecord* response) override;
-  grpc::ServerUnaryReactor* ListKeys(grpc::CallbackServerContext* context,
-                                     const v1::ListKeysRequest* request,
-                                     v1::ListKeysResponse* response) override;
-  grpc::ServerUnaryReactor* UpdateKey(grpc::CallbackServerContext* context,
-                                      const v1::UpdateKeyRequest* request,
-                                      v1::KeyRecord* response) override;
-  grpc::ServerUnaryReactor* RevokeKey(grpc::CallbackServerContext* context,
-                                      const v1::RevokeKeyRequest* request,
-                                      v1::KeyRecord* response) override;
-  grpc::ServerUnaryReactor* GetUsage(grpc::CallbackServerContext* context,
-                                     const v1::GetUsageRequest* request,
-                                     v1::GetUsageResponse* response) override;
+  grpc::Status CreateKey(grpc::ServerContext* context, const v1::CreateKeyRequest* request,
+                         v1::CreateKeyResponse* response) override;
+  grpc::Status GetKey(grpc::ServerContext* context, const v1::GetKeyRequest* request,
+                      v1::KeyRecord* response) override;
+  grpc::Status ListKeys(grpc::ServerContext* context, const v1::ListKeysRequest* request,
+                        v1::ListKeysResponse* response) override;
+  grpc::Status UpdateKey(grpc::ServerContext* context, const v1::UpdateKeyRequest* request,
+                         v1::KeyRecord* response) override;
+  grpc::Status RevokeKey(grpc::ServerContext* context, const v1::RevokeKeyRequest* request,
+                         v1::KeyRecord* response) override;
+  grpc::Status GetUsage(grpc::ServerContext* context, const v1::GetUsageRequest* request,
+                        v1::GetUsageResponse* response) override;
 
  private:
   Gateway& gateway_;

@@ -69,14 +69,6 @@ absl::Status Deliver(grpc::ServerContextBase& context, Outcome<T> outcome, Respo
   return status;
 }
 
-template <typename T, typename Response>
-grpc::ServerUnaryReactor* FinishCallback(grpc::CallbackServerContext* context, Outcome<T> outcome,
-                                         Response* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(Deliver(*context, std::move(outcome), response)));
-  return reactor;
-}
-
 // A stream's head: the x-ratelimit-* initial metadata, sent with the first chunk. A refused
 // stream, never started, gets them as trailers with its status.
 class StreamHead {
@@ -98,11 +90,26 @@ class StreamHead {
   bool started_ = false;
 };
 
+// RESOURCE_EXHAUSTED when the call's metadata is over `limit` bytes (see the header).
+absl::Status CheckMetadataSize(const grpc::ServerContextBase& context, int64_t limit) {
+  constexpr int64_t kEntryOverhead = 32;  // RFC 7541 §4.1, as gRPC counts it
+  int64_t size = 0;
+  for (const auto& [name, value] : context.client_metadata()) {
+    size += static_cast<int64_t>(name.size() + value.size()) + kEntryOverhead;
+  }
+  if (size <= limit) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the call's metadata is ", size, " bytes, over the limit of ", limit));
+}
+
 }  // namespace
 
 grpc::Status AnyAIService::CreateChatCompletion(grpc::ServerContext* context,
                                                 const v1::ChatCompletionRequest* request,
                                                 v1::ChatCompletion* response) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
   return ToGrpcStatus(Deliver(*context, gateway_.Chat(caller.get(), *request), response));
 }
@@ -110,6 +117,9 @@ grpc::Status AnyAIService::CreateChatCompletion(grpc::ServerContext* context,
 grpc::Status AnyAIService::StreamChatCompletion(
     grpc::ServerContext* context, const v1::ChatCompletionRequest* request,
     grpc::ServerWriter<v1::ChatCompletionChunk>* writer) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
   StreamHead head(*context);
   return head.End(gateway_.StreamChat(
@@ -117,16 +127,21 @@ grpc::Status AnyAIService::StreamChatCompletion(
       [&](const v1::ChatCompletionChunk& chunk) { return writer->Write(chunk); }));
 }
 
-grpc::ServerUnaryReactor* AnyAIService::ListModels(grpc::CallbackServerContext* context,
-                                                   const v1::ListModelsRequest*,
-                                                   v1::ListModelsResponse* response) {
+grpc::Status AnyAIService::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest*,
+                                      v1::ListModelsResponse* response) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
-  return FinishCallback(context, gateway_.ListModels(caller.get()), response);
+  return ToGrpcStatus(Deliver(*context, gateway_.ListModels(caller.get()), response));
 }
 
 grpc::Status AnyAIService::GenerateImages(grpc::ServerContext* context,
                                           const v1::GenerateImagesRequest* request,
                                           v1::GenerateImagesResponse* response) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
   Caller with_base = caller.get();
   const std::string base = BaseUrlOf(*context);
@@ -142,12 +157,18 @@ std::string AnyAIService::BaseUrlOf(const grpc::ServerContextBase& context) cons
 
 grpc::Status AnyAIService::Imagine(grpc::ServerContext* context, const v1::ImagineRequest* request,
                                    v1::ImagineResponse* response) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
   return ToGrpcStatus(Deliver(*context, gateway_.Imagine(caller.get(), *request), response));
 }
 
 grpc::Status AnyAIService::Ask(grpc::ServerContext* context, const v1::AskRequest* request,
                                grpc::ServerWriter<v1::AskChunk>* writer) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
   StreamHead head(*context);
   return head.End(gateway_.Ask(
@@ -158,15 +179,21 @@ grpc::Status AnyAIService::Ask(grpc::ServerContext* context, const v1::AskReques
 grpc::Status AnyAIService::DescribeImage(grpc::ServerContext* context,
                                          const v1::DescribeImageRequest* request,
                                          v1::DescribeImageResponse* response) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
   return ToGrpcStatus(Deliver(*context, gateway_.DescribeImage(caller.get(), *request), response));
 }
 
-grpc::ServerUnaryReactor* AnyAIService::CheckKey(grpc::CallbackServerContext* context,
-                                                 const v1::CheckKeyRequest* request,
-                                                 v1::CheckKeyResponse* response) {
+grpc::Status AnyAIService::CheckKey(grpc::ServerContext* context,
+                                    const v1::CheckKeyRequest* request,
+                                    v1::CheckKeyResponse* response) {
+  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   GrpcCaller caller(*context);
-  return FinishCallback(context, gateway_.CheckKey(caller.get(), request->key()), response);
+  return ToGrpcStatus(Deliver(*context, gateway_.CheckKey(caller.get(), request->key()), response));
 }
 
 }  // namespace anyai::server
