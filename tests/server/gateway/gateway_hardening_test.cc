@@ -13,6 +13,8 @@
 #include "gtest/gtest.h"
 #include "server/gateway/error_kind.h"
 #include "server/gateway/errors.h"
+#include "server/grpc/grpc_status.h"
+#include "server/http/http_status.h"
 #include "tests/server/gateway/gateway_rig.h"
 #include "tests/testing/status_matchers.h"
 
@@ -231,6 +233,20 @@ TEST_F(GatewayHardeningTest, SixtyWrongKeysInAMinuteThenEveryKeyedRequestIsRefus
     ASSERT_TRUE(info.has_value());
     EXPECT_EQ(info->reason(), kTooManyFailedAuthenticationsReason);
   }
+  // As the fronts answer it: HTTP 429 with Retry-After, gRPC RESOURCE_EXHAUSTED with RetryInfo.
+  const absl::Status refused = gateway_->Chat(From("203.0.113.7", valid), Chat()).result.status();
+  const HttpResponse http = ErrorResponse(refused);
+  EXPECT_EQ(http.status, 429);
+  bool retry_after = false;
+  for (const auto& [name, value] : http.headers) {
+    if (name == "retry-after") retry_after = value == "60";
+  }
+  EXPECT_TRUE(retry_after);
+  const grpc::Status rpc = ToGrpcStatus(refused);
+  EXPECT_EQ(rpc.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(rpc.error_details()));
+  EXPECT_TRUE(GetRetryInfo(FromRpcStatus(details)).has_value());
   // Anonymous requests from that address and keyed ones from others are served.
   EXPECT_THAT(gateway_->Chat(From("203.0.113.7"), Chat()).result, IsOk());
   EXPECT_THAT(gateway_->Chat(From("203.0.113.8", valid), Chat()).result, IsOk());
@@ -494,6 +510,25 @@ TEST_F(GatewayHardeningTest, ACheckWhoseReportFailsGivesItsRequestBack) {
   usage.fail_loads = false;
   EXPECT_THAT(failed.result, StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
   EXPECT_EQ(Used("203.0.113.7", quota::kMeta), 1);  // the first check only
+}
+
+TEST_F(GatewayHardeningTest, TheAdminTokenIsComparedWhateverTheLengthOfTheGuess) {
+  Build([](GatewayParts& parts) { parts.admin_token = "admin-3f9a0c1d5e7b"; });
+  EXPECT_THAT(gateway_->AuthorizeAdmin("Bearer admin-3f9a0c1d5e7b"), IsOk());
+  // Unequal with the same length, shorter, longer, a prefix, the token plus a NUL, empty.
+  const std::vector<std::string> guesses = {"admin-3f9a0c1d5e7c",
+                                            "admin-3f9a0c1d5e7",
+                                            "admin-3f9a0c1d5e7bX",
+                                            "admin",
+                                            std::string("admin-3f9a0c1d5e7b\0", 19),
+                                            "x"};
+  for (const std::string& guess : guesses) {
+    EXPECT_THAT(gateway_->AuthorizeAdmin("Bearer " + guess),
+                StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_))
+        << guess;
+  }
+  EXPECT_THAT(gateway_->AuthorizeAdmin(""),
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
 }
 
 }  // namespace
