@@ -54,6 +54,10 @@ std::shared_ptr<InfoLog> InfoLog::Open(const std::string& dir, rocksdb::InfoLogL
   return std::shared_ptr<InfoLog>(new InfoLog(fd, level));
 }
 
+std::shared_ptr<InfoLog> InfoLog::ForDescriptor(int fd, rocksdb::InfoLogLevel level) {
+  return std::shared_ptr<InfoLog>(new InfoLog(fd, level));
+}
+
 InfoLog::~InfoLog() {
   if (fd_ >= 0) close(fd_);
 }

@@ -33,6 +33,8 @@ class InfoLog final : public rocksdb::Logger {
   // Opens <dir>/LOG (dir must exist). If the file cannot be opened the log is discarded (one
   // line on stderr says so): the database does not need it.
   static std::shared_ptr<InfoLog> Open(const std::string& dir, rocksdb::InfoLogLevel level);
+  // Writes to `fd` (taken over, closed when destroyed) instead: for tests (e.g. /dev/full).
+  static std::shared_ptr<InfoLog> ForDescriptor(int fd, rocksdb::InfoLogLevel level);
   ~InfoLog() override;
 
   using rocksdb::Logger::Logv;

@@ -35,7 +35,7 @@ import anyai_server_process  # noqa: E402
 OPTIONS, UNITTEST_ARGV = anyai_server_process.parse_args(__doc__, ("server",))
 
 CALL_TIMEOUT_S = 30  # generous: the same test runs against the ASan build
-HEAL_TIMEOUT_S = 60  # the most the server may take to heal once space is free (it retries every 1 s)
+HEAL_TIMEOUT_S = 60  # the most the server may take to heal once space is free (retries: 1 s)
 MODEL = "llama-3-8b-chat"  # class "llm", builtin
 REFUSED_CALLS = 8  # chats refused while the volume is full (and nothing is counted for them)
 # Chats sent at most after filling the volume: the first ones may still fit in the free end of
