@@ -146,8 +146,11 @@ class ServerProcess:
         self.dir = tempfile.mkdtemp(prefix="anyai-deploy-")
         env = {k: v for k, v in os.environ.items() if k != "ANYAI_ADMIN_TOKEN"}
         listen = ["--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0"]
+        # The Admin listener is on port 0 even with listen_flags=False (a config file may leave
+        # admin_listen at its default, 127.0.0.1:50052, which parallel tests would share).
         args = ([self.binary] + (listen if self.listen_flags else []) +
-                ["--data_dir=" + os.path.join(self.dir, "data")] + self.extra_args)
+                ["--admin_listen=127.0.0.1:0", "--data_dir=" + os.path.join(self.dir, "data")] +
+                self.extra_args)
         self._stderr = open(os.path.join(self.dir, "server.stderr"), "wb")
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=self._stderr, env=env,

@@ -186,6 +186,10 @@ class DockerfileTest(unittest.TestCase):
                  for field in ("grpc_listen", "http_listen")]
         (expose,) = self.runtime("EXPOSE")
         self.assertEqual(expose.split(), ports)
+        # The Admin listener stays on loopback in the container, and is not exposed.
+        admin = re.search(r'(?m)^admin_listen:\s*"([^"]*):(\d+)"', defaults)
+        self.assertEqual(admin.group(1), "127.0.0.1")
+        self.assertNotIn(admin.group(2), expose.split())
         (healthcheck,) = self.runtime("HEALTHCHECK")
         # Not a fixed port: the script asks the server's effective config (tested below).
         self.assertNotRegex(healthcheck, r"127\.0\.0\.1:\d+")

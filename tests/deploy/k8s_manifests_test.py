@@ -169,6 +169,30 @@ class K8sManifestsTest(unittest.TestCase):
             self.assertRegex(config, r'(?m)^%s:\s*"0\.0\.0\.0:' % field,
                              "%s must listen on every interface in a pod" % field)
 
+    def test_admin_listener_stays_on_loopback_and_off_the_pod_ports(self):
+        config = self.config_map_effective_config()
+        admin = re.search(r'(?m)^admin_listen:\s*"([^"]*):(\d+)"', config)
+        self.assertIsNotNone(admin, "no admin_listen in the effective config")
+        self.assertEqual(admin.group(1), "127.0.0.1")
+        self.assertNotIn(int(admin.group(2)),
+                         [p["containerPort"] for p in self.container["ports"]])
+
+    def test_termination_grace_covers_the_drain_delay_and_the_shutdown_grace(self):
+        config = self.config_map_effective_config()
+
+        def seconds(field):
+            m = re.search(r"(?m)^%s\s*\{([^}]*)\}" % field, config)
+            s = re.search(r"seconds:\s*(\d+)", m.group(1)) if m else None
+            return int(s.group(1)) if s else 0
+
+        drain, grace = seconds("drain_delay"), seconds("shutdown_grace")
+        self.assertGreater(drain, 0, "no drain_delay: a pod would stop before it leaves the "
+                           "Service's endpoints")
+        # The readiness probe must see the 503 (periodSeconds x failureThreshold) in the drain.
+        probe = self.container["readinessProbe"]
+        self.assertGreaterEqual(drain, probe["periodSeconds"] * probe["failureThreshold"])
+        self.assertGreater(self.pod["terminationGracePeriodSeconds"], drain + grace)
+
     def test_services_select_the_pods_and_expose_the_container_ports(self):
         pod_labels = self.statefulset["spec"]["template"]["metadata"]["labels"]
         for service in self.of_kind("Service"):
