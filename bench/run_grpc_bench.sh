@@ -37,14 +37,17 @@ run_anchor() {  # $1 = async (completion queue) or callback
 }
 
 run_anyai() {  # $1 = durability
-  local dir="$work/data-$1-$RANDOM" cfg="$work/$1.textproto" port
+  local dir="$work/data-$1-$RANDOM" cfg="$work/$1.textproto" port admin_port
   { cat bench/bench-config.textproto; echo "durability: $1"; } >"$cfg"
   port=$(free_port)
+  admin_port=$(free_port)
   ANYAI_ADMIN_TOKEN=bench build/bin/anyai-server --config="$cfg" --data_dir="$dir" \
-    --grpc_listen="127.0.0.1:$port" --http_listen=127.0.0.1:0 >/dev/null 2>"$work/server.log" & pid=$!
+    --grpc_listen="127.0.0.1:$port" --http_listen=127.0.0.1:0 \
+    --admin_listen="127.0.0.1:$admin_port" >/dev/null 2>"$work/server.log" & pid=$!
   wait_port "$port"
+  wait_port "$admin_port"
   local key
-  key=$(ANYAI_ADMIN_TOKEN=bench build/bin/anyai-admin --server="127.0.0.1:$port" keys create \
+  key=$(ANYAI_ADMIN_TOKEN=bench build/bin/anyai-admin --server="127.0.0.1:$admin_port" keys create \
         --plan=premium --label=bench | grep '^sk-anyai-')
   load "$port" --request=anyai_chat --metadata="authorization:Bearer $key"
   stop

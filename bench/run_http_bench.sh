@@ -29,11 +29,12 @@ anchor=$(bash "$anchors/nginx-limit-req.sh" "$conns" "$secs" | summary)
 cfg="$work/bench.textproto"
 cp bench/bench-config.textproto "$cfg"
 ANYAI_ADMIN_TOKEN=bench build/bin/anyai-server --config="$cfg" --data_dir="$work/data" \
-  --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 >"$work/ports" 2>"$work/server.log" & pid=$!
-for _ in $(seq 100); do grep -q '^http listening' "$work/ports" 2>/dev/null && break; sleep 0.1; done
+  --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 \
+  >"$work/ports" 2>"$work/server.log" & pid=$!
+for _ in $(seq 100); do grep -q '^admin listening' "$work/ports" 2>/dev/null && break; sleep 0.1; done
 http=$(sed -n 's/^http listening on //p' "$work/ports")
-grpc=$(sed -n 's/^grpc listening on //p' "$work/ports")
-key=$(ANYAI_ADMIN_TOKEN=bench build/bin/anyai-admin --server="$grpc" keys create --plan=premium \
+admin=$(sed -n 's/^admin listening on //p' "$work/ports")
+key=$(ANYAI_ADMIN_TOKEN=bench build/bin/anyai-admin --server="$admin" keys create --plan=premium \
       --label=bench | grep '^sk-anyai-')
 models=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "http://$http/v1/models" | summary)
 chat=$(ANYAI_KEY=$key wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/wrk_chat.lua \
