@@ -1,7 +1,8 @@
 """TLS end to end (issue 12): anyai-server with a certificate from a CA this test makes with the
 `openssl` CLI, on the public gRPC port (--tls_cert_file, --tls_key_file) and, with mutual TLS,
 on the Admin listener (admin_tls with client_ca_file in a config file); real clients: Python
-grpcio with ssl_channel_credentials, the anyai-admin CLI with its --tls_* flags, and curl.
+grpcio with ssl_channel_credentials, the anyai-admin CLI with its --tls_* flags, and curl
+--cacert on the HTTP port (the same --tls_* flags serve HTTPS there).
 
   /usr/bin/python3 tests/e2e/tls_test.py --server build/bin/anyai-server \\
       --admin build/bin/anyai-admin --pythonpath build/python
@@ -144,6 +145,21 @@ class TlsTest(unittest.TestCase):
         self.assert_refused(self.create_key, self.insecure_channel(address))
         response = self.create_key(self.channel(address, client=True))
         self.assertTrue(response.key.startswith("sk-"), response)
+
+    def curl(self, *args):
+        return subprocess.run(
+            ["curl", "--silent", "--show-error", "--max-time", str(int(CALL_TIMEOUT_S)),
+             "--noproxy", "*", "--output", "/dev/null", "--write-out", "%{http_code}", *args],
+            capture_output=True, text=True, timeout=CALL_TIMEOUT_S + 10)
+
+    def test_http_port_serves_https_to_curl_with_the_ca(self):
+        url = f"https://localhost:{self.server.http_port}/v1/models"
+        ok = self.curl("--cacert", self.pki["ca.pem"], url)
+        self.assertEqual((ok.returncode, ok.stdout), (0, "200"), ok.stderr)
+        untrusted = self.curl("--cacert", self.pki["other-ca.pem"], url)
+        self.assertNotEqual(untrusted.returncode, 0, "a certificate from another CA was trusted")
+        plaintext = self.curl(f"http://127.0.0.1:{self.server.http_port}/v1/models")
+        self.assertNotEqual(plaintext.stdout, "200", "plaintext HTTP was served on the TLS port")
 
     def admin_cli(self, *flags):
         env = {k: v for k, v in os.environ.items() if k != "ANYAI_SERVER"}
