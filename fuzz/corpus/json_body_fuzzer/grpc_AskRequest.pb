@@ -1,0 +1,2 @@
+
+capital of France?

@@ -1,0 +1,2 @@
+
+https://example.com/image.pnggemini-pro-vision

@@ -1,0 +1,2 @@
+
+A futuristic cityscapedall-e-3"hd2	1024x1024

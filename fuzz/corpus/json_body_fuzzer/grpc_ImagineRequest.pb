@@ -1,0 +1,2 @@
+
+A beautiful landscaperain€ €(20ÀÄ:sdxl
