@@ -26,7 +26,9 @@ bool IsWellFormedKey(std::string_view key) {
 }
 
 std::string KeyIdOf(std::string_view key_hash) {
-  return absl::BytesToHexString(absl::string_view(key_hash.data(), kKeyIdSize / 2));
+  // A hash read back from a damaged index row may be shorter than 8 bytes: never read past it.
+  key_hash = key_hash.substr(0, kKeyIdSize / 2);
+  return absl::BytesToHexString(absl::string_view(key_hash.data(), key_hash.size()));
 }
 
 bool IsWellFormedKeyId(std::string_view key_id) {

@@ -108,7 +108,8 @@ class KeyStore {
 // Whether `key` has the shape of a key Create() makes.
 bool IsWellFormedKey(std::string_view key);
 
-// The key_id of a key hash: lowercase hex of its first 8 bytes.
+// The key_id of a key hash: lowercase hex of its first 8 bytes (of all of it if shorter, which
+// only a damaged row can hold).
 std::string KeyIdOf(std::string_view key_hash);
 
 // Whether `key_id` is 16 lowercase hex digits.

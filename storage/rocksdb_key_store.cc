@@ -309,4 +309,10 @@ absl::StatusOr<KeyRecord> RocksDbKeyStore::Lookup(std::string_view key_hash) {
   return DecodeRecord(key_hash, value);
 }
 
+std::string EncodeKeyRecord(const KeyRecord& record) { return EncodeRecord(record); }
+
+absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view key_hash, std::string_view value) {
+  return DecodeRecord(key_hash, value);
+}
+
 }  // namespace anyai::storage

@@ -68,6 +68,12 @@ class RocksDbKeyStore final : public KeyStore {
   absl::Mutex write_mu_;
 };
 
+// A record value in the layout above, and back: the decoding that Lookup, Get and List apply
+// to the bytes RocksDB returns (public for the fuzzers, fuzz/record_fuzzer.cc). DecodeKeyRecord
+// fills key_hash and key_id from `key_hash`; DATA_LOSS for a value that does not decode.
+std::string EncodeKeyRecord(const KeyRecord& record);
+absl::StatusOr<KeyRecord> DecodeKeyRecord(std::string_view key_hash, std::string_view value);
+
 }  // namespace anyai::storage
 
 #endif  // ANYAI_STORAGE_ROCKSDB_KEY_STORE_H_
