@@ -64,6 +64,16 @@ HttpServerOptions HttpOptionsOf(const v1::ServerConfig& config, const ServerOpti
   out.write_timeout = out.read_timeout;
   out.io_threads = options.http_io_threads;
   out.worker_threads = options.http_worker_threads;
+  out.first_byte_timeout = duration(config.first_byte_timeout(), defaults.first_byte_timeout());
+  out.header_timeout = duration(config.header_timeout(), defaults.header_timeout());
+  out.max_connections = pick(config.max_connections(), defaults.max_connections());
+  out.max_connections_per_address =
+      pick(config.max_connections_per_address(), defaults.max_connections_per_address());
+  out.ipv6_prefix_length = static_cast<int>(
+      pick(config.anonymous_ipv6_prefix_length(), defaults.anonymous_ipv6_prefix_length()));
+  out.tls_cert_file = config.tls().cert_file();
+  out.tls_key_file = config.tls().key_file();
+  out.tls_client_ca_file = config.tls().client_ca_file();
   return out;
 }
 

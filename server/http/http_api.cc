@@ -48,6 +48,13 @@ HttpResponse EventStreamHead(const std::optional<RateLimitState>& rate_limit) {
   head.headers.emplace_back("cache-control", "no-cache");
   head.headers.emplace_back("x-accel-buffering", "no");  // nginx in front: do not buffer
   AddRateLimitHeaders(rate_limit, &head.headers);
+  // What the transport sends if it must cut the stream (shutdown's grace deadline): an error
+  // event, so the client knows the answer is incomplete.
+  head.stream_cut_tail = absl::StrCat(
+      "data: ",
+      ErrorResponse(absl::UnavailableError("the server is shutting down; this stream was cut"))
+          .body,
+      "\n\n");
   return head;
 }
 

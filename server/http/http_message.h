@@ -49,6 +49,10 @@ struct HttpResponse {
   // Besides content-length, transfer-encoding and connection, which the transport sets.
   HttpHeaders headers;
   std::string body;
+  // For a stream's head only (StartStream): the bytes to send as the stream's last chunk if
+  // the server must cut it (shutdown's grace deadline), before the last-chunk; e.g. an SSE
+  // error event `data: {"error":{...}}\n\n`. Empty: the stream just ends.
+  std::string stream_cut_tail = {};  // (initialized, so designated initializers may omit it)
 };
 
 // One request and its answer. A handler answers exactly once: either Respond(), or

@@ -1,5 +1,6 @@
 #include "server/http/http_server.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -9,12 +10,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -25,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -58,6 +62,27 @@ constexpr absl::Duration kLingerTimeout = absl::Seconds(2);
 constexpr size_t kMaxLingerBytes = 4 << 20;
 // After the last worker is done, how long Shutdown waits for connections to wind down.
 constexpr absl::Duration kFinalDrain = absl::Seconds(10);
+// How long a connection over a cap, or one that arrives while the server drains, is told to
+// wait before trying again.
+constexpr char kRetryAfterSeconds[] = "1";
+// Descriptors kept free of HTTP connections (for RocksDB, gRPC, logs) when the total cap is
+// clamped to the process's descriptor limit.
+constexpr int64_t kReservedDescriptors = 64;
+// What a connection over a cap gets before it is closed (plaintext listeners only): one
+// non-blocking send into the new socket's empty buffer, which costs no more than the close.
+const std::string& OverCapacityResponse() {
+  static const std::string* const response = [] {
+    const std::string body =
+        "{\"error\":{\"message\":\"too many connections; try again later\",\"type\":"
+        "\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
+    return new std::string(absl::StrCat(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: anyai-gateway\r\nConnection: close\r\n"
+        "Retry-After: ",
+        kRetryAfterSeconds, "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
+        "\r\n\r\n", body));
+  }();
+  return *response;
+}
 
 std::chrono::steady_clock::duration Chrono(absl::Duration d) {
   d = std::min(d, absl::Hours(24 * 365));
@@ -106,10 +131,35 @@ HttpRequestHead HeadOf(const http::request<http::string_body>& message) {
   return head;
 }
 
-class Session;
+// The key a connection counts under for max_connections_per_address: the IPv4 address (an
+// IPv4-mapped IPv6 address counts as IPv4), or the IPv6 network of `ipv6_prefix_length` bits
+// (one host usually owns a whole /64).
+std::string AddressKey(const net::ip::address& address, int ipv6_prefix_length) {
+  if (address.is_v4()) return address.to_string();
+  net::ip::address_v6 v6 = address.to_v6();
+  if (v6.is_v4_mapped()) return net::ip::make_address_v4(net::ip::v4_mapped, v6).to_string();
+  net::ip::address_v6::bytes_type bytes = v6.to_bytes();
+  const int prefix = std::clamp(ipv6_prefix_length, 0, 128);
+  for (int bit = prefix; bit < 128; ++bit) {
+    bytes[static_cast<size_t>(bit / 8)] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+  }
+  return absl::StrCat(net::ip::make_address_v6(bytes).to_string(), "/", prefix);
+}
+
+// What the server-wide registry knows of a connection, whatever its stream type.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // The server is stopping: an idle kept-alive connection closes now, a busy one after its
+  // answer; one that has not sent its first request yet will be answered 503.
+  virtual void OnServerStopping() = 0;
+  // Shutdown's deadline: closes now; a stream in progress first gets its cut tail.
+  virtual void ForceClose() = 0;
+};
 
 // What every connection of one server shares: the options and routes, the registry of live
-// connections (for shutdown), and the worker pool. Outlives every Session: Shutdown waits for
+// connections (for shutdown) and their count per address (for the caps), the requests in
+// flight, the TLS context, and the worker pool. Outlives every Session: Shutdown waits for
 // them, and the io_context, which may hold the last references, is destroyed before it.
 class Context {
  public:
@@ -120,24 +170,48 @@ class Context {
 
   const HttpServerOptions options;
   const HttpRouter& router;
+  // Set before the first accept when the listener speaks TLS; never changes after.
+  std::unique_ptr<net::ssl::context> ssl;
+  // The total cap in force (options.max_connections, clamped to the descriptor limit).
+  int64_t max_connections = 0;
 
   bool stopping() const { return stopping_.load(std::memory_order_seq_cst); }
   // True for the call that set it.
   bool SetStopping() { return !stopping_.exchange(true, std::memory_order_seq_cst); }
 
-  void Register(const std::shared_ptr<Session>& session) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Counts a new connection from `key` if both caps allow it; false (nothing counted) if not.
+  bool TryAdmit(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    sessions_[session.get()] = session;
+    if (open_ >= max_connections) return false;
+    int64_t& from_key = per_address_[key];
+    if (from_key >= options.max_connections_per_address) {
+      if (from_key == 0) per_address_.erase(key);
+      return false;
+    }
+    ++from_key;
+    ++open_;
+    return true;
   }
-  void Unregister(Session* session) ABSL_LOCKS_EXCLUDED(mu_) {
+  void Release(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    sessions_.erase(session);
+    --open_;
+    auto it = per_address_.find(key);
+    if (it != per_address_.end() && --it->second <= 0) per_address_.erase(it);
   }
-  std::vector<std::shared_ptr<Session>> Sessions() ABSL_LOCKS_EXCLUDED(mu_) {
-    std::vector<std::shared_ptr<Session>> out;
+
+  void Register(const std::shared_ptr<Connection>& c) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    sessions_[c.get()] = c;
+  }
+  void Unregister(Connection* c) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    sessions_.erase(c);
+  }
+  std::vector<std::shared_ptr<Connection>> Sessions() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<std::shared_ptr<Connection>> out;
     absl::MutexLock lock(&mu_);
     for (auto& [raw, weak] : sessions_) {
-      if (std::shared_ptr<Session> s = weak.lock()) out.push_back(std::move(s));
+      if (std::shared_ptr<Connection> c = weak.lock()) out.push_back(std::move(c));
     }
     return out;
   }
@@ -145,6 +219,20 @@ class Context {
   bool AwaitNoSessions(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithDeadline(absl::Condition(&NoSessions, this), deadline);
+  }
+
+  // A request from its head to its answer (written or abandoned): what shutdown waits for.
+  void RequestBegan() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ++requests_;
+  }
+  void RequestEnded() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    --requests_;
+  }
+  bool AwaitNoRequests(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithDeadline(absl::Condition(&NoRequests, this), deadline);
   }
 
   // Runs `work` on the worker pool; false (and `work` dropped) once the pool is closing.
@@ -167,27 +255,43 @@ class Context {
   static bool NoSessions(Context* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
     return c->sessions_.empty();
   }
+  static bool NoRequests(Context* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+    return c->requests_ <= 0;
+  }
 
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
-  absl::flat_hash_map<Session*, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<Connection*, std::weak_ptr<Connection>> sessions_ ABSL_GUARDED_BY(mu_);
+  int64_t open_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, int64_t> per_address_ ABSL_GUARDED_BY(mu_);
+  int64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex work_mu_;
   bool work_open_ ABSL_GUARDED_BY(work_mu_) = true;
   net::thread_pool workers_;
 };
 
-// One connection. Every member below is touched only on the connection's strand (the
-// stream's executor); the public methods post there and may be called from any thread.
-class Session : public std::enable_shared_from_this<Session> {
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// One connection, over plain TCP or TLS (`Stream`). Every member below is touched only on the
+// connection's strand (the stream's executor); the public methods post there and may be
+// called from any thread. It holds one unit of the connection caps (its address key) from
+// accept to destruction.
+template <class Stream>
+class Session final : public Connection, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket socket, Context& context)
-      : stream_(std::move(socket)),
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  Session(tcp::socket socket, Context& context, std::string address_key)
+      : stream_(MakeStream(std::move(socket), context)),
         context_(context),
+        address_key_(std::move(address_key)),
         read_timer_(stream_.get_executor()),
-        fd_(stream_.socket().native_handle()) {
+        cut_timer_(stream_.get_executor()),
+        fd_(Lowest().socket().native_handle()) {
     beast::error_code ec;
-    stream_.socket().set_option(tcp::no_delay(true), ec);
-    tcp::endpoint remote = stream_.socket().remote_endpoint(ec);
+    Lowest().socket().set_option(tcp::no_delay(true), ec);
+    tcp::endpoint remote = Lowest().socket().remote_endpoint(ec);
     if (!ec) {
       net::ip::address address = remote.address();
       if (address.is_v6() && address.to_v6().is_v4_mapped()) {
@@ -196,21 +300,30 @@ class Session : public std::enable_shared_from_this<Session> {
       peer_ = address.to_string();
     }
   }
-  ~Session() { context_.Unregister(this); }
+  ~Session() override {
+    EndCount();
+    context_.Unregister(this);
+    context_.Release(address_key_);
+  }
 
   void Start() {
-    context_.Register(shared_from_this());
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadIdle(); });
-  }
-
-  // The server is stopping: an idle connection closes now, a busy one after its answer.
-  void OnServerStopping() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->state_ == State::kIdle) self->Close();
+    context_.Register(Self());
+    net::dispatch(stream_.get_executor(), [self = Self()] {
+      if constexpr (kTls) {
+        self->Handshake();
+      } else {
+        self->ReadIdle();
+      }
     });
   }
-  void ForceClose() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+
+  void OnServerStopping() override {
+    net::post(stream_.get_executor(), [self = Self()] {
+      if (self->state_ == State::kIdle && self->request_number_ > 0) self->Close();
+    });
+  }
+  void ForceClose() override {
+    net::post(stream_.get_executor(), [self = Self()] { self->Cut(); });
   }
 
   // From any thread: whether the client closed or reset the connection (a peek at the socket,
@@ -225,31 +338,45 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The Exchange's side: called from the handler's thread.
   void PostResponse(HttpResponse response) {
-    net::post(stream_.get_executor(),
-              [self = shared_from_this(), response = std::move(response)]() mutable {
-                self->WriteResponse(std::move(response), /*close_after=*/false);
-              });
+    net::post(stream_.get_executor(), [self = Self(), response = std::move(response)]() mutable {
+      self->WriteResponse(std::move(response), /*close_after=*/false);
+    });
   }
   bool StartStreamAndWait(HttpResponse head) {
-    return RunAndWait([self = shared_from_this(), head = std::move(head)](Done done) mutable {
+    return RunAndWait([self = Self(), head = std::move(head)](Done done) mutable {
       self->WriteStreamHead(std::move(head), std::move(done));
     });
   }
   bool WriteChunkAndWait(std::string data) {
-    return RunAndWait([self = shared_from_this(), data = std::move(data)](Done done) mutable {
+    return RunAndWait([self = Self(), data = std::move(data)](Done done) mutable {
       self->WriteStreamChunk(std::move(data), std::move(done));
     });
   }
   void PostEndStream() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->EndStream(); });
+    net::post(stream_.get_executor(), [self = Self()] { self->EndStream(); });
   }
 
  private:
-  // kIdle: waiting for a request's first byte (nothing buffered). kReading: a request has
-  // begun. kHandling: its handler runs. kWriting: its answer is being written. kLingering:
-  // the answer is out, the rest of the request is being drained before closing.
-  enum class State { kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+  // kHandshake: TLS handshake. kIdle: waiting for a request's first byte (nothing buffered).
+  // kReading: a request has begun. kHandling: its handler runs. kWriting: its answer is being
+  // written. kLingering: the answer is out, the rest of the request is being drained before
+  // closing.
+  enum class State { kHandshake, kIdle, kReading, kHandling, kWriting, kLingering, kClosed };
+  // Which limit a request's read timer stands for.
+  enum class ReadLimit { kHeader, kWhole };
   using Done = std::function<void(bool)>;
+
+  static Stream MakeStream(tcp::socket socket, Context& context) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *context.ssl);
+    } else {
+      (void)context;
+      return Stream(std::move(socket));
+    }
+  }
+
+  std::shared_ptr<Session> Self() { return this->shared_from_this(); }
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
 
   // Runs `op` on the strand and blocks the calling (worker) thread until `op` calls its Done.
   // A Done dropped uncalled (the io_context went away) counts as false.
@@ -266,9 +393,27 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // TLS: the handshake, bounded by header_timeout; a failure (e.g. plaintext HTTP sent to the
+  // TLS port, a missing or untrusted client certificate) closes the connection silently.
+  void Handshake() {
+    state_ = State::kHandshake;
+    Lowest().expires_after(Chrono(context_.options.header_timeout));
+    if constexpr (kTls) {
+      stream_.async_handshake(net::ssl::stream_base::server, [self = Self()](beast::error_code ec) {
+        if (ec) {
+          self->Close();
+          return;
+        }
+        self->ReadIdle();
+      });
+    }
+  }
+
   void ReadIdle() {
     if (state_ == State::kClosed) return;
-    if (context_.stopping()) {
+    // Stopping: a kept-alive connection closes; a new one (or a pipelined request already
+    // here) is read and answered 503.
+    if (context_.stopping() && request_number_ > 0 && buffer_.size() == 0) {
       Close();
       return;
     }
@@ -277,10 +422,13 @@ class Session : public std::enable_shared_from_this<Session> {
       ReadRequest();
       return;
     }
-    stream_.expires_after(Chrono(context_.options.idle_timeout));
+    // A new connection gets first_byte_timeout for its first byte, a kept-alive one
+    // idle_timeout for its next request's; either closes silently.
+    Lowest().expires_after(Chrono(request_number_ == 0 ? context_.options.first_byte_timeout
+                                                       : context_.options.idle_timeout));
     stream_.async_read_some(buffer_.prepare(kIdleReadBytes),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              if (ec) {  // idle timeout, the client closed, or the server closed us
+                            [self = Self()](beast::error_code ec, size_t n) {
+                              if (ec) {  // timeout, the client closed, or the server closed us
                                 self->Close();
                                 return;
                               }
@@ -293,6 +441,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (state_ == State::kClosed) return;
     state_ = State::kReading;
     ++request_number_;
+    if (!counted_) {
+      counted_ = true;
+      context_.RequestBegan();
+    }
     read_timed_out_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(std::clamp<int64_t>(
@@ -300,17 +452,27 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(
         static_cast<uint64_t>(std::max<int64_t>(0, context_.options.max_body_bytes)));
     head_bytes_.clear();
-    // The read timeout is our own timer, not the stream's expiry (which would close the
-    // socket), so that a slow client still gets its 408.
-    stream_.expires_never();
-    read_timer_.expires_after(Chrono(context_.options.read_timeout));
-    read_timer_.async_wait(
-        [self = shared_from_this(), number = request_number_](beast::error_code ec) {
-          if (ec || self->state_ != State::kReading || self->request_number_ != number) return;
-          self->read_timed_out_ = true;
-          self->stream_.cancel();
-        });
+    // The read timeouts are our own timer, not the stream's expiry (which would close the
+    // socket), so that a slow client still gets its 408: header_timeout from the request's
+    // first byte to the end of its head, read_timeout to its last byte.
+    Lowest().expires_never();
+    read_deadline_ = absl::Now() + context_.options.read_timeout;
+    if (context_.options.header_timeout < context_.options.read_timeout) {
+      ArmReadTimer(absl::Now() + context_.options.header_timeout, ReadLimit::kHeader);
+    } else {
+      ArmReadTimer(read_deadline_, ReadLimit::kWhole);
+    }
     ParseHead();
+  }
+
+  void ArmReadTimer(absl::Time deadline, ReadLimit limit) {
+    read_limit_ = limit;
+    read_timer_.expires_after(Chrono(std::max(deadline - absl::Now(), absl::ZeroDuration())));
+    read_timer_.async_wait([self = Self(), number = request_number_](beast::error_code ec) {
+      if (ec || self->state_ != State::kReading || self->request_number_ != number) return;
+      self->read_timed_out_ = true;
+      self->Lowest().cancel();
+    });
   }
 
   // Feeds what is buffered to the parser until the head is complete, reading more as needed.
@@ -332,18 +494,17 @@ class Session : public std::enable_shared_from_this<Session> {
         return;
       }
     }
-    stream_.async_read_some(buffer_.prepare(kIdleReadBytes), [self = shared_from_this()](
-                                                                 beast::error_code ec, size_t n) {
-      if (ec) {
-        // A client that leaves mid-head just goes, as Beast's
-        // partial_message would.
-        self->OnReadError(ec == net::error::eof ? beast::error_code(http::error::partial_message)
-                                                : ec);
-        return;
-      }
-      self->buffer_.commit(n);
-      self->ParseHead();
-    });
+    stream_.async_read_some(
+        buffer_.prepare(kIdleReadBytes), [self = Self()](beast::error_code ec, size_t n) {
+          if (ec) {
+            // A client that leaves mid-head just goes, as Beast's partial_message would.
+            self->OnReadError(
+                ec == net::error::eof ? beast::error_code(http::error::partial_message) : ec);
+            return;
+          }
+          self->buffer_.commit(n);
+          self->ParseHead();
+        });
   }
 
   void OnHeader() {
@@ -359,10 +520,15 @@ class Session : public std::enable_shared_from_this<Session> {
                            status == 501 ? "unsupported_transfer_coding" : "invalid_http_request"));
       return;
     }
+    if (read_limit_ == ReadLimit::kHeader) ArmReadTimer(read_deadline_, ReadLimit::kWhole);
+    if (context_.stopping()) {  // not read on: answered 503 at once, then closed
+      RefuseDraining();
+      return;
+    }
     if (!parser_->is_done() &&
         beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
       net::async_write(stream_, net::buffer(kContinue, sizeof(kContinue) - 1),
-                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                       [self = Self()](beast::error_code ec, size_t) {
                          if (ec) {
                            self->OnReadError(ec);
                          } else {
@@ -379,14 +545,13 @@ class Session : public std::enable_shared_from_this<Session> {
       OnRequest();
       return;
     }
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       if (ec) {
-                         self->OnReadError(ec);
-                       } else {
-                         self->OnRequest();
-                       }
-                     });
+    http::async_read(stream_, buffer_, *parser_, [self = Self()](beast::error_code ec, size_t) {
+      if (ec) {
+        self->OnReadError(ec);
+      } else {
+        self->OnRequest();
+      }
+    });
   }
 
   void OnReadError(beast::error_code ec) {
@@ -397,8 +562,13 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string code;
     if (read_timed_out_) {
       status = 408;
-      message = absl::StrCat("the request was not received within ",
-                             absl::FormatDuration(context_.options.read_timeout));
+      if (read_limit_ == ReadLimit::kHeader) {
+        message = absl::StrCat("the request's headers were not received within ",
+                               absl::FormatDuration(context_.options.header_timeout));
+      } else {
+        message = absl::StrCat("the request was not received within ",
+                               absl::FormatDuration(context_.options.read_timeout));
+      }
       code = "request_timeout";
     } else if (ec == http::error::header_limit) {
       status = 431;
@@ -430,9 +600,22 @@ class Session : public std::enable_shared_from_this<Session> {
     WriteResponse(std::move(response), /*close_after=*/true);
   }
 
+  // The server drains: a request is answered 503 with Retry-After and its connection closed.
+  void RefuseDraining() {
+    version_ = parser_->get().version() == 10 ? 10 : 11;
+    HttpResponse response =
+        ErrorResponse(absl::UnavailableError("the server is shutting down; try again in a moment"));
+    response.headers.emplace_back("retry-after", kRetryAfterSeconds);
+    Refuse(std::move(response));
+  }
+
   void OnRequest() {
     if (state_ == State::kClosed) return;
     read_timer_.cancel();
+    if (context_.stopping()) {
+      RefuseDraining();
+      return;
+    }
     state_ = State::kHandling;
     http::request<http::string_body> message = parser_->release();
     parser_.reset();
@@ -458,18 +641,18 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const HttpHandler* handler = &match.route->handler;  // the router outlives the server
     if (match.route->dispatch == HttpRouter::Dispatch::kInline) {
-      auto exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), true);
+      auto exchange = std::make_shared<Exchange>(Self(), std::move(request), true);
       RunHandler(*handler, *exchange);
       return;  // the exchange answers (or sends a 500) as it goes out of scope
     }
-    auto exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), false);
+    auto exchange = std::make_shared<Exchange>(Self(), std::move(request), false);
     if (!context_.Dispatch([handler, exchange] { RunHandler(*handler, *exchange); })) {
       exchange->Respond(ErrorResponse(absl::UnavailableError("the server is shutting down")));
     }
   }
 
   void WriteResponse(HttpResponse response, bool close_after) {
-    if (state_ == State::kClosed || state_ == State::kLingering) {
+    if (state_ == State::kClosed || state_ == State::kLingering || cutting_) {
       Record(response.status);
       return;
     }
@@ -485,11 +668,13 @@ class Session : public std::enable_shared_from_this<Session> {
     res.body() = std::move(response.body);
     res.keep_alive(keep_alive_);
     res.prepare_payload();
-    stream_.expires_after(Chrono(context_.options.write_timeout));
-    http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, size_t) {
+    Lowest().expires_after(Chrono(context_.options.write_timeout));
+    write_in_flight_ = true;
+    http::async_write(stream_, res, [self = Self()](beast::error_code ec, size_t) {
+      self->write_in_flight_ = false;
       self->response_.reset();
       self->Record(self->status_);
-      if (ec) {
+      if (ec || self->cutting_) {
         self->Close();
       } else {
         self->Finished();
@@ -498,7 +683,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void WriteStreamHead(HttpResponse head, Done done) {
-    if (state_ == State::kClosed) {
+    if (state_ == State::kClosed || cutting_) {
       done(false);
       return;
     }
@@ -506,6 +691,7 @@ class Session : public std::enable_shared_from_this<Session> {
     status_ = head.status;
     chunked_ = version_ == 11;
     keep_alive_ = keep_alive_ && chunked_ && !context_.stopping();
+    cut_tail_ = std::move(head.stream_cut_tail);
     stream_head_.emplace();
     stream_head_->version(version_);
     stream_head_->result(static_cast<unsigned>(head.status));
@@ -514,17 +700,22 @@ class Session : public std::enable_shared_from_this<Session> {
     if (chunked_) stream_head_->chunked(true);
     stream_head_->keep_alive(keep_alive_);
     stream_serializer_.emplace(*stream_head_);
-    stream_.expires_after(Chrono(context_.options.write_timeout));
-    http::async_write_header(
-        stream_, *stream_serializer_,
-        [self = shared_from_this(), done = std::move(done)](beast::error_code ec, size_t) {
-          if (ec) self->Close();
-          done(!ec);
-        });
+    Lowest().expires_after(Chrono(context_.options.write_timeout));
+    write_in_flight_ = true;
+    http::async_write_header(stream_, *stream_serializer_,
+                             [self = Self(), done = std::move(done)](beast::error_code ec, size_t) {
+                               self->write_in_flight_ = false;
+                               if (ec) {
+                                 self->Close();
+                               } else if (self->cutting_) {
+                                 self->WriteCutTail();
+                               }
+                               done(!ec && !self->cutting_);
+                             });
   }
 
   void WriteStreamChunk(std::string data, Done done) {
-    if (state_ != State::kWriting || stream_serializer_ == std::nullopt) {
+    if (state_ != State::kWriting || stream_serializer_ == std::nullopt || cutting_) {
       done(false);
       return;
     }
@@ -533,11 +724,16 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     chunk_ = std::move(data);
-    stream_.expires_after(Chrono(context_.options.write_timeout));
-    auto on_written = [self = shared_from_this(), done = std::move(done)](beast::error_code ec,
-                                                                          size_t) {
-      if (ec) self->Close();
-      done(!ec);
+    Lowest().expires_after(Chrono(context_.options.write_timeout));
+    write_in_flight_ = true;
+    auto on_written = [self = Self(), done = std::move(done)](beast::error_code ec, size_t) {
+      self->write_in_flight_ = false;
+      if (ec) {
+        self->Close();
+      } else if (self->cutting_) {
+        self->WriteCutTail();
+      }
+      done(!ec && !self->cutting_);
     };
     if (chunked_) {
       net::async_write(stream_, http::make_chunk(net::buffer(chunk_)), std::move(on_written));
@@ -549,7 +745,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void EndStream() {
     stream_serializer_.reset();
     stream_head_.reset();
-    if (state_ != State::kWriting) {
+    if (state_ != State::kWriting || cutting_) {
       Record(status_);
       return;
     }
@@ -559,16 +755,68 @@ class Session : public std::enable_shared_from_this<Session> {
       Finished();
       return;
     }
-    stream_.expires_after(Chrono(context_.options.write_timeout));
+    Lowest().expires_after(Chrono(context_.options.write_timeout));
+    write_in_flight_ = true;
     net::async_write(stream_, http::make_chunk_last(),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = Self()](beast::error_code ec, size_t) {
+                       self->write_in_flight_ = false;
                        self->Record(self->status_);
-                       if (ec) {
+                       if (ec || self->cutting_) {
                          self->Close();
                        } else {
                          self->Finished();
                        }
                      });
+  }
+
+  // Shutdown's deadline. A stream in progress ends with its cut tail and the last chunk (once
+  // the write in flight, if any, is done); anything else closes now.
+  void Cut() {
+    if (state_ == State::kClosed || cutting_) return;
+    if (state_ == State::kWriting && stream_serializer_.has_value()) {
+      cutting_ = true;
+      if (!write_in_flight_) {
+        WriteCutTail();
+      } else {
+        AwaitCutWrite();  // its completion writes the tail
+      }
+      return;
+    }
+    if (write_in_flight_) {  // a whole answer is going out: let it, then close
+      cutting_ = true;
+      AwaitCutWrite();
+      return;
+    }
+    Close();
+  }
+
+  // A write in flight when the connection is cut gets kLingerTimeout more, not write_timeout.
+  void AwaitCutWrite() {
+    cut_timer_.expires_after(Chrono(kLingerTimeout));
+    cut_timer_.async_wait([self = Self()](beast::error_code ec) {
+      if (!ec) self->Close();
+    });
+  }
+
+  void WriteCutTail() {
+    stream_serializer_.reset();
+    stream_head_.reset();
+    cut_bytes_.clear();
+    if (chunked_) {
+      if (!cut_tail_.empty()) {
+        absl::StrAppend(&cut_bytes_, absl::Hex(cut_tail_.size()), "\r\n", cut_tail_, "\r\n");
+      }
+      cut_bytes_ += "0\r\n\r\n";
+    } else {
+      cut_bytes_ = cut_tail_;
+    }
+    Lowest().expires_after(Chrono(std::min(context_.options.write_timeout, kLingerTimeout)));
+    write_in_flight_ = true;
+    net::async_write(stream_, net::buffer(cut_bytes_), [self = Self()](beast::error_code, size_t) {
+      self->write_in_flight_ = false;
+      self->Record(self->status_);
+      self->Close();
+    });
   }
 
   // The answer is out: next request, or close.
@@ -583,27 +831,32 @@ class Session : public std::enable_shared_from_this<Session> {
   void LingeringClose() {
     if (state_ == State::kClosed) return;
     state_ = State::kLingering;
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) {
-      Close();
-      return;
+    Lowest().expires_after(Chrono(kLingerTimeout));
+    if constexpr (kTls) {
+      // close_notify, then the peer's (or its close, or the linger timeout).
+      stream_.async_shutdown([self = Self()](beast::error_code) { self->Close(); });
+    } else {
+      beast::error_code ec;
+      Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+      if (ec) {
+        Close();
+        return;
+      }
+      drained_ = 0;
+      Drain();
     }
-    drained_ = 0;
-    stream_.expires_after(Chrono(kLingerTimeout));
-    Drain();
   }
 
   void Drain() {
-    stream_.async_read_some(net::buffer(drain_buffer_),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              self->drained_ += n;
-                              if (ec || self->drained_ > kMaxLingerBytes) {
-                                self->Close();
-                              } else {
-                                self->Drain();
-                              }
-                            });
+    Lowest().async_read_some(net::buffer(drain_buffer_),
+                             [self = Self()](beast::error_code ec, size_t n) {
+                               self->drained_ += n;
+                               if (ec || self->drained_ > kMaxLingerBytes) {
+                                 self->Close();
+                               } else {
+                                 self->Drain();
+                               }
+                             });
   }
 
   void Close() {
@@ -611,9 +864,11 @@ class Session : public std::enable_shared_from_this<Session> {
     state_ = State::kClosed;
     closed_.store(true, std::memory_order_release);
     read_timer_.cancel();
+    cut_timer_.cancel();
+    if (recorded_) EndCount();  // else the open exchange's Record ends it
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().close();
   }
 
   void BeginExchange(std::string route, std::string method) {
@@ -629,6 +884,13 @@ class Session : public std::enable_shared_from_this<Session> {
     if (context_.options.on_response) {
       context_.options.on_response(route_, method_, status, absl::Now() - request_done_);
     }
+    EndCount();
+  }
+
+  void EndCount() {
+    if (!counted_) return;
+    counted_ = false;
+    context_.RequestEnded();
   }
 
   // A handler's view of one request. Lives on the thread that runs the handler.
@@ -703,9 +965,11 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   Context& context_;
+  const std::string address_key_;
   net::steady_timer read_timer_;
+  net::steady_timer cut_timer_;
   // The socket's descriptor, for PeerGone() from a handler's thread; closed_ says it may have
   // been closed (and its number reused), set on the strand before closing.
   const int fd_;
@@ -715,6 +979,8 @@ class Session : public std::enable_shared_from_this<Session> {
   State state_ = State::kIdle;
   uint64_t request_number_ = 0;
   bool read_timed_out_ = false;
+  ReadLimit read_limit_ = ReadLimit::kWhole;
+  absl::Time read_deadline_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string head_bytes_;  // the request line and header fields read so far, raw
   bool keep_alive_ = false;
@@ -726,15 +992,63 @@ class Session : public std::enable_shared_from_this<Session> {
   bool chunked_ = false;
   std::string chunk_;
   int status_ = 0;
+  bool write_in_flight_ = false;
+  // Shutdown's deadline cut this connection (Cut); a stream ends with cut_tail_.
+  bool cutting_ = false;
+  std::string cut_tail_;
+  std::string cut_bytes_;
   // Lingering close.
   std::array<char, 4096> drain_buffer_;
   size_t drained_ = 0;
-  // For on_response.
+  // For on_response: recorded_ is false from a request's head (or refusal) to its answer.
+  // counted_: a request is in flight (Context::RequestBegan), from its first byte to its
+  // answer or the connection's end.
+  bool counted_ = false;
   std::string route_;
   std::string method_;
   absl::Time request_done_;
   bool recorded_ = true;
 };
+
+// Raises the soft limit on open descriptors to the hard limit (as Go's runtime and nginx do),
+// so that the connection caps, not EMFILE, bound what the fronts hold; returns the soft limit
+// now in force (0: unknown).
+int64_t RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return std::numeric_limits<int64_t>::max();
+  return static_cast<int64_t>(limit.rlim_cur);
+}
+
+absl::Status LoadTls(const HttpServerOptions& options, net::ssl::context& ssl) {
+  const auto cannot = [](const char* field, const std::string& path, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": cannot use \"", path, "\": ", why));
+  };
+  ssl.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                  net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                  net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+  beast::error_code ec;
+  ssl.use_certificate_chain_file(options.tls_cert_file, ec);
+  if (ec) return cannot("tls.cert_file", options.tls_cert_file, ec.message());
+  ssl.use_private_key_file(options.tls_key_file, net::ssl::context::pem, ec);
+  if (ec) return cannot("tls.key_file", options.tls_key_file, ec.message());
+  if (SSL_CTX_check_private_key(ssl.native_handle()) != 1) {
+    return cannot("tls.key_file", options.tls_key_file, "it does not match tls.cert_file");
+  }
+  if (!options.tls_client_ca_file.empty()) {
+    ssl.load_verify_file(options.tls_client_ca_file, ec);
+    if (ec) return cannot("tls.client_ca_file", options.tls_client_ca_file, ec.message());
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(options.tls_client_ca_file.c_str());
+    if (names != nullptr) SSL_CTX_set_client_CA_list(ssl.native_handle(), names);
+    ssl.set_verify_mode(net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert);
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -750,21 +1064,41 @@ struct HttpServer::Impl {
       if (!acceptor.is_open()) return;
       if (ec) {
         if (ec == net::error::operation_aborted) return;
-        // Out of descriptors or the like: try again shortly rather than spin.
+        // Out of descriptors (EMFILE, ENFILE) or the like: the pending connection stays in the
+        // backlog; try again shortly rather than spin on it.
         accept_timer.expires_after(std::chrono::milliseconds(50));
         accept_timer.async_wait([this](beast::error_code e) {
           if (!e && acceptor.is_open()) Accept();
         });
         return;
       }
-      if (context.stopping()) {
-        beast::error_code ignored;
-        socket.close(ignored);
-      } else {
-        std::make_shared<Session>(std::move(socket), context)->Start();
-      }
+      Admit(std::move(socket));
       Accept();
     });
+  }
+
+  void Admit(tcp::socket socket) {
+    beast::error_code ec;
+    const tcp::endpoint remote = socket.remote_endpoint(ec);
+    if (ec) {
+      socket.close(ec);
+      return;
+    }
+    std::string key = AddressKey(remote.address(), context.options.ipv6_prefix_length);
+    if (!context.TryAdmit(key)) {
+      if (!context.ssl) {
+        const std::string& busy = OverCapacityResponse();
+        (void)::send(socket.native_handle(), busy.data(), busy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        socket.shutdown(tcp::socket::shutdown_send, ec);
+      }
+      socket.close(ec);
+      return;
+    }
+    if (context.ssl) {
+      std::make_shared<Session<TlsStream>>(std::move(socket), context, std::move(key))->Start();
+    } else {
+      std::make_shared<Session<PlainStream>>(std::move(socket), context, std::move(key))->Start();
+    }
   }
 
   // Destroyed in reverse: the io_context (and any Session its handlers still hold) before the
@@ -793,11 +1127,38 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   if (options.max_body_bytes < 1 || options.max_header_bytes < 1) {
     return absl::InvalidArgumentError("http: max_body_bytes and max_header_bytes must be >= 1");
   }
+  if (options.max_connections < 1 || options.max_connections_per_address < 1) {
+    return absl::InvalidArgumentError(
+        "http: max_connections and max_connections_per_address must be at least 1");
+  }
+  if (options.ipv6_prefix_length < 1 || options.ipv6_prefix_length > 128) {
+    return absl::InvalidArgumentError("http: ipv6_prefix_length must be in [1, 128]");
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("tls: cert_file and key_file must be given together");
+  }
+  if (!options.tls_client_ca_file.empty() && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("tls.client_ca_file: needs tls.cert_file and key_file");
+  }
   absl::StatusOr<::anyai::net::HostPort> hp = ::anyai::net::HostPort::Parse(options.listen);
   if (!hp.ok())
     return absl::InvalidArgumentError(absl::StrCat("http_listen: ", hp.status().message()));
   const std::string listen = options.listen;
   auto impl = std::make_unique<Impl>(std::move(options), router);
+  Context& context = impl->context;
+  if (!context.options.tls_cert_file.empty()) {
+    context.ssl = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+    if (absl::Status s = LoadTls(context.options, *context.ssl); !s.ok()) return s;
+  }
+  context.max_connections = context.options.max_connections;
+  if (const int64_t fds = RaiseDescriptorLimit(); fds > 0) {
+    const int64_t fit = std::max<int64_t>(1, fds - kReservedDescriptors);
+    if (context.max_connections > fit) {
+      std::cerr << "anyai-server: http: max_connections " << context.max_connections
+                << " lowered to " << fit << " (the open-file limit is " << fds << ")\n";
+      context.max_connections = fit;
+    }
+  }
 
   const auto cannot = [&](const beast::error_code& ec) {
     return absl::UnavailableError(
@@ -848,20 +1209,25 @@ int HttpServer::port() const { return impl_->port; }
 
 void HttpServer::BeginShutdown() {
   if (!impl_->context.SetStopping()) return;
-  net::post(impl_->acceptor.get_executor(), [impl = impl_.get()] {
-    beast::error_code ignored;
-    impl->acceptor.close(ignored);
-    impl->accept_timer.cancel();
-  });
-  for (const std::shared_ptr<Session>& s : impl_->context.Sessions()) s->OnServerStopping();
+  // The listener stays open until Shutdown ends: a connection arriving meanwhile is answered
+  // 503 with Retry-After rather than refused.
+  for (const std::shared_ptr<Connection>& c : impl_->context.Sessions()) c->OnServerStopping();
 }
 
 void HttpServer::Shutdown(absl::Time deadline) {
   BeginShutdown();
   absl::MutexLock lock(&impl_->shutdown_mu);
   if (impl_->shut_down) return;
-  impl_->context.AwaitNoSessions(deadline);
-  for (const std::shared_ptr<Session>& s : impl_->context.Sessions()) s->ForceClose();
+  impl_->context.AwaitNoRequests(deadline);
+  std::promise<void> closed;
+  net::post(impl_->acceptor.get_executor(), [impl = impl_.get(), &closed] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+    impl->accept_timer.cancel();
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  for (const std::shared_ptr<Connection>& c : impl_->context.Sessions()) c->ForceClose();
   impl_->context.CloseAndJoinWorkers();
   if (!impl_->context.AwaitNoSessions(absl::Now() + kFinalDrain)) {
     std::cerr << "anyai-server: http connections still open after shutdown\n";

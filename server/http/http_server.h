@@ -19,11 +19,23 @@
 //
 // Per connection: HTTP/1.1 keep-alive (one request at a time; pipelined requests wait their
 // turn), `Expect: 100-continue` answered, chunked request bodies accepted. Limits:
+//   first_byte_timeout  a new connection (TLS: once its handshake is done) that sends no byte
+//                  is closed silently
+//   header_timeout from a request's first byte to the end of its headers: 408, then close;
+//                  it also bounds the TLS handshake (a failed or slow one: closed silently)
 //   idle_timeout   a kept-alive connection with no byte of a next request is closed (silently)
 //   read_timeout   from a request's first byte to its last: 408, then the connection closes
 //   write_timeout  each write of a response or chunk; a client that stops reading is dropped
 //   max_header_bytes  request line plus headers: 431      max_body_bytes  body: 413
 //   malformed HTTP: 400.
+// Connections: at most max_connections at once, and max_connections_per_address from one
+// client address (IPv4: the address; IPv6: its /ipv6_prefix_length network), so that one
+// attacker address cannot take every place. A connection over a cap is closed at accept; on a
+// plaintext listener it first gets a short 503 (Connection: close, Retry-After), written
+// with one non-blocking send into the new socket's empty buffer (a TLS listener just closes).
+// Start() raises the process's soft open-file limit to its hard limit, and lowers the total
+// cap to fit that limit (saying so on stderr) so that the caps, not EMFILE, bound it; should
+// accept still fail (EMFILE, ENFILE), it is retried every 50 ms rather than spun on.
 // Framing (http_framing.h, RFC 9112 §6): after a request's head is read and before a byte of
 // its body is read or it is dispatched, a Transfer-Encoding other than a final `chunked`,
 // Content-Length with Transfer-Encoding, differing Content-Lengths, a missing or repeated Host
@@ -32,12 +44,20 @@
 // smuggled request) are never parsed as a request.
 // Every error the transport sends itself has OpenAI's error body (http_status.h) and closes
 // the connection after a lingering close (the unread rest of the request is drained for a
-// moment, so that the client reads the answer instead of a reset).
+// moment, so that the client reads the answer instead of a reset; TLS: close_notify).
+// TLS: with tls_cert_file and tls_key_file the listener speaks only TLS (1.2 and up); with
+// tls_client_ca_file every client must present a certificate that CA signed. Plaintext sent
+// to it fails the handshake and is closed.
 //
-// Shutdown: BeginShutdown() stops accepting and closes idle connections; requests in flight
-// finish and their connections close after the answer. Shutdown(deadline) then waits for them
-// until `deadline`, closes what is left (a stream's next WriteChunk returns false), waits for
-// the worker pool (a provider call already running is waited for) and stops the threads.
+// Shutdown: BeginShutdown() closes idle kept-alive connections; from then on every request
+// whose head arrives (on an open connection, or on a new one: the listener still accepts) is
+// answered 503 with Retry-After and `Connection: close` instead of being handled, while
+// requests already being handled finish and their connections close after the answer.
+// Shutdown(deadline) then waits until no request is in flight (one counts from its first
+// byte) or `deadline`, stops accepting, and cuts what is left: a stream in progress gets its
+// HttpResponse::stream_cut_tail as a last chunk and the chunked body's end (its handler's
+// next WriteChunk returns false), anything else is closed; then it waits for the worker pool
+// (a provider call already running is waited for) and stops the threads.
 //
 // Thread safety: thread-safe. BeginShutdown() and Shutdown() may be called from any thread
 // except the server's own; the accessors at any time.
@@ -63,6 +83,22 @@ struct HttpServerOptions {
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration read_timeout = absl::Seconds(30);
   absl::Duration write_timeout = absl::Seconds(30);
+  // A new connection that sends no byte (TLS: after its handshake) within this long is closed
+  // silently.
+  absl::Duration first_byte_timeout = absl::Seconds(10);
+  // From a request's first byte to the end of its headers (and the TLS handshake): 408, then
+  // the connection closes. read_timeout still bounds the whole request.
+  absl::Duration header_timeout = absl::Seconds(10);
+  // Connections held open at once, in all and from one client address (IPv4: the address;
+  // IPv6: its network of ipv6_prefix_length bits). One over a cap is closed at accept.
+  int64_t max_connections = 4096;
+  int64_t max_connections_per_address = 64;
+  int ipv6_prefix_length = 64;
+  // TLS (PEM files): with a cert and key the listener speaks only HTTPS; with a client CA too,
+  // every client must present a certificate that CA signed.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
   int io_threads = 2;
   int worker_threads = 16;
   // Called once per answered request (for metrics), on a server thread, after its answer is

@@ -76,9 +76,21 @@ inline std::string Request(std::string_view method, std::string_view target,
 
 class HttpConnection {
  public:
-  explicit HttpConnection(int port) {
+  // `source`: the local IPv4 address to connect from, e.g. "127.0.0.2" (Linux routes all of
+  // 127/8 to the loopback, so tests can be several clients); empty: the system's choice.
+  explicit HttpConnection(int port, const std::string& source = "") {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd_ < 0) return;
+    if (!source.empty()) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      if (::inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        return;
+      }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
