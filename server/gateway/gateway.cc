@@ -702,6 +702,18 @@ absl::Status Gateway::AuthorizeAdmin(std::string_view authorization) const {
   return absl::OkStatus();
 }
 
+absl::Status Gateway::AuthorizeAdmin(std::string_view authorization, std::string_view peer) {
+  const std::string network = ClientNetwork(CanonicalAddress(peer).value_or(std::string(peer)),
+                                            parts_.anonymous_ipv6_prefix_length);
+  if (const absl::Duration wait = auth_failures_.RetryAfter(network, parts_.clock());
+      wait > absl::ZeroDuration()) {
+    return TooManyFailedAuthentications(wait);
+  }
+  absl::Status status = AuthorizeAdmin(authorization);
+  if (absl::IsUnauthenticated(status)) auth_failures_.RecordFailure(network, parts_.clock());
+  return status;
+}
+
 absl::StatusOr<v1::CreateKeyResponse> Gateway::CreateKey(const v1::CreateKeyRequest& request) {
   if (!parts_.engine->FindPlan(request.plan()).ok()) {
     return InvalidField("plan",

@@ -186,6 +186,10 @@ class Gateway {
 
   // Admin service (SPEC §3): every call needs `authorization: Bearer <admin token>`.
   absl::Status AuthorizeAdmin(std::string_view authorization) const;
+  // The same for a call from `peer` (the transport's peer address, no port): a wrong token is a
+  // failed authentication of the peer's network (GatewayParts::max_failed_auth_per_minute, shared
+  // with API keys), and past the limit every call is RESOURCE_EXHAUSTED, the right token too.
+  absl::Status AuthorizeAdmin(std::string_view authorization, std::string_view peer);
   absl::StatusOr<v1::CreateKeyResponse> CreateKey(const v1::CreateKeyRequest& request);
   absl::StatusOr<v1::KeyRecord> GetKey(const v1::GetKeyRequest& request);
   absl::StatusOr<v1::ListKeysResponse> ListKeys(const v1::ListKeysRequest& request);

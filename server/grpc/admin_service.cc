@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "server/gateway/client_address.h"
 #include "server/grpc/grpc_status.h"
 
 namespace anyai::server {
@@ -17,7 +18,8 @@ std::string_view Authorization(const grpc::ServerContext& context) {
 // Authorizes, runs `call`, stores its result in `response`; the call's status.
 template <typename Response, typename Call>
 grpc::Status Serve(Gateway& gateway, grpc::ServerContext* context, Response* response, Call call) {
-  absl::Status status = gateway.AuthorizeAdmin(Authorization(*context));
+  absl::Status status =
+      gateway.AuthorizeAdmin(Authorization(*context), AddressOfGrpcPeer(context->peer()));
   if (status.ok()) {
     absl::StatusOr<Response> result = call();
     status = result.status();

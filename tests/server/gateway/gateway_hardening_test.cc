@@ -531,5 +531,19 @@ TEST_F(GatewayHardeningTest, TheAdminTokenIsComparedWhateverTheLengthOfTheGuess)
               StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
 }
 
+TEST_F(GatewayHardeningTest, WrongAdminTokensAreFailedAuthenticationsOfTheirAddress) {
+  Build([](GatewayParts& parts) { parts.admin_token = "admin-3f9a0c1d5e7b"; });
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_THAT(gateway_->AuthorizeAdmin("Bearer admin-guess", "127.0.0.1"),
+                StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  }
+  EXPECT_THAT(
+      gateway_->AuthorizeAdmin("Bearer admin-3f9a0c1d5e7b", "127.0.0.1"),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("too many failed authentications")));
+  EXPECT_THAT(gateway_->AuthorizeAdmin("Bearer admin-3f9a0c1d5e7b", "::1"), IsOk());
+  now_ += absl::Minutes(1);
+  EXPECT_THAT(gateway_->AuthorizeAdmin("Bearer admin-3f9a0c1d5e7b", "127.0.0.1"), IsOk());
+}
+
 }  // namespace
 }  // namespace anyai::server
