@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One fuzz_<target> ctest (fuzz/CMakeLists.txt): replays every input in REGRESSIONS (crashes
+# One fuzz_<name> ctest (fuzz/CMakeLists.txt): replays every input in REGRESSIONS (crashes
 # found before, each of which must now pass), then fuzzes for SECONDS over a fresh copy of
 # CORPUS in WORK (the checked-in seeds never change). Fails on any crash, leak, sanitizer
 # report or timeout; the input that failed is left in WORK as crash-*/leak-*/timeout-*, to be
@@ -9,6 +9,10 @@ set -euo pipefail
 fuzzer=$1 corpus=$2 regressions=$3 work=$4 seconds=$5 dict=${6:-}
 
 limits=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048)
+# Symbolized stack traces in reports (Debian's llvm-symbolizer, when installed).
+if [[ -z ${ASAN_SYMBOLIZER_PATH:-} ]] && command -v llvm-symbolizer >/dev/null; then
+  export ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer)
+fi
 rm -rf "$work"
 mkdir -p "$work/corpus"
 cp -r "$corpus"/. "$work/corpus/"

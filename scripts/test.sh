@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is missing, then builds and runs every test in
-# three configurations, each in its own build dir with ccache:
+# four configurations, each in its own build dir with ccache:
 #   build/       Release            all tests, including the end-to-end ones with real clients
 #   build-asan/  ASan + UBSan       all tests
 #   build-tsan/  ThreadSanitizer    the quota engine's tests (its concurrency tests above all)
-# Ends with one line that sums the three ctest runs: "total: N passed, M failed".
-# Usage: scripts/test.sh [release|asan|tsan ...]   (default: all three)
+#   build-fuzz/  clang-16           the libFuzzer targets (fuzz/), each run for a bounded time
+#                                   over its seeds after its regressions; the clang build is
+#                                   also the -Wthread-safety check of every annotated lock
+# Ends with one line that sums the ctest runs: "total: N passed, M failed".
+# Usage: scripts/test.sh [release|asan|tsan|fuzz ...]   (default: all four)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --tests || exit 1
@@ -20,7 +23,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
 configs=("$@")
-((${#configs[@]})) || configs=(release asan tsan)
+((${#configs[@]})) || configs=(release asan tsan fuzz)
 passed=0 failed=0 status=0
 for config in "${configs[@]}"; do
   case "$config" in
@@ -28,6 +31,9 @@ for config in "${configs[@]}"; do
     asan) dir=build-asan; args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DANYAI_SANITIZE=address) ;;
     tsan) dir=build-tsan
           args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DANYAI_SANITIZE=thread -DANYAI_ENGINE_ONLY=ON) ;;
+    fuzz) dir=build-fuzz
+          args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-16
+                -DCMAKE_CXX_COMPILER=clang++-16 -DANYAI_FUZZ=ON) ;;
     *) echo "unknown configuration: $config" >&2; exit 2 ;;
   esac
   echo "=== $config: configure and build ($dir)"
