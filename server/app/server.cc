@@ -71,6 +71,14 @@ HttpServerOptions HttpOptionsOf(const v1::ServerConfig& config, const ServerOpti
       pick(config.max_connections_per_address(), defaults.max_connections_per_address());
   out.ipv6_prefix_length = static_cast<int>(
       pick(config.anonymous_ipv6_prefix_length(), defaults.anonymous_ipv6_prefix_length()));
+  // A trusted proxy's one address carries many clients: the per-address cap is not for it.
+  // (The config was validated, so the list parses.)
+  if (absl::StatusOr<TrustedProxies> proxies = TrustedProxies::Create(config.trusted_proxies());
+      proxies.ok() && !config.trusted_proxies().empty()) {
+    out.uncapped_peer = [proxies = *std::move(proxies)](std::string_view peer) {
+      return proxies.Contains(peer);
+    };
+  }
   out.tls_cert_file = config.tls().cert_file();
   out.tls_key_file = config.tls().key_file();
   out.tls_client_ca_file = config.tls().client_ca_file();
@@ -257,9 +265,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   absl::StatusOr<quota::PlanTable> plans = PlanTableFromConfig(config);
   if (!plans.ok()) return plans.status();
   if (absl::Status s = OpenStorage(config, *plans, *p); !s.ok()) return s;
-  quota::EngineOptions engine_options{.sink = p->usage.get(),
-                                      .loader = p->usage.get(),
-                                      .max_resident_tenants = config.max_resident_tenants()};
+  quota::EngineOptions engine_options{
+      .sink = p->usage.get(),
+      .loader = p->usage.get(),
+      // 0 (unset): the default cap, as every other limit.
+      .max_resident_tenants = config.max_resident_tenants() > 0 ? config.max_resident_tenants()
+                                                                : defaults.max_resident_tenants()};
   if (config.has_idle_tenant_timeout()) {
     engine_options.idle_timeout = FromProto(config.idle_tenant_timeout());
   }

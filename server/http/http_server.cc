@@ -56,6 +56,9 @@ constexpr char kServerName[] = "anyai-gateway";
 constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 // Bytes asked of the socket while waiting for a request's first byte.
 constexpr size_t kIdleReadBytes = 4096;
+// Beyond the header limit, how many unparsed bytes a connection may buffer (a chunk header
+// with its extensions, a trailer section, a pipelined request's start).
+constexpr size_t kMaxUnparsedBodyBytes = 64 << 10;
 // A lingering close drains the unread rest of a refused request for at most this long and
 // this many bytes, so that the client reads our answer rather than a TCP reset.
 constexpr absl::Duration kLingerTimeout = absl::Seconds(2);
@@ -97,7 +100,11 @@ bool IsHttpParseError(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_method).category();
 }
 
-HttpRequest ToHttpRequest(http::request<http::string_body>& message, std::string peer) {
+// `head_fields`: how many of the message's fields are its head's; the rest are the trailer
+// fields of a chunked body, which are not headers (RFC 9110 §6.5.1: an Authorization or
+// X-Forwarded-For trailer must not authenticate or re-address the request), so are dropped.
+HttpRequest ToHttpRequest(http::request<http::string_body>& message, std::string peer,
+                          size_t head_fields) {
   HttpRequest r;
   r.method = Str(message.method_string());
   r.target = Str(message.target());
@@ -106,7 +113,9 @@ HttpRequest ToHttpRequest(http::request<http::string_body>& message, std::string
   if (q != std::string::npos) r.query = r.target.substr(q + 1);
   r.version = message.version() == 10 ? 10 : 11;
   absl::flat_hash_map<std::string, size_t> index;
+  size_t seen = 0;
   for (const auto& field : message) {
+    if (seen++ == head_fields) break;
     std::string name = absl::AsciiStrToLower(Str(field.name_string()));
     std::string value = Str(field.value());
     auto [it, inserted] = index.try_emplace(name, r.headers.size());
@@ -129,6 +138,14 @@ HttpRequestHead HeadOf(const http::request<http::string_body>& message) {
     head.fields.emplace_back(Str(field.name_string()), Str(field.value()));
   }
   return head;
+}
+
+// A peer's address as text, an IPv4-mapped IPv6 address as IPv4.
+std::string PeerAddress(net::ip::address address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+  }
+  return address.to_string();
 }
 
 // The key a connection counts under for max_connections_per_address: the IPv4 address (an
@@ -180,11 +197,12 @@ class Context {
   bool SetStopping() { return !stopping_.exchange(true, std::memory_order_seq_cst); }
 
   // Counts a new connection from `key` if both caps allow it; false (nothing counted) if not.
-  bool TryAdmit(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_) {
+  // `per_address_cap` false: only the total cap applies (a trusted proxy).
+  bool TryAdmit(const std::string& key, bool per_address_cap) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (open_ >= max_connections) return false;
     int64_t& from_key = per_address_[key];
-    if (from_key >= options.max_connections_per_address) {
+    if (per_address_cap && from_key >= options.max_connections_per_address) {
       if (from_key == 0) per_address_.erase(key);
       return false;
     }
@@ -292,13 +310,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     beast::error_code ec;
     Lowest().socket().set_option(tcp::no_delay(true), ec);
     tcp::endpoint remote = Lowest().socket().remote_endpoint(ec);
-    if (!ec) {
-      net::ip::address address = remote.address();
-      if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-        address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
-      }
-      peer_ = address.to_string();
-    }
+    if (!ec) peer_ = PeerAddress(remote.address());
   }
   ~Session() override {
     EndCount();
@@ -441,10 +453,6 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     if (state_ == State::kClosed) return;
     state_ = State::kReading;
     ++request_number_;
-    if (!counted_) {
-      counted_ = true;
-      context_.RequestBegan();
-    }
     read_timed_out_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(std::clamp<int64_t>(
@@ -452,6 +460,11 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     parser_->body_limit(
         static_cast<uint64_t>(std::max<int64_t>(0, context_.options.max_body_bytes)));
     head_bytes_.clear();
+    // Unparsed bytes stay within a bound: a chunk header, a chunk extension or a trailer that
+    // never ends would otherwise be buffered until read_timeout (Beast's parser needs each
+    // whole). Past it Beast says buffer_overflow: 400.
+    buffer_.max_size(static_cast<size_t>(std::max<int64_t>(context_.options.max_header_bytes, 0)) +
+                     kMaxUnparsedBodyBytes);
     // The read timeouts are our own timer, not the stream's expiry (which would close the
     // socket), so that a slow client still gets its 408: header_timeout from the request's
     // first byte to the end of its head, read_timeout to its last byte.
@@ -508,6 +521,14 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   }
 
   void OnHeader() {
+    // In flight from a complete head: Shutdown waits for such requests, not for heads still
+    // arriving (those would be answered 503 anyway, and a client sending a byte now and then
+    // could otherwise hold the drain for the whole grace).
+    if (!counted_) {
+      counted_ = true;
+      context_.RequestBegan();
+    }
+    head_fields_ = static_cast<size_t>(std::distance(parser_->get().begin(), parser_->get().end()));
     // RFC 9112 framing (http_framing.h), before a byte of the body is read or the request is
     // dispatched: a refused request's connection closes, so whatever follows its head (a
     // smuggled request) is never parsed.
@@ -575,6 +596,11 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
       message = absl::StrCat("the request line and headers exceed ",
                              context_.options.max_header_bytes, " bytes");
       code = "request_header_fields_too_large";
+    } else if (ec == http::error::buffer_overflow) {
+      status = 400;
+      message = absl::StrCat("a chunk header or the trailer section exceeds ",
+                             context_.options.max_header_bytes, " bytes");
+      code = "invalid_http_request";
     } else if (ec == http::error::body_limit) {
       status = 413;
       message =
@@ -621,7 +647,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     parser_.reset();
     keep_alive_ = message.keep_alive();
     version_ = message.version() == 10 ? 10 : 11;
-    HttpRequest request = ToHttpRequest(message, peer_);
+    HttpRequest request = ToHttpRequest(message, peer_, head_fields_);
     const HttpRouter::Match match = context_.router.Find(request.method, request.path);
     BeginExchange(match.route != nullptr ? match.route->path : "", request.method);
     if (match.route == nullptr) {
@@ -1004,6 +1030,8 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   // counted_: a request is in flight (Context::RequestBegan), from its first byte to its
   // answer or the connection's end.
   bool counted_ = false;
+  // How many fields the current request's head had (the rest are trailers).
+  size_t head_fields_ = 0;
   std::string route_;
   std::string method_;
   absl::Time request_done_;
@@ -1085,7 +1113,9 @@ struct HttpServer::Impl {
       return;
     }
     std::string key = AddressKey(remote.address(), context.options.ipv6_prefix_length);
-    if (!context.TryAdmit(key)) {
+    const bool capped = context.options.uncapped_peer == nullptr ||
+                        !context.options.uncapped_peer(PeerAddress(remote.address()));
+    if (!context.TryAdmit(key, capped)) {
       if (!context.ssl) {
         const std::string& busy = OverCapacityResponse();
         (void)::send(socket.native_handle(), busy.data(), busy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);

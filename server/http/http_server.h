@@ -94,6 +94,9 @@ struct HttpServerOptions {
   int64_t max_connections = 4096;
   int64_t max_connections_per_address = 64;
   int ipv6_prefix_length = 64;
+  // Peers the per-address cap does not apply to (the total cap still does): the trusted
+  // proxies, whose one address carries many clients' connections. Null: none. Must not block.
+  std::function<bool(std::string_view peer_address)> uncapped_peer;
   // TLS (PEM files): with a cert and key the listener speaks only HTTPS; with a client CA too,
   // every client must present a certificate that CA signed.
   std::string tls_cert_file;
@@ -124,7 +127,9 @@ class HttpServer {
   const std::string& address() const;
   int port() const;
 
-  // Stops accepting and closes idle connections; returns at once. Idempotent.
+  // Begins the drain: closes idle connections and answers every request whose head arrives
+  // from now on (new connections included: the listener stays open until Shutdown) with 503
+  // and Connection: close; returns at once. Idempotent.
   void BeginShutdown();
   // BeginShutdown(), then waits for in-flight requests until `deadline`, closes the rest and
   // stops every thread. Idempotent; returns when done.

@@ -71,6 +71,16 @@ class HttpHardeningTest : public ::testing::Test {
                          })
                     .ok());
     ASSERT_TRUE(router_
+                    .Add("POST", "/headers",
+                         [](HttpExchange& e) {
+                           std::string out;
+                           for (const auto& [name, value] : e.request().headers) {
+                             absl::StrAppend(&out, name, "=", value, "\n");
+                           }
+                           e.Respond(HttpResponse{.status = 200, .headers = {}, .body = out});
+                         })
+                    .ok());
+    ASSERT_TRUE(router_
                     .Add("GET", "/hello",
                          [](HttpExchange& e) {
                            e.Respond(HttpResponse{.status = 200, .headers = {}, .body = "hello"});
@@ -153,6 +163,65 @@ TEST_F(HttpHardeningTest, AWellFramedRequestStillWorks) {
   }
   EXPECT_EQ(count_calls_.load(), 1);
   EXPECT_EQ(smuggled_calls_.load(), 1);
+}
+
+TEST_F(HttpHardeningTest, TrailerFieldsAreNotHeaders) {
+  Start();
+  HttpConnection c(port());
+  // RFC 9110 §6.5.1: a trailer must not authenticate or re-address the request.
+  ASSERT_TRUE(
+      c.Send("POST /headers HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+             "0\r\nAuthorization: Bearer sk-trailer\r\nX-Forwarded-For: 6.6.6.7\r\n\r\n"));
+  std::optional<HttpReply> r = c.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_THAT(r->body, HasSubstr("host=a"));
+  EXPECT_THAT(r->body, ::testing::Not(HasSubstr("authorization")));
+  EXPECT_THAT(r->body, ::testing::Not(HasSubstr("6.6.6.7")));
+}
+
+TEST_F(HttpHardeningTest, AChunkExtensionThatNeverEndsIsRefusedNotBuffered) {
+  HttpServerOptions options;
+  options.max_header_bytes = 4096;
+  Start(options);
+  HttpConnection c(port());
+  ASSERT_TRUE(c.Send("POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;x="));
+  // Far more than the bound (header limit + 64 KiB), with no line end: the server must refuse
+  // it rather than keep buffering (the send may fail once the server has closed).
+  const std::string filler(16 << 10, 'x');
+  for (int i = 0; i < 16 && c.Send(filler); ++i) {
+  }
+  std::optional<HttpReply> r = c.Read(absl::Seconds(10));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_THAT(r->body, HasSubstr("chunk header or the trailer section"));
+  EXPECT_EQ(count_calls_.load(), 0);
+}
+
+TEST_F(HttpHardeningTest, TrustedPeersAreNotCappedPerAddress) {
+  HttpServerOptions options;
+  options.max_connections = 100;
+  options.max_connections_per_address = 2;
+  options.uncapped_peer = [](std::string_view peer) { return peer == "127.0.0.4"; };
+  Start(options);
+  std::vector<std::unique_ptr<HttpConnection>> proxy = Hold(6, "127.0.0.4");
+  EXPECT_EQ(proxy.size(), 6u);
+  std::vector<std::unique_ptr<HttpConnection>> other = Hold(2, "127.0.0.5");
+  HttpConnection extra(port(), "127.0.0.5");  // the third from a capped address goes
+  ASSERT_TRUE(extra.ok());
+  EXPECT_TRUE(extra.WaitForClose(absl::Seconds(5)));
+}
+
+TEST_F(HttpHardeningTest, AHeadStillArrivingDoesNotHoldTheShutdown) {
+  Start();
+  HttpConnection slow(port());
+  ASSERT_TRUE(slow.Send("GET /hello HTTP/1.1\r\nHo"));  // a head that will not complete
+  absl::SleepFor(absl::Milliseconds(100));
+  const absl::Time start = absl::Now();
+  server_->Shutdown(absl::Now() + absl::Seconds(20));
+  // Bounded, not timed: without the fix the shutdown waits the whole 20 s (or until the
+  // header timeout, 10 s).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
 }
 
 TEST_F(HttpHardeningTest, RefusesEverySmugglingVariant) {
