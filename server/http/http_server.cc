@@ -453,6 +453,13 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     if (state_ == State::kClosed) return;
     state_ = State::kReading;
     ++request_number_;
+    // In flight from its first byte when it began before the drain (Shutdown waits for it and
+    // it gets its 503); one begun during the drain only from a complete head (below), so that
+    // clients trickling bytes into new connections cannot hold the drain for the whole grace.
+    if (!counted_ && !context_.stopping()) {
+      counted_ = true;
+      context_.RequestBegan();
+    }
     read_timed_out_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(std::clamp<int64_t>(
@@ -521,10 +528,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   }
 
   void OnHeader() {
-    // In flight from a complete head: Shutdown waits for such requests, not for heads still
-    // arriving (those would be answered 503 anyway, and a client sending a byte now and then
-    // could otherwise hold the drain for the whole grace).
-    if (!counted_) {
+    if (!counted_) {  // begun during the drain: in flight from here
       counted_ = true;
       context_.RequestBegan();
     }
