@@ -46,31 +46,33 @@
 namespace anyai::server {
 namespace {
 
+// A limit from the config: its value, or `fallback` (its DefaultConfig() value) when unset (0).
+int64_t Pick(int64_t value, int64_t fallback) { return value > 0 ? value : fallback; }
+absl::Duration DurationOr(const google::protobuf::Duration& d,
+                          const google::protobuf::Duration& fallback) {
+  return FromProto(d) > absl::ZeroDuration() ? FromProto(d) : FromProto(fallback);
+}
+
 // The HTTP front's settings; a zero (unset) field means its DefaultConfig() value.
 HttpServerOptions HttpOptionsOf(const v1::ServerConfig& config, const ServerOptions& options) {
   const v1::ServerConfig defaults = DefaultConfig();
-  const auto pick = [](int64_t value, int64_t fallback) { return value > 0 ? value : fallback; };
-  const auto duration = [](const google::protobuf::Duration& d,
-                           const google::protobuf::Duration& fallback) {
-    return FromProto(d) > absl::ZeroDuration() ? FromProto(d) : FromProto(fallback);
-  };
   HttpServerOptions out;
   out.listen = config.http_listen().empty() ? defaults.http_listen() : config.http_listen();
-  out.max_body_bytes = pick(config.max_body_bytes(), defaults.max_body_bytes());
-  out.max_header_bytes = pick(config.max_header_bytes(), defaults.max_header_bytes());
-  out.idle_timeout = duration(config.http_idle_timeout(), defaults.http_idle_timeout());
-  out.read_timeout = duration(config.http_read_timeout(), defaults.http_read_timeout());
+  out.max_body_bytes = Pick(config.max_body_bytes(), defaults.max_body_bytes());
+  out.max_header_bytes = Pick(config.max_header_bytes(), defaults.max_header_bytes());
+  out.idle_timeout = DurationOr(config.http_idle_timeout(), defaults.http_idle_timeout());
+  out.read_timeout = DurationOr(config.http_read_timeout(), defaults.http_read_timeout());
   // A client gets as long to take an answer's bytes as to send its request.
   out.write_timeout = out.read_timeout;
   out.io_threads = options.http_io_threads;
   out.worker_threads = options.http_worker_threads;
-  out.first_byte_timeout = duration(config.first_byte_timeout(), defaults.first_byte_timeout());
-  out.header_timeout = duration(config.header_timeout(), defaults.header_timeout());
-  out.max_connections = pick(config.max_connections(), defaults.max_connections());
+  out.first_byte_timeout = DurationOr(config.first_byte_timeout(), defaults.first_byte_timeout());
+  out.header_timeout = DurationOr(config.header_timeout(), defaults.header_timeout());
+  out.max_connections = Pick(config.max_connections(), defaults.max_connections());
   out.max_connections_per_address =
-      pick(config.max_connections_per_address(), defaults.max_connections_per_address());
+      Pick(config.max_connections_per_address(), defaults.max_connections_per_address());
   out.ipv6_prefix_length = static_cast<int>(
-      pick(config.anonymous_ipv6_prefix_length(), defaults.anonymous_ipv6_prefix_length()));
+      Pick(config.anonymous_ipv6_prefix_length(), defaults.anonymous_ipv6_prefix_length()));
   // A trusted proxy's one address carries many clients: the per-address cap is not for it.
   // (The config was validated, so the list parses.)
   if (absl::StatusOr<TrustedProxies> proxies = TrustedProxies::Create(config.trusted_proxies());
@@ -155,19 +157,14 @@ int ToMillis(absl::Duration d) {
 // its DefaultConfig() value.
 void BoundGrpc(const v1::ServerConfig& config, grpc::ServerBuilder& builder) {
   const v1::ServerConfig defaults = DefaultConfig();
-  const auto pick = [](int64_t value, int64_t fallback) { return value > 0 ? value : fallback; };
-  const auto duration = [](const google::protobuf::Duration& d,
-                           const google::protobuf::Duration& fallback) {
-    return FromProto(d) > absl::ZeroDuration() ? FromProto(d) : FromProto(fallback);
-  };
   // Past the quota gRPC refuses new streams and slows reads instead of growing the process.
   grpc::ResourceQuota quota("anyai-grpc");
   quota.Resize(static_cast<size_t>(
-      pick(config.grpc_memory_limit_bytes(), defaults.grpc_memory_limit_bytes())));
+      Pick(config.grpc_memory_limit_bytes(), defaults.grpc_memory_limit_bytes())));
   builder.SetResourceQuota(quota);
   builder.AddChannelArgument(
       GRPC_ARG_MAX_CONCURRENT_STREAMS,
-      static_cast<int>(pick(config.max_concurrent_streams(), defaults.max_concurrent_streams())));
+      static_cast<int>(Pick(config.max_concurrent_streams(), defaults.max_concurrent_streams())));
   // gRPC 1.51 has one metadata limit (no GRPC_ARG_ABSOLUTE_MAX_METADATA_SIZE), and a header
   // block over it is left half decoded: the HPACK table it shares with the client goes out of
   // step and the connection's next call fails to decode, closing the whole connection. So
@@ -181,12 +178,12 @@ void BoundGrpc(const v1::ServerConfig& config, grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, 0);
   builder.AddChannelArgument(
       GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
-      ToMillis(duration(config.header_timeout(), defaults.header_timeout())));
+      ToMillis(DurationOr(config.header_timeout(), defaults.header_timeout())));
   // A connection with no call for as long as an idle HTTP connection is held gets a GOAWAY; a
   // client reconnects when it next calls.
   builder.AddChannelArgument(
       GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-      ToMillis(duration(config.http_idle_timeout(), defaults.http_idle_timeout())));
+      ToMillis(DurationOr(config.http_idle_timeout(), defaults.http_idle_timeout())));
   // Dead peers are found by the server's own pings; a client may ping at most every 10 s while
   // it has calls (none without), and is sent away after two pings too many.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
