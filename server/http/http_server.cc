@@ -1,6 +1,5 @@
 #include "server/http/http_server.h"
 
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -42,7 +41,9 @@
 #include "server/gateway/errors.h"
 #include "server/http/http_framing.h"
 #include "server/http/http_status.h"
+#include "server/net/connection_caps.h"
 #include "server/net/host_port.h"
+#include "server/net/ip_address.h"
 
 namespace anyai::server {
 namespace {
@@ -148,19 +149,12 @@ std::string PeerAddress(net::ip::address address) {
   return address.to_string();
 }
 
-// The key a connection counts under for max_connections_per_address: the IPv4 address (an
-// IPv4-mapped IPv6 address counts as IPv4), or the IPv6 network of `ipv6_prefix_length` bits
-// (one host usually owns a whole /64).
+// The key a connection counts under for max_connections_per_address (connection_caps.h).
 std::string AddressKey(const net::ip::address& address, int ipv6_prefix_length) {
-  if (address.is_v4()) return address.to_string();
-  net::ip::address_v6 v6 = address.to_v6();
-  if (v6.is_v4_mapped()) return net::ip::make_address_v4(net::ip::v4_mapped, v6).to_string();
-  net::ip::address_v6::bytes_type bytes = v6.to_bytes();
-  const int prefix = std::clamp(ipv6_prefix_length, 0, 128);
-  for (int bit = prefix; bit < 128; ++bit) {
-    bytes[static_cast<size_t>(bit / 8)] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
-  }
-  return absl::StrCat(net::ip::make_address_v6(bytes).to_string(), "/", prefix);
+  const ::anyai::net::IpAddress ip =
+      address.is_v4() ? ::anyai::net::IpAddress::FromIpv4Bytes(address.to_v4().to_bytes())
+                      : ::anyai::net::IpAddress::FromIpv6Bytes(address.to_v6().to_bytes());
+  return ::anyai::net::AddressKey(ip, ipv6_prefix_length);
 }
 
 // What the server-wide registry knows of a connection, whatever its stream type.
@@ -189,33 +183,13 @@ class Context {
   const HttpRouter& router;
   // Set before the first accept when the listener speaks TLS; never changes after.
   std::unique_ptr<net::ssl::context> ssl;
-  // The total cap in force (options.max_connections, clamped to the descriptor limit).
-  int64_t max_connections = 0;
+  // The caps in force (options.max_connections clamped to the descriptor limit, and
+  // options.max_connections_per_address); set before the first accept, never changes after.
+  std::unique_ptr<::anyai::net::ConnectionCaps> caps;
 
   bool stopping() const { return stopping_.load(std::memory_order_seq_cst); }
   // True for the call that set it.
   bool SetStopping() { return !stopping_.exchange(true, std::memory_order_seq_cst); }
-
-  // Counts a new connection from `key` if both caps allow it; false (nothing counted) if not.
-  // `per_address_cap` false: only the total cap applies (a trusted proxy).
-  bool TryAdmit(const std::string& key, bool per_address_cap) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    if (open_ >= max_connections) return false;
-    int64_t& from_key = per_address_[key];
-    if (per_address_cap && from_key >= options.max_connections_per_address) {
-      if (from_key == 0) per_address_.erase(key);
-      return false;
-    }
-    ++from_key;
-    ++open_;
-    return true;
-  }
-  void Release(const std::string& key) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    --open_;
-    auto it = per_address_.find(key);
-    if (it != per_address_.end() && --it->second <= 0) per_address_.erase(it);
-  }
 
   void Register(const std::shared_ptr<Connection>& c) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -280,8 +254,6 @@ class Context {
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
   absl::flat_hash_map<Connection*, std::weak_ptr<Connection>> sessions_ ABSL_GUARDED_BY(mu_);
-  int64_t open_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<std::string, int64_t> per_address_ ABSL_GUARDED_BY(mu_);
   int64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex work_mu_;
   bool work_open_ ABSL_GUARDED_BY(work_mu_) = true;
@@ -315,7 +287,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   ~Session() override {
     EndCount();
     context_.Unregister(this);
-    context_.Release(address_key_);
+    context_.caps->Release(address_key_);
   }
 
   void Start() {
@@ -1042,21 +1014,6 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   bool recorded_ = true;
 };
 
-// Raises the soft limit on open descriptors to the hard limit (as Go's runtime and nginx do),
-// so that the connection caps, not EMFILE, bound what the fronts hold; returns the soft limit
-// now in force (0: unknown).
-int64_t RaiseDescriptorLimit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
-  if (limit.rlim_cur < limit.rlim_max) {
-    rlimit raised = limit;
-    raised.rlim_cur = limit.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
-  }
-  if (limit.rlim_cur == RLIM_INFINITY) return std::numeric_limits<int64_t>::max();
-  return static_cast<int64_t>(limit.rlim_cur);
-}
-
 absl::Status LoadTls(const HttpServerOptions& options, net::ssl::context& ssl) {
   const auto cannot = [](const char* field, const std::string& path, const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": cannot use \"", path, "\": ", why));
@@ -1119,7 +1076,7 @@ struct HttpServer::Impl {
     std::string key = AddressKey(remote.address(), context.options.ipv6_prefix_length);
     const bool capped = context.options.uncapped_peer == nullptr ||
                         !context.options.uncapped_peer(PeerAddress(remote.address()));
-    if (!context.TryAdmit(key, capped)) {
+    if (!context.caps->TryAdmit(key, capped)) {
       if (!context.ssl) {
         const std::string& busy = OverCapacityResponse();
         (void)::send(socket.native_handle(), busy.data(), busy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -1184,15 +1141,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
     context.ssl = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
     if (absl::Status s = LoadTls(context.options, *context.ssl); !s.ok()) return s;
   }
-  context.max_connections = context.options.max_connections;
-  if (const int64_t fds = RaiseDescriptorLimit(); fds > 0) {
+  int64_t max_connections = context.options.max_connections;
+  if (const int64_t fds = ::anyai::net::RaiseDescriptorLimit(); fds > 0) {
     const int64_t fit = std::max<int64_t>(1, fds - kReservedDescriptors);
-    if (context.max_connections > fit) {
-      std::cerr << "anyai-server: http: max_connections " << context.max_connections
-                << " lowered to " << fit << " (the open-file limit is " << fds << ")\n";
-      context.max_connections = fit;
+    if (max_connections > fit) {
+      std::cerr << "anyai-server: http: max_connections " << max_connections << " lowered to "
+                << fit << " (the open-file limit is " << fds << ")\n";
+      max_connections = fit;
     }
   }
+  context.caps = std::make_unique<::anyai::net::ConnectionCaps>(
+      max_connections, context.options.max_connections_per_address);
 
   const auto cannot = [&](const beast::error_code& ec) {
     return absl::UnavailableError(
