@@ -1,7 +1,9 @@
 // Tests for server/grpc/grpc_acceptor.cc over real sockets and a real grpc::Server (a generic
 // echo service, called through a generic stub): connections up to the caps are
 // served, the next one from the same address is closed at accept, a closed channel gives its
-// place back, trusted peers escape only the per-address cap, and Stop closes the listener.
+// place back (also when gRPC closes it: a bad preface, the handshake timeout, a failed TLS
+// handshake), trusted peers escape only the per-address cap, and Stop closes the listener.
+// The TLS certificate is made by the `openssl` CLI in a temp dir.
 #include "server/grpc/grpc_acceptor.h"
 
 #include <arpa/inet.h>
@@ -14,8 +16,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +33,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace anyai::server {
 namespace {
@@ -48,12 +54,21 @@ bool WaitUntil(const std::function<bool()>& done) {
 }
 
 // A channel of its own (its own subchannel, hence its own TCP connection) to 127.0.0.1.
-std::shared_ptr<grpc::Channel> NewChannel(int port, const std::string& id) {
+std::shared_ptr<grpc::Channel> NewChannel(
+    int port, const std::string& id,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials()) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetString("anyai.test.channel_id", id);
-  return grpc::CreateCustomChannel(absl::StrCat("ipv4:127.0.0.1:", port),
-                                   grpc::InsecureChannelCredentials(), args);
+  args.SetSslTargetNameOverride("localhost");
+  return grpc::CreateCustomChannel(absl::StrCat("ipv4:127.0.0.1:", port), credentials, args);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // Answers every call, whatever its method, with the messages it sent.
@@ -153,8 +168,12 @@ GrpcAcceptorOptions Caps(int64_t total, int64_t per_address) {
 
 class GrpcAcceptorTest : public ::testing::Test {
  protected:
-  // An acceptor with `options` on 127.0.0.1 and a started server behind it.
-  void StartServer(GrpcAcceptorOptions options) {
+  // An acceptor with `options` on 127.0.0.1 and a started server behind it, with
+  // `credentials` and what `configure` adds to its builder.
+  void StartServer(
+      GrpcAcceptorOptions options,
+      std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials(),
+      const std::function<void(grpc::ServerBuilder&)>& configure = nullptr) {
     absl::StatusOr<std::unique_ptr<GrpcAcceptor>> acceptor =
         GrpcAcceptor::Listen("127.0.0.1:0", std::move(options));
     ASSERT_OK(acceptor);
@@ -162,9 +181,9 @@ class GrpcAcceptorTest : public ::testing::Test {
     ASSERT_GT(acceptor_->port(), 0);
     grpc::ServerBuilder builder;
     builder.RegisterCallbackGenericService(&echo_);
+    if (configure) configure(builder);
     acceptor_->Attach(builder.experimental().AddExternalConnectionAcceptor(
-        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
-        grpc::InsecureServerCredentials()));
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, credentials));
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_OK(acceptor_->Start());
@@ -235,6 +254,54 @@ TEST_F(GrpcAcceptorTest, AConnectionGRpcClosesGivesItsPlaceBack) {
   ASSERT_TRUE(WaitUntil([&] { return acceptor_->open() == 0; })) << acceptor_->open();
   std::shared_ptr<grpc::Channel> channel = NewChannel(acceptor_->port(), "after");
   EXPECT_TRUE(Call(*channel).ok());
+  EXPECT_EQ(acceptor_->refused(), 0);
+}
+
+TEST_F(GrpcAcceptorTest, AConnectionPastTheHandshakeTimeoutGivesItsPlaceBack) {
+  StartServer(Caps(4, 1), grpc::InsecureServerCredentials(), [](grpc::ServerBuilder& builder) {
+    builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 300);
+  });
+  const int silent = Raw();
+  ASSERT_GE(silent, 0);
+  ASSERT_TRUE(WaitUntil([&] { return acceptor_->open() == 1; }));
+  // It holds the address's one place until gRPC gives up on it.
+  const int second = Raw();
+  ASSERT_GE(second, 0);
+  EXPECT_TRUE(ClosedByServer(second));
+  EXPECT_EQ(acceptor_->refused(), 1);
+  EXPECT_TRUE(ClosedByServer(silent));
+  ASSERT_TRUE(WaitUntil([&] { return acceptor_->open() == 0; })) << acceptor_->open();
+  std::shared_ptr<grpc::Channel> channel = NewChannel(acceptor_->port(), "after");
+  EXPECT_TRUE(Call(*channel).ok());
+}
+
+TEST_F(GrpcAcceptorTest, ServesTlsAndGivesBackThePlaceOfAFailedHandshake) {
+  ::anyai::testing::TempDir dir;
+  const std::string make_cert = absl::StrCat(
+      "cd '", dir.path(),
+      "' && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2 "
+      "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>openssl.log");
+  ASSERT_EQ(std::system(make_cert.c_str()), 0) << ReadFile(dir.Sub("openssl.log"));
+  const std::string cert = ReadFile(dir.Sub("cert.pem"));
+  grpc::SslServerCredentialsOptions tls;
+  tls.pem_key_cert_pairs.push_back({ReadFile(dir.Sub("key.pem")), cert});
+  StartServer(Caps(4, 1), grpc::SslServerCredentials(tls));
+
+  // Plaintext to the TLS listener: gRPC fails the handshake and closes it.
+  const int plaintext = Raw();
+  ASSERT_GE(plaintext, 0);
+  const std::string hello = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  ASSERT_EQ(::send(plaintext, hello.data(), hello.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(hello.size()));
+  EXPECT_TRUE(ClosedByServer(plaintext));
+  ASSERT_TRUE(WaitUntil([&] { return acceptor_->open() == 0; })) << acceptor_->open();
+
+  grpc::SslCredentialsOptions client;
+  client.pem_root_certs = cert;
+  std::shared_ptr<grpc::Channel> channel =
+      NewChannel(acceptor_->port(), "tls", grpc::SslCredentials(client));
+  EXPECT_TRUE(Call(*channel).ok());
+  EXPECT_EQ(acceptor_->open(), 1);
   EXPECT_EQ(acceptor_->refused(), 0);
 }
 
