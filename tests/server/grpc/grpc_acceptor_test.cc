@@ -12,11 +12,13 @@
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -315,6 +317,35 @@ TEST_F(GrpcAcceptorTest, ATrustedPeerIsBoundOnlyByTheTotal) {
   ASSERT_GE(fifth, 0);
   EXPECT_TRUE(ClosedByServer(fifth));
   EXPECT_EQ(acceptor_->refused(), 1);
+}
+
+TEST_F(GrpcAcceptorTest, AcceptsAgainOnceDescriptorsAreFree) {
+  StartServer(Caps(4, 2));
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(client, 0);
+  raw_.push_back(client);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // The next descriptor would be `lowest`: a limit of `lowest` makes accept fail with EMFILE.
+  const int lowest = ::dup(0);
+  ASSERT_GE(lowest, 0);
+  ::close(lowest);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(acceptor_->port()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // The kernel completes the connection into the backlog; the acceptor cannot take it yet.
+  const int connected = ::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  absl::SleepFor(absl::Milliseconds(200));
+  const int64_t open_while_out = acceptor_->open();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_EQ(connected, 0) << std::strerror(errno);
+  EXPECT_EQ(open_while_out, 0);
+  EXPECT_TRUE(WaitUntil([&] { return acceptor_->open() == 1; })) << acceptor_->open();
+  EXPECT_EQ(acceptor_->refused(), 0);
 }
 
 TEST_F(GrpcAcceptorTest, StopClosesTheListener) {
