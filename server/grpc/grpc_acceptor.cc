@@ -43,9 +43,10 @@ constexpr uint32_t kWatchEvents = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 // Binds and listens on the first address of `host_port` that can be bound; the listener fd
 // (non-blocking, close-on-exec) and its port.
 absl::StatusOr<std::pair<int, int>> BindAndListen(const net::HostPort& host_port, int backlog,
+                                                  const std::string& field,
                                                   const std::string& text) {
   const auto cannot = [&](const std::string& why) {
-    return absl::UnavailableError(absl::StrCat("grpc: cannot listen on \"", text, "\": ", why));
+    return absl::UnavailableError(absl::StrCat(field, ": cannot listen on \"", text, "\": ", why));
   };
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -92,28 +93,33 @@ absl::StatusOr<std::pair<int, int>> BindAndListen(const net::HostPort& host_port
 absl::StatusOr<std::unique_ptr<GrpcAcceptor>> GrpcAcceptor::Listen(const std::string& host_port,
                                                                    GrpcAcceptorOptions options) {
   if (options.max_connections < 1 || options.max_connections_per_address < 1) {
-    return absl::InvalidArgumentError(
-        "grpc: max_connections and max_connections_per_address must be at least 1");
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.field, ": max_connections and max_connections_per_address must be at least 1"));
   }
   if (options.ipv6_prefix_length < 1 || options.ipv6_prefix_length > 128) {
-    return absl::InvalidArgumentError("grpc: ipv6_prefix_length must be in [1, 128]");
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.field, ": ipv6_prefix_length must be in [1, 128]"));
   }
-  if (options.backlog < 1) return absl::InvalidArgumentError("grpc: backlog must be >= 1");
+  if (options.backlog < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(options.field, ": backlog must be >= 1"));
+  }
   absl::StatusOr<net::HostPort> parsed = net::HostPort::Parse(host_port);
   if (!parsed.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("grpc_listen: ", parsed.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(options.field, ": ", parsed.status().message()));
   }
   int64_t max_connections = options.max_connections;
   if (const int64_t fds = net::RaiseDescriptorLimit(); fds > 0) {
     // Two descriptors a connection: gRPC's and the watching dup.
     const int64_t fit = std::max<int64_t>(1, (fds - kReservedDescriptors) / 2);
     if (max_connections > fit) {
-      std::cerr << "anyai-server: grpc: max_connections " << max_connections << " lowered to "
-                << fit << " (the open-file limit is " << fds << ", 2 per connection)\n";
+      std::cerr << "anyai-server: " << options.field << ": max_connections " << max_connections
+                << " lowered to " << fit << " (the open-file limit is " << fds
+                << ", 2 per connection)\n";
       max_connections = fit;
     }
   }
-  absl::StatusOr<std::pair<int, int>> listener = BindAndListen(*parsed, options.backlog, host_port);
+  absl::StatusOr<std::pair<int, int>> listener =
+      BindAndListen(*parsed, options.backlog, options.field, host_port);
   if (!listener.ok()) return listener.status();
   std::unique_ptr<GrpcAcceptor> acceptor(
       new GrpcAcceptor(std::move(options), max_connections, listener->first, listener->second));
@@ -121,16 +127,16 @@ absl::StatusOr<std::unique_ptr<GrpcAcceptor>> GrpcAcceptor::Listen(const std::st
   acceptor->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   acceptor->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (acceptor->epoll_fd_ < 0 || acceptor->wake_fd_ < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("grpc: cannot listen on \"", host_port, "\": ", std::strerror(errno)));
+    return absl::UnavailableError(absl::StrCat(acceptor->options_.field, ": cannot listen on \"",
+                                               host_port, "\": ", std::strerror(errno)));
   }
   for (int fd : {acceptor->listener_fd_, acceptor->wake_fd_}) {
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.fd = fd;
     if (::epoll_ctl(acceptor->epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
-      return absl::UnavailableError(
-          absl::StrCat("grpc: cannot listen on \"", host_port, "\": ", std::strerror(errno)));
+      return absl::UnavailableError(absl::StrCat(acceptor->options_.field, ": cannot listen on \"",
+                                                 host_port, "\": ", std::strerror(errno)));
     }
   }
   return acceptor;
@@ -153,10 +159,12 @@ void GrpcAcceptor::Attach(
 absl::Status GrpcAcceptor::Start() {
   absl::MutexLock lock(&mu_);
   if (grpc_ == nullptr) {
-    return absl::FailedPreconditionError("grpc: no server is attached to the acceptor");
+    return absl::FailedPreconditionError(
+        absl::StrCat(options_.field, ": no server is attached to the acceptor"));
   }
   if (started_ || stopped_) {
-    return absl::FailedPreconditionError("grpc: the acceptor was already started or stopped");
+    return absl::FailedPreconditionError(
+        absl::StrCat(options_.field, ": the acceptor was already started or stopped"));
   }
   started_ = true;
   thread_ = std::thread([this] { Run(); });
@@ -201,8 +209,8 @@ void GrpcAcceptor::Run() {
     }
     const int n = ::epoll_wait(epoll_fd_, events, kBatch, timeout_ms);
     if (n < 0 && errno != EINTR) {
-      std::cerr << "anyai-server: grpc: the acceptor stops: epoll_wait: " << std::strerror(errno)
-                << "\n";
+      std::cerr << "anyai-server: " << options_.field
+                << ": the acceptor stops: epoll_wait: " << std::strerror(errno) << "\n";
       return;
     }
     for (int i = 0; i < n; ++i) {

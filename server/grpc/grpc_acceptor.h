@@ -69,14 +69,17 @@ struct GrpcAcceptorOptions {
   std::function<bool(std::string_view peer_address)> uncapped_peer;
   // listen(2)'s backlog.
   int backlog = 1024;
+  // The config field of the listen address, which every error and notice is prefixed with
+  // ("admin_listen" for the Admin listener).
+  std::string field = "grpc_listen";
 };
 
 class GrpcAcceptor {
  public:
   // Binds `host_port` ("0.0.0.0:50051", "[::]:0", "localhost:50051": a host name binds the
   // first of its addresses that can be bound), with SO_REUSEADDR, and listens. Port 0 picks a
-  // free port (port() says which). INVALID_ARGUMENT for a bad address or option (naming it),
-  // UNAVAILABLE when it cannot be bound.
+  // free port (port() says which). INVALID_ARGUMENT for a bad address or option (naming it,
+  // after options.field), UNAVAILABLE when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<GrpcAcceptor>> Listen(const std::string& host_port,
                                                               GrpcAcceptorOptions options);
 

@@ -363,6 +363,10 @@ TEST_F(GrpcAcceptorTest, StopClosesTheListener) {
 TEST(GrpcAcceptorListenTest, ReportsWhatIsWrong) {
   EXPECT_THAT(GrpcAcceptor::Listen("localhost", GrpcAcceptorOptions{}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("grpc_listen")));
+  GrpcAcceptorOptions admin;
+  admin.field = "admin_listen";
+  EXPECT_THAT(GrpcAcceptor::Listen("[::1", admin).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("admin_listen: ")));
   GrpcAcceptorOptions zero;
   zero.max_connections_per_address = 0;
   EXPECT_THAT(GrpcAcceptor::Listen("127.0.0.1:0", zero).status(),
