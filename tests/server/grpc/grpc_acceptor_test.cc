@@ -128,10 +128,22 @@ grpc::Status Call(grpc::Channel& channel) {
   return status;
 }
 
-// A plain TCP connection to 127.0.0.1:port; -1 if the connect fails (errno says why).
-int ConnectRaw(int port) {
+// A plain TCP connection to 127.0.0.1:port from `from` (another loopback address is another
+// client); -1 if the connect fails (errno says why).
+int ConnectRaw(int port, const char* from = nullptr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
+  if (from != nullptr) {
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, from, &source.sin_addr) != 1 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof(source)) != 0) {
+      const int error = errno;
+      ::close(fd);
+      errno = error;
+      return -1;
+    }
+  }
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
@@ -197,8 +209,8 @@ class GrpcAcceptorTest : public ::testing::Test {
     for (int fd : raw_) ::close(fd);
   }
 
-  int Raw() {
-    const int fd = ConnectRaw(acceptor_->port());
+  int Raw(const char* from = nullptr) {
+    const int fd = ConnectRaw(acceptor_->port(), from);
     if (fd >= 0) raw_.push_back(fd);
     return fd;
   }
@@ -225,6 +237,19 @@ TEST_F(GrpcAcceptorTest, ServesUpToThePerAddressCapAndClosesTheNextConnection) {
   // The two admitted are still served.
   EXPECT_TRUE(Call(*first).ok());
   EXPECT_TRUE(Call(*second).ok());
+}
+
+TEST_F(GrpcAcceptorTest, AnotherClientIsServedWhileOneAddressHoldsItsShare) {
+  StartServer(Caps(8, 2));
+  std::vector<int> attacker;
+  for (int i = 0; i < 10; ++i) attacker.push_back(Raw());
+  for (int fd : attacker) ASSERT_GE(fd, 0);
+  ASSERT_TRUE(WaitUntil([&] { return acceptor_->refused() == 8; })) << acceptor_->refused();
+  EXPECT_EQ(acceptor_->open(), 2);
+  const int other = Raw("127.0.0.2");
+  ASSERT_GE(other, 0) << std::strerror(errno);
+  EXPECT_TRUE(WaitUntil([&] { return acceptor_->open() == 3; })) << acceptor_->open();
+  EXPECT_EQ(acceptor_->refused(), 8);
 }
 
 TEST_F(GrpcAcceptorTest, AClosedChannelGivesItsPlaceBack) {
