@@ -4,7 +4,6 @@
 #include <grpc/grpc_security_constants.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 
@@ -29,6 +28,7 @@
 #include "server/gateway/validation.h"
 #include "server/grpc/admin_service.h"
 #include "server/grpc/anyai_service.h"
+#include "server/grpc/grpc_acceptor.h"
 #include "server/grpc/grpc_calls_in_flight.h"
 #include "server/grpc/grpc_metrics.h"
 #include "server/http/http_api.h"
@@ -85,6 +85,21 @@ HttpServerOptions HttpOptionsOf(const v1::ServerConfig& config, const ServerOpti
   out.tls_key_file = config.tls().key_file();
   out.tls_client_ca_file = config.tls().client_ca_file();
   return out;
+}
+
+// The connection caps of a gRPC listener (its config field `field`): the same as the HTTP
+// front's, each front counting its own connections.
+GrpcAcceptorOptions GrpcCapsOf(const v1::ServerConfig& config, const ServerOptions& options,
+                               absl::string_view field) {
+  const HttpServerOptions http = HttpOptionsOf(config, options);
+  return GrpcAcceptorOptions{
+      .max_connections = http.max_connections,
+      .max_connections_per_address = http.max_connections_per_address,
+      .ipv6_prefix_length = http.ipv6_prefix_length,
+      .uncapped_peer = http.uncapped_peer,
+      .backlog = 1024,
+      .field = std::string(field),
+  };
 }
 
 // A PEM file is a few KB; anything much larger is not one.
@@ -176,6 +191,10 @@ void BoundGrpc(const v1::ServerConfig& config, grpc::ServerBuilder& builder) {
   // client has the server's settings, so that even a block over the ceiling cannot put later
   // calls out of step; requests' headers are then sent unindexed (a few hundred bytes a call).
   builder.AddChannelArgument(GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, 0);
+  // One read takes at most 64 KiB off a connection: gRPC parses a whole read before it frees
+  // the streams reset in it, so a read of megabytes of HEADERS + RST_STREAM pairs (after the
+  // connection's writes stalled, the kernel had buffered them) briefly held ~70k streams.
+  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 64 << 10);
   builder.AddChannelArgument(
       GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
       ToMillis(DurationOr(config.header_timeout(), defaults.header_timeout())));
@@ -214,10 +233,13 @@ struct Server::Parts {
   // the servers, whose calls it counts, so that it outlives them.
   GrpcCallsInFlight grpc_calls;
   std::unique_ptr<grpc::Server> grpc;
+  // Its listener, with the connection caps; declared after the server, so that it stops first.
+  std::unique_ptr<GrpcAcceptor> grpc_acceptor;
   std::string grpc_address;
   int grpc_port = 0;
   // The Admin service's own server (admin_listen).
   std::unique_ptr<grpc::Server> admin;
+  std::unique_ptr<GrpcAcceptor> admin_acceptor;
   std::string admin_address;
   int admin_port = 0;
   // Shutdown() with no arguments: the config's drain_delay and shutdown_grace.
@@ -231,6 +253,9 @@ struct Server::Parts {
   std::unique_ptr<HttpServer> http;
   // /readyz: true from the end of Start() until Shutdown() begins.
   std::atomic<bool> ready{false};
+  // Whether calls are welcome (/readyz, gRPC health): ready, and storage not failing, so that
+  // a load balancer stops sending while it fails.
+  bool Serving() const { return ready.load(std::memory_order_acquire) && database->healthy(); }
 
   absl::Mutex mu;  // waiters Await() the flags below
   bool stopping ABSL_GUARDED_BY(mu) = false;
@@ -281,6 +306,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   absl::Status started = StartGrpc(config, *p);
   if (started.ok()) started = StartAdmin(config, *p);
   if (!started.ok()) {
+    for (GrpcAcceptor* acceptor : {p->grpc_acceptor.get(), p->admin_acceptor.get()}) {
+      if (acceptor != nullptr) acceptor->Stop();
+    }
     for (grpc::Server* server : {p->grpc.get(), p->admin.get()}) {
       if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
     }
@@ -387,33 +415,53 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
 }
 
 absl::Status Server::StartGrpc(const v1::ServerConfig& config, Parts& p) {
-  p.anyai_service = std::make_unique<AnyAIService>(*p.gateway, config.public_base_url(),
-                                                   p.http->port(), MetadataLimit(config));
-  grpc::EnableDefaultHealthCheckService(true);
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  p.anyai_service = std::make_unique<AnyAIService>(
+      *p.gateway, AnyAIService::Options{
+                      .public_base_url = config.public_base_url(),
+                      .http_port = p.http->port(),
+                      .max_metadata_bytes = MetadataLimit(config),
+                      .queues = {.queues = std::min(cores, 8),
+                                 .calls_waiting = 64,
+                                 .worker_threads = p.options.grpc_worker_threads},
+                      .serving = [raw = &p] { return raw->Serving(); },
+                  });
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  return ListenGrpc("grpc_listen", config.grpc_listen(), "tls", config.tls(), config,
-                    *p.anyai_service, p, p.grpc, p.grpc_address);
+  absl::Status s = ListenGrpc(
+      "grpc_listen", config.grpc_listen(), "tls", config.tls(), config,
+      [&](grpc::ServerBuilder& b) { p.anyai_service->AddTo(b); }, p, p.grpc, p.grpc_acceptor,
+      p.grpc_address);
+  if (s.ok()) p.anyai_service->Start();
+  return s;
 }
 
 absl::Status Server::StartAdmin(const v1::ServerConfig& config, Parts& p) {
   p.admin_service = std::make_unique<AdminService>(*p.gateway);
   const std::string listen =
       config.admin_listen().empty() ? DefaultConfig().admin_listen() : config.admin_listen();
-  return ListenGrpc("admin_listen", listen, "admin_tls", config.admin_tls(), config,
-                    *p.admin_service, p, p.admin, p.admin_address);
+  return ListenGrpc(
+      "admin_listen", listen, "admin_tls", config.admin_tls(), config,
+      [&](grpc::ServerBuilder& b) { b.RegisterService(p.admin_service.get()); }, p, p.admin,
+      p.admin_acceptor, p.admin_address);
 }
 
 absl::Status Server::ListenGrpc(absl::string_view field, const std::string& listen,
                                 absl::string_view tls_field, const v1::TlsConfig& tls,
-                                const v1::ServerConfig& config, grpc::Service& service, Parts& p,
-                                std::unique_ptr<grpc::Server>& server, std::string& address) {
+                                const v1::ServerConfig& config,
+                                absl::FunctionRef<void(grpc::ServerBuilder&)> add_services,
+                                Parts& p, std::unique_ptr<grpc::Server>& server,
+                                std::unique_ptr<GrpcAcceptor>& acceptor, std::string& address) {
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       CredentialsOf(tls_field, tls);
   if (!credentials.ok()) return credentials.status();
+  absl::StatusOr<std::unique_ptr<GrpcAcceptor>> listening =
+      GrpcAcceptor::Listen(listen, GrpcCapsOf(config, p.options, field));
+  if (!listening.ok()) return listening.status();
+  acceptor = *std::move(listening);
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, *credentials, &port);
-  builder.RegisterService(&service);
+  acceptor->Attach(builder.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, *credentials));
+  add_services(builder);
   BoundGrpc(config, builder);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(p.grpc_calls.Interceptor());
@@ -423,18 +471,20 @@ absl::Status Server::ListenGrpc(absl::string_view field, const std::string& list
       }));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
+  if (server == nullptr) {
+    // The listener is bound already, so what gRPC refused is its credentials.
     return absl::UnavailableError(
-        absl::StrCat(field, ": cannot listen on \"", listen, "\"",
+        absl::StrCat(field, ": cannot serve on \"", listen, "\"",
                      tls.cert_file().empty()
                          ? ""
-                         : absl::StrCat(" (or ", tls_field, ".cert_file and ", tls_field,
+                         : absl::StrCat(" (", tls_field, ".cert_file and ", tls_field,
                                         ".key_file are not a certificate and its private key)")));
   }
+  if (absl::Status s = acceptor->Start(); !s.ok()) return s;
   // The config was validated: the address is HOST:PORT.
   absl::StatusOr<net::HostPort> at = net::HostPort::Parse(listen);
   if (!at.ok()) return at.status();
-  address = net::HostPort{at->host, port}.ToString();
+  address = net::HostPort{at->host, acceptor->port()}.ToString();
   return absl::OkStatus();
 }
 
@@ -442,10 +492,7 @@ absl::Status Server::StartHttp(const v1::ServerConfig& config, Parts& p) {
   Parts* raw = &p;
   p.http_router = std::make_unique<HttpRouter>();
   p.http_api = std::make_unique<HttpApi>(
-      *p.gateway,
-      // Not ready while storage is failing either, so that a load balancer stops sending.
-      [raw] { return raw->ready.load(std::memory_order_acquire) && raw->database->healthy(); },
-      config.public_base_url());
+      *p.gateway, [raw] { return raw->Serving(); }, config.public_base_url());
   if (absl::Status s = p.http_api->AddRoutes(*p.http_router); !s.ok()) return s;
   absl::Status s = p.http_router->Add(
       "GET", "/metrics",
@@ -507,9 +554,13 @@ void Server::Shutdown(absl::Duration drain_delay, absl::Duration grace) {
   // Both fronts drain at once, against one deadline. gRPC: no new calls (a GOAWAY) ...
   const absl::Time deadline = absl::Now() + grace;
   parts_->http->BeginShutdown();
+  parts_->anyai_service->BeginShutdown();
   // (Core's queue: grpc::Server::Shutdown() below waits on its own, this one only collects
   // the notifications.)
   grpc_completion_queue* notified = grpc_completion_queue_create_for_next(nullptr);
+  // (Our listeners stop first: gRPC drops, unclosed, a connection handed to it after.)
+  parts_->grpc_acceptor->Stop();
+  parts_->admin_acceptor->Stop();
   grpc_server* servers[] = {parts_->grpc->c_server(), parts_->admin->c_server()};
   for (grpc_server* server : servers) grpc_server_shutdown_and_notify(server, notified, nullptr);
   // ... then as soon as no call is in flight (or at the deadline, cutting those that are) the
@@ -520,6 +571,7 @@ void Server::Shutdown(absl::Duration drain_delay, absl::Duration grace) {
     server->Shutdown(absl::ToChronoTime(deadline));
     server->Wait();
   }
+  parts_->anyai_service->Stop();
   grpc_completion_queue_shutdown(notified);
   while (grpc_completion_queue_next(notified, gpr_inf_future(GPR_CLOCK_REALTIME), nullptr).type !=
          GRPC_QUEUE_SHUTDOWN) {

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -29,10 +30,12 @@
 
 namespace grpc {
 class Server;
-class Service;
+class ServerBuilder;
 }  // namespace grpc
 
 namespace anyai::server {
+
+class GrpcAcceptor;
 
 struct ServerOptions {
   // The time of every decision; tests may freeze or step it.
@@ -43,6 +46,9 @@ struct ServerOptions {
   // (providers may block them for seconds).
   int http_io_threads = 2;
   int http_worker_threads = 16;
+  // The gRPC front's workers, for the calls that reach a provider (anyai_service.h); the calls
+  // that never block are answered on its completion queues' threads, one per core.
+  int grpc_worker_threads = 16;
 };
 
 class Server {
@@ -89,13 +95,17 @@ class Server {
   static absl::Status StartGrpc(const v1::ServerConfig& config, Parts& p);
   // The Admin service's listener (admin_listen; TLS, or mutual TLS, from config.admin_tls).
   static absl::Status StartAdmin(const v1::ServerConfig& config, Parts& p);
-  // One gRPC server for `service` on `listen` (the config field `field`) with the credentials
+  // One gRPC server for the services `add_services` registers on `listen` (the config field
+  // `field`) with the credentials
   // of `tls` (the field `tls_field`), the bounds of both listeners, and the interceptors that
-  // count and time its calls; fills `server` and `address` (the port really bound).
+  // count and time its calls, behind our own listener with the connection caps (`acceptor`,
+  // grpc_acceptor.h); fills `server`, `acceptor` and `address` (the port really bound).
   static absl::Status ListenGrpc(absl::string_view field, const std::string& listen,
                                  absl::string_view tls_field, const v1::TlsConfig& tls,
-                                 const v1::ServerConfig& config, grpc::Service& service, Parts& p,
-                                 std::unique_ptr<grpc::Server>& server, std::string& address);
+                                 const v1::ServerConfig& config,
+                                 absl::FunctionRef<void(grpc::ServerBuilder&)> add_services,
+                                 Parts& p, std::unique_ptr<grpc::Server>& server,
+                                 std::unique_ptr<GrpcAcceptor>& acceptor, std::string& address);
   // The API's routes, /metrics, and the server that serves them, counting every answer.
   static absl::Status StartHttp(const v1::ServerConfig& config, Parts& p);
   // Idle tenants and expired images leave memory every eviction_period, until Shutdown().

@@ -102,98 +102,204 @@ absl::Status CheckMetadataSize(const grpc::ServerContextBase& context, int64_t l
       absl::StrCat("the call's metadata is ", size, " bytes, over the limit of ", limit));
 }
 
+// The answer of one call, after the metadata check every method makes first.
+template <typename Answer>
+grpc::Status Checked(const grpc::ServerContextBase& context, int64_t max_metadata_bytes,
+                     Answer answer) {
+  if (absl::Status s = CheckMetadataSize(context, max_metadata_bytes); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  return answer();
+}
+
 }  // namespace
 
-grpc::Status AnyAIService::CreateChatCompletion(grpc::ServerContext* context,
-                                                const v1::ChatCompletionRequest* request,
-                                                v1::ChatCompletion* response) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
+// Each method's request, placement and answer, for as long as the service lives.
+struct AnyAIService::Methods {
+  using Service = v1::AnyAI::AsyncService;
+
+  // `request`: the generated Service::RequestX (a member of one of Service's bases).
+  template <typename Request, typename Response, typename Requester>
+  static UnaryMethod<Request, Response> Unary(
+      AnyAIService& s, Requester request, bool on_worker,
+      grpc::Status (AnyAIService::*answer)(grpc::ServerContext&, const Request&, Response&)) {
+    return {
+        .request = [&s, request](grpc::ServerContext* c, Request* r,
+                                 grpc::ServerAsyncResponseWriter<Response>* w,
+                                 grpc::ServerCompletionQueue* cq,
+                                 void* tag) { (s.service_.*request)(c, r, w, cq, cq, tag); },
+        .on_worker = on_worker,
+        .answer = [&s, answer](grpc::ServerContext& c, const Request& r,
+                               Response& out) { return (s.*answer)(c, r, out); },
+    };
   }
-  GrpcCaller caller(*context);
-  return ToGrpcStatus(Deliver(*context, gateway_.Chat(caller.get(), *request), response));
+
+  template <typename Request, typename Chunk, typename Requester>
+  static StreamMethod<Request, Chunk> Stream(
+      AnyAIService& s, Requester request,
+      grpc::Status (AnyAIService::*answer)(grpc::ServerContext&, const Request&,
+                                           absl::FunctionRef<bool(const Chunk&)>)) {
+    return {
+        .request = [&s, request](grpc::ServerContext* c, Request* r,
+                                 grpc::ServerAsyncWriter<Chunk>* w, grpc::ServerCompletionQueue* cq,
+                                 void* tag) { (s.service_.*request)(c, r, w, cq, cq, tag); },
+        .answer =
+            [&s, answer](grpc::ServerContext& c, const Request& r,
+                         absl::FunctionRef<bool(const Chunk&)> write) {
+              return (s.*answer)(c, r, write);
+            },
+    };
+  }
+
+  explicit Methods(AnyAIService& s)
+      : chat(Unary(s, &Service::RequestCreateChatCompletion, true, &AnyAIService::Chat)),
+        stream_chat(Stream(s, &Service::RequestStreamChatCompletion, &AnyAIService::StreamChat)),
+        list_models(Unary(s, &Service::RequestListModels, false, &AnyAIService::ListModels)),
+        generate_images(
+            Unary(s, &Service::RequestGenerateImages, true, &AnyAIService::GenerateImages)),
+        imagine(Unary(s, &Service::RequestImagine, true, &AnyAIService::Imagine)),
+        ask(Stream(s, &Service::RequestAsk, &AnyAIService::Ask)),
+        describe_image(
+            Unary(s, &Service::RequestDescribeImage, true, &AnyAIService::DescribeImage)),
+        check_key(Unary(s, &Service::RequestCheckKey, false, &AnyAIService::CheckKey)) {}
+
+  // Posts each method's waiting requests on `queue`.
+  void Arm(CallQueue& queue) const {
+    for (int i = 0; i < queue.owner().calls_waiting(); ++i) {
+      queue.Arm<UnaryCall<v1::ChatCompletionRequest, v1::ChatCompletion>>(chat);
+      queue.Arm<StreamCall<v1::ChatCompletionRequest, v1::ChatCompletionChunk>>(stream_chat);
+      queue.Arm<UnaryCall<v1::ListModelsRequest, v1::ListModelsResponse>>(list_models);
+      queue.Arm<UnaryCall<v1::GenerateImagesRequest, v1::GenerateImagesResponse>>(generate_images);
+      queue.Arm<UnaryCall<v1::ImagineRequest, v1::ImagineResponse>>(imagine);
+      queue.Arm<StreamCall<v1::AskRequest, v1::AskChunk>>(ask);
+      queue.Arm<UnaryCall<v1::DescribeImageRequest, v1::DescribeImageResponse>>(describe_image);
+      queue.Arm<UnaryCall<v1::CheckKeyRequest, v1::CheckKeyResponse>>(check_key);
+    }
+  }
+
+  const UnaryMethod<v1::ChatCompletionRequest, v1::ChatCompletion> chat;
+  const StreamMethod<v1::ChatCompletionRequest, v1::ChatCompletionChunk> stream_chat;
+  const UnaryMethod<v1::ListModelsRequest, v1::ListModelsResponse> list_models;
+  const UnaryMethod<v1::GenerateImagesRequest, v1::GenerateImagesResponse> generate_images;
+  const UnaryMethod<v1::ImagineRequest, v1::ImagineResponse> imagine;
+  const StreamMethod<v1::AskRequest, v1::AskChunk> ask;
+  const UnaryMethod<v1::DescribeImageRequest, v1::DescribeImageResponse> describe_image;
+  const UnaryMethod<v1::CheckKeyRequest, v1::CheckKeyResponse> check_key;
+};
+
+AnyAIService::AnyAIService(Gateway& gateway, Options options)
+    : gateway_(gateway),
+      options_(std::move(options)),
+      health_(options_.serving),
+      queues_(options_.queues),
+      methods_(std::make_unique<Methods>(*this)) {}
+
+AnyAIService::~AnyAIService() = default;
+
+void AnyAIService::AddTo(grpc::ServerBuilder& builder) {
+  builder.RegisterService(&service_);
+  builder.RegisterService(&health_);
+  builder.RegisterAsyncGenericService(&unknown_methods_);
+  queues_.AddTo(builder);
 }
 
-grpc::Status AnyAIService::StreamChatCompletion(
-    grpc::ServerContext* context, const v1::ChatCompletionRequest* request,
-    grpc::ServerWriter<v1::ChatCompletionChunk>* writer) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  GrpcCaller caller(*context);
-  StreamHead head(*context);
-  return head.End(gateway_.StreamChat(
-      caller.get(), *request, [&](const std::optional<RateLimitState>& r) { return head.Start(r); },
-      [&](const v1::ChatCompletionChunk& chunk) { return writer->Write(chunk); }));
+void AnyAIService::Start() {
+  queues_.Start([this](CallQueue& queue) {
+    methods_->Arm(queue);
+    health_.Arm(queue);
+    for (int i = 0; i < queue.owner().calls_waiting(); ++i) {
+      queue.Arm<UnknownMethodCall>(unknown_methods_);
+    }
+  });
 }
 
-grpc::Status AnyAIService::ListModels(grpc::ServerContext* context, const v1::ListModelsRequest*,
-                                      v1::ListModelsResponse* response) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  GrpcCaller caller(*context);
-  return ToGrpcStatus(Deliver(*context, gateway_.ListModels(caller.get()), response));
+void AnyAIService::BeginShutdown() { health_.Shutdown(); }
+
+void AnyAIService::Stop() { queues_.Stop(); }
+
+grpc::Status AnyAIService::Chat(grpc::ServerContext& context,
+                                const v1::ChatCompletionRequest& request,
+                                v1::ChatCompletion& response) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    return ToGrpcStatus(Deliver(context, gateway_.Chat(caller.get(), request), &response));
+  });
 }
 
-grpc::Status AnyAIService::GenerateImages(grpc::ServerContext* context,
-                                          const v1::GenerateImagesRequest* request,
-                                          v1::GenerateImagesResponse* response) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  GrpcCaller caller(*context);
-  Caller with_base = caller.get();
-  const std::string base = BaseUrlOf(*context);
-  with_base.public_base_url = base;
-  return ToGrpcStatus(Deliver(*context, gateway_.GenerateImages(with_base, *request), response));
+grpc::Status AnyAIService::StreamChat(
+    grpc::ServerContext& context, const v1::ChatCompletionRequest& request,
+    absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> write) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    StreamHead head(context);
+    return head.End(gateway_.StreamChat(
+        caller.get(), request,
+        [&](const std::optional<RateLimitState>& r) { return head.Start(r); }, write));
+  });
+}
+
+grpc::Status AnyAIService::ListModels(grpc::ServerContext& context, const v1::ListModelsRequest&,
+                                      v1::ListModelsResponse& response) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    return ToGrpcStatus(Deliver(context, gateway_.ListModels(caller.get()), &response));
+  });
+}
+
+grpc::Status AnyAIService::GenerateImages(grpc::ServerContext& context,
+                                          const v1::GenerateImagesRequest& request,
+                                          v1::GenerateImagesResponse& response) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    Caller with_base = caller.get();
+    const std::string base = BaseUrlOf(context);
+    with_base.public_base_url = base;
+    return ToGrpcStatus(Deliver(context, gateway_.GenerateImages(with_base, request), &response));
+  });
 }
 
 std::string AnyAIService::BaseUrlOf(const grpc::ServerContextBase& context) const {
-  if (!public_base_url_.empty()) return public_base_url_;
+  if (!options_.public_base_url.empty()) return options_.public_base_url;
   const grpc::string_ref authority = context.ExperimentalGetAuthority();
-  return ImageBaseUrl(std::string_view(authority.data(), authority.size()), http_port_);
+  return ImageBaseUrl(std::string_view(authority.data(), authority.size()), options_.http_port);
 }
 
-grpc::Status AnyAIService::Imagine(grpc::ServerContext* context, const v1::ImagineRequest* request,
-                                   v1::ImagineResponse* response) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  GrpcCaller caller(*context);
-  return ToGrpcStatus(Deliver(*context, gateway_.Imagine(caller.get(), *request), response));
+grpc::Status AnyAIService::Imagine(grpc::ServerContext& context, const v1::ImagineRequest& request,
+                                   v1::ImagineResponse& response) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    return ToGrpcStatus(Deliver(context, gateway_.Imagine(caller.get(), request), &response));
+  });
 }
 
-grpc::Status AnyAIService::Ask(grpc::ServerContext* context, const v1::AskRequest* request,
-                               grpc::ServerWriter<v1::AskChunk>* writer) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  GrpcCaller caller(*context);
-  StreamHead head(*context);
-  return head.End(gateway_.Ask(
-      caller.get(), *request, [&](const std::optional<RateLimitState>& r) { return head.Start(r); },
-      [&](const v1::AskChunk& chunk) { return writer->Write(chunk); }));
+grpc::Status AnyAIService::Ask(grpc::ServerContext& context, const v1::AskRequest& request,
+                               absl::FunctionRef<bool(const v1::AskChunk&)> write) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    StreamHead head(context);
+    return head.End(gateway_.Ask(
+        caller.get(), request,
+        [&](const std::optional<RateLimitState>& r) { return head.Start(r); }, write));
+  });
 }
 
-grpc::Status AnyAIService::DescribeImage(grpc::ServerContext* context,
-                                         const v1::DescribeImageRequest* request,
-                                         v1::DescribeImageResponse* response) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  GrpcCaller caller(*context);
-  return ToGrpcStatus(Deliver(*context, gateway_.DescribeImage(caller.get(), *request), response));
+grpc::Status AnyAIService::DescribeImage(grpc::ServerContext& context,
+                                         const v1::DescribeImageRequest& request,
+                                         v1::DescribeImageResponse& response) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    return ToGrpcStatus(Deliver(context, gateway_.DescribeImage(caller.get(), request), &response));
+  });
 }
 
-grpc::Status AnyAIService::CheckKey(grpc::ServerContext* context,
-                                    const v1::CheckKeyRequest* request,
-                                    v1::CheckKeyResponse* response) {
-  if (absl::Status s = CheckMetadataSize(*context, max_metadata_bytes_); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  GrpcCaller caller(*context);
-  return ToGrpcStatus(Deliver(*context, gateway_.CheckKey(caller.get(), request->key()), response));
+grpc::Status AnyAIService::CheckKey(grpc::ServerContext& context,
+                                    const v1::CheckKeyRequest& request,
+                                    v1::CheckKeyResponse& response) {
+  return Checked(context, options_.max_metadata_bytes, [&] {
+    GrpcCaller caller(context);
+    return ToGrpcStatus(
+        Deliver(context, gateway_.CheckKey(caller.get(), request.key()), &response));
+  });
 }
 
 }  // namespace anyai::server

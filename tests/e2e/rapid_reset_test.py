@@ -1,7 +1,7 @@
 """HTTP/2 rapid reset (CVE-2023-44487) and metadata floods against the gRPC port (issue 12).
 
-One TCP connection (h2c, prior knowledge) sends HEADERS of a valid gRPC call to a real method,
-each followed at once by RST_STREAM, for ATTACK_S seconds, reading and discarding what the
+One TCP connection (h2c, prior knowledge) sends HEADERS of a gRPC call to a method (one of each
+kind: answered inline, by a worker, a stream, health, reflection, unknown), each followed at once by RST_STREAM, for ATTACK_S seconds, reading and discarding what the
 server sends (stopping on GOAWAY). The frames are made by hand (python3-hpack encodes the
 header block once, never indexed, so every stream reuses it) so that one Python thread sends
 them about as fast as the server can take them. The server's RSS (/proc/PID/status VmRSS) is
@@ -35,18 +35,21 @@ from anyai.v1 import anyai_pb2  # noqa: E402
 CALL_TIMEOUT_S = 20.0
 ATTACK_S = 5.0
 SETTLE_S = 5.0
-# Generous: a bound on growth, not a benchmark (the unbounded case grew by over 1 GB).
-# A guard against the severe case, not a proof of a tight bound: the callback API's queue took
-# RSS to 1.7 GB in a 15 s attack and kept growing. On the synchronous API, ListModels (answered
-# fastest, so queued most) measured 50-72 MB of growth on a quiet machine but ~490 MB on a
-# loaded one (fresh-clone CI run, 2 cores shared with builds), much of it freed after the attack;
-# gRPC 1.51 has no bound on pending requests (issue 12's note).
-RSS_GROWTH_BOUND_KB = 900 * 1024
+# A bound on growth, not a benchmark. On the completion-queue API (server/grpc/async_calls.h)
+# every method measured 10-20 MB of growth for a 5 s attack of 120k-180k streams in most runs;
+# the callback API's queue took RSS to 1.7 GB in 15 s and kept growing, the synchronous API's up
+# to 490 MB in 5 s, and an unknown method answered without reading first 450-1,360 MB. But in
+# about one attack in ten gRPC 1.51's core itself swells by 0.2-1.4 GB during or just after the
+# attack: the empty completion-queue service of ../shared/anchors/grpc-empty does the same
+# (1.1 GB in one run of six, 28-41 MB in the others), so no setting of ours prevents it. Each
+# method therefore gets up to ATTEMPTS attacks, each on a fresh server, and must stay bounded in
+# one of them; every attempt's figures are printed.
+ATTEMPTS = 3
+RSS_GROWTH_BOUND_KB = 160 * 1024
 # Under AddressSanitizer the server's RSS also carries ASan's quarantine of freed blocks (up to
-# 256 MB by default) and shadow memory: measured ~500 MB of growth on a build that is bounded
-# (the attack's unbounded growth, fixed by the synchronous API, went on rising after the attack).
+# 256 MB by default) and its shadow memory.
 if os.environ.get("ANYAI_SANITIZE"):
-    RSS_GROWTH_BOUND_KB += 600 * 1024
+    RSS_GROWTH_BOUND_KB += 400 * 1024
 # After the attack, memory must not keep growing (the unbounded queue's symptom).
 RSS_AFTER_ATTACK_BOUND_KB = 64 * 1024
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -158,6 +161,20 @@ class RapidResetTest(unittest.TestCase):
         return len(self.list_models(anyai_pb2.ListModelsRequest(), timeout=CALL_TIMEOUT_S).data)
 
     def attack(self, method):
+        failures = []
+        for attempt in range(ATTEMPTS):
+            if attempt > 0:
+                self.server.stop()
+                self.setUp()
+            try:
+                self.attack_once(method)
+                return
+            except AssertionError as e:
+                failures.append(str(e))
+                print(f"attempt {attempt + 1} on {method}: {e}", file=sys.stderr)
+        self.fail(f"unbounded in all {ATTEMPTS} attempts: {failures}")
+
+    def attack_once(self, method):
         pid = self.server.process.pid
         self.assertGreater(self.served(), 0)
         before = rss_kb(pid)
@@ -214,11 +231,30 @@ class RapidResetTest(unittest.TestCase):
         self.assertGreater(served_during, 0, f"not served during the attack: {errors_during}")
         self.assertGreater(served_after, 0)
 
-    def test_rapid_reset_on_a_callback_method_stays_bounded(self):
+    def test_rapid_reset_on_a_method_answered_inline_stays_bounded(self):
         self.attack("/anyai.v1.AnyAI/ListModels")
 
-    def test_rapid_reset_on_a_sync_method_stays_bounded(self):
+    def test_rapid_reset_on_a_method_answered_by_a_worker_stays_bounded(self):
         self.attack("/anyai.v1.AnyAI/CreateChatCompletion")
+
+    def test_rapid_reset_on_a_stream_stays_bounded(self):
+        self.attack("/anyai.v1.AnyAI/StreamChatCompletion")
+
+    def test_rapid_reset_on_health_stays_bounded(self):
+        self.attack("/grpc.health.v1.Health/Check")
+
+    def test_rapid_reset_on_reflection_stays_bounded(self):
+        self.attack("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+
+    def test_rapid_reset_on_an_unknown_method_stays_bounded(self):
+        self.attack("/anyai.v1.AnyAI/NoSuchMethod")
+
+    def test_an_unknown_method_is_unimplemented(self):
+        call = self.channel.unary_unary("/anyai.v1.AnyAI/NoSuchMethod")
+        with self.assertRaises(grpc.RpcError) as refused:
+            call(b"", timeout=CALL_TIMEOUT_S)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        self.assertGreater(self.served(), 0)
 
     def test_too_much_metadata_fails_that_call_alone(self):
         with self.assertRaises(grpc.RpcError) as refused:
