@@ -8,6 +8,7 @@ config file, flooded over loopback from addresses of 127/8 (Linux routes all of 
   - A flood from many addresses, more than the descriptor limit allows: the server lowers its
     total cap to fit the limit (and says so on stderr), turns the rest away instead of running
     out of descriptors, serves again once the flood is gone, and stops cleanly on SIGTERM.
+  - The same flood on the gRPC port (its own listener has the same caps).
   - Request smuggling: `Transfer-Encoding: gzip` with a second request behind it is refused
     with 400 and the connection closed; the smuggled request is never answered.
 
@@ -191,6 +192,40 @@ class HttpHardeningTest(unittest.TestCase):
                 time.sleep(0.1)
         self.assertEqual(status, 200)
         self.assertIsNone(server.process.poll())
+        self.assertEqual(server.stop(), 0)
+
+    def test_a_grpc_flood_from_one_address_leaves_room_for_others(self):
+        """The gRPC port has the same caps (server/grpc/grpc_acceptor.h); gRPC 1.51 has none."""
+        import grpc  # noqa: E402  (python3-grpcio, only for this test)
+        from anyai.v1 import anyai_pb2  # noqa: E402
+        server = self.start_server(max_connections=100)
+        port = int(server.grpc_address.rsplit(":", 1)[1])
+        flood = self.flood(port, ["127.0.0.2"], 60)
+        turned_away = set()
+        deadline = time.monotonic() + 3
+        while len(turned_away) < len(flood) - PER_ADDRESS and time.monotonic() < deadline:
+            turned_away |= {i for i, s in enumerate(flood)
+                            if i not in turned_away and closed_already(s)}
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(turned_away), len(flood) - PER_ADDRESS)
+        self.assertLess(len(turned_away), len(flood))
+        # Another address (grpcio's, 127.0.0.1) is served while the flood is held.
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            list_models = channel.unary_unary(
+                "/anyai.v1.AnyAI/ListModels",
+                request_serializer=anyai_pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=anyai_pb2.ListModelsResponse.FromString)
+            models = list_models(anyai_pb2.ListModelsRequest(), timeout=IO_TIMEOUT_S)
+            self.assertGreater(len(models.data), 0)
+        # The held ones, which never sent a byte, go at the handshake timeout (header_timeout).
+        held = [s for i, s in enumerate(flood) if i not in turned_away]
+        for s in held:
+            self.assertTrue(closed_by_server(s, 2 + IO_TIMEOUT_S))
+        # Their places are given back: the address is admitted again.
+        again = connect(port, "127.0.0.2")
+        self.addCleanup(again.close)
+        time.sleep(0.3)
+        self.assertFalse(closed_already(again))
         self.assertEqual(server.stop(), 0)
 
     def test_a_smuggled_request_is_never_served(self):
