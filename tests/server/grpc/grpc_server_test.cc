@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/app/server.h"
 #include "server/config/config.h"
@@ -546,6 +548,41 @@ TEST_F(GrpcServerTest, AdminIsNotServedOnThePublicPort) {
   auto on_its_port = Context(kAdminToken);
   EXPECT_TRUE(admin_->ListKeys(on_its_port.get(), {}, &resp).ok());
   EXPECT_NE(server_->admin_address(), server_->grpc_address());
+}
+
+TEST_F(GrpcServerTest, HealthIsServingForTheServerAndTheServiceAndNotFoundForOthers) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  for (const std::string service : {"", "anyai.v1.AnyAI"}) {
+    grpc::ClientContext c;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&c, req, &resp).ok()) << service;
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  grpc::ClientContext c;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("anyai.v1.Admin");  // served on its own port, not this one
+  grpc::health::v1::HealthCheckResponse resp;
+  EXPECT_EQ(health->Check(&c, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(GrpcServerTest, WatchSendsTheStatusAndEndsWhenTheServerStops) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  std::unique_ptr<grpc::ClientReader<grpc::health::v1::HealthCheckResponse>> watch =
+      health->Watch(&c, {});
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(watch->Read(&resp));
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  // Shutdown ends the watch (else it would wait out the whole grace period).
+  const absl::Time began = absl::Now();
+  server_->Shutdown(absl::ZeroDuration(), absl::Seconds(20));
+  EXPECT_LT(absl::Now() - began, absl::Seconds(15));
+  while (watch->Read(&resp)) {
+  }
+  EXPECT_TRUE(watch->Finish().ok());
 }
 
 TEST_F(GrpcServerTest, AnUnreadableTlsFileFailsTheStartNamingTheField) {
