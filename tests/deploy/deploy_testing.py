@@ -15,6 +15,7 @@ Not thread-safe; each test process uses it from one thread.
 import ctypes
 import os
 import queue
+import random
 import re
 import shutil
 import signal
@@ -59,10 +60,19 @@ def run_tests(flags=()):
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (for programs that cannot take 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on every address a moment ago (for programs that cannot take 0). It is
+    drawn below Linux's ephemeral range (32768-60999), where every listener on port 0 and every
+    outgoing connection of the tests running beside this one take theirs: a port the kernel had
+    handed out here was taken by one of them before the server bound it."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def http_get(url, timeout=10.0):
