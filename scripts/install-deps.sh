@@ -24,6 +24,11 @@ if [[ "${1:-}" == "--tests" ]]; then
     python3-h2 openssl clang-16 libclang-rt-16-dev
   )
 fi
+optional=()
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(nghttp2-client wrk nginx-core redis-server redis-tools gnuplot-nox python3 curl procps)
+  optional+=(linux-perf)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,17 +40,25 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
   missing=("${filtered[@]}")
 fi
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then sudo_cmd=(sudo); fi
 if ((${#missing[@]})); then
-  sudo_cmd=()
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "run as root (or install sudo) to install: ${missing[*]}" >&2; exit 1; }
-    sudo_cmd=(sudo)
+  if [[ $(id -u) -ne 0 ]] && ((${#sudo_cmd[@]} == 0)); then
+    echo "run as root (or install sudo) to install: ${missing[*]}" >&2; exit 1
   fi
   echo "installing: ${missing[*]}"
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+for p in "${optional[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' && continue
+  [[ $(id -u) -ne 0 ]] && ((${#sudo_cmd[@]} == 0)) && { echo "optional package $p not installed (needs root)" >&2; continue; }
+  # Optional: a failure (no such package on this release or architecture) is not fatal.
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "$p" ||
+    echo "optional package $p not installed (profiles need it)" >&2
+done
 
 if [[ "${1:-}" == "--tests" && -f tests/e2e/package.json ]]; then
   if [[ ! -d tests/e2e/node_modules ]] || [[ tests/e2e/package.json -nt tests/e2e/node_modules ]] ||
