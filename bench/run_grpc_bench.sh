@@ -2,18 +2,20 @@
 # End-to-end gRPC benchmark (SPEC §11): decisions per second and latency of anyai-server's
 # CreateChatCompletion (authenticate a key in RocksDB, validate, admit, persist the admission,
 # answer with the builtin provider) against the empty C++ gRPC service of
-# ../shared/anchors/grpc-empty (the framework's ceiling), driven by the same closed-loop
+# bench/anchors/grpc-empty (the framework's ceiling), driven by the same closed-loop
 # generic client (bench/grpc_load) with the same in-flight count, in one run. Also the cost of
 # each durability mode. Prints a Markdown table.
 # Usage: bench/run_grpc_bench.sh [seconds=10] [inflight=64] [reps=2]
+# Env: ANCHORS (default bench/anchors), BUILD_DIR (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 inflight=${2:-64}
 reps=${3:-2}
-anchors=${ANCHORS:-../shared/anchors}
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build --target anyai-server anyai-admin grpc_load >/dev/null
+anchors=${ANCHORS:-bench/anchors}
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target anyai-server anyai-admin grpc_load >/dev/null
 anchor_build=${TMPDIR:-/tmp}/anyai-grpc-anchor-build
 cmake -S "$anchors/grpc-empty" -B "$anchor_build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$anchor_build" >/dev/null
@@ -26,7 +28,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
-load() { build/bin/grpc_load --target="127.0.0.1:$1" --inflight="$inflight" --duration="$secs" "${@:2}"; }
+load() { "$build"/bin/grpc_load --target="127.0.0.1:$1" --inflight="$inflight" --duration="$secs" "${@:2}"; }
 
 run_anchor() {  # $1 = async (completion queue) or callback
   local port; port=$(free_port)
@@ -41,13 +43,13 @@ run_anyai() {  # $1 = durability
   { cat bench/bench-config.textproto; echo "durability: $1"; } >"$cfg"
   port=$(free_port)
   admin_port=$(free_port)
-  ANYAI_ADMIN_TOKEN=bench build/bin/anyai-server --config="$cfg" --data_dir="$dir" \
+  ANYAI_ADMIN_TOKEN=bench "$build"/bin/anyai-server --config="$cfg" --data_dir="$dir" \
     --grpc_listen="127.0.0.1:$port" --http_listen=127.0.0.1:0 \
     --admin_listen="127.0.0.1:$admin_port" >/dev/null 2>"$work/server.log" & pid=$!
   wait_port "$port"
   wait_port "$admin_port"
   local key
-  key=$(ANYAI_ADMIN_TOKEN=bench build/bin/anyai-admin --server="127.0.0.1:$admin_port" keys create \
+  key=$(ANYAI_ADMIN_TOKEN=bench "$build"/bin/anyai-admin --server="127.0.0.1:$admin_port" keys create \
         --plan=premium --label=bench | grep '^sk-anyai-')
   load "$port" --request=anyai_chat --metadata="authorization:Bearer $key"
   stop

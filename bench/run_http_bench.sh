@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # End-to-end HTTP benchmark (SPEC §11): requests per second and latency of anyai-server's
 # OpenAI-compatible front against nginx `limit_req` returning a static body
-# (../shared/anchors/nginx-limit-req.sh), both driven by wrk -t2 on loopback in one run.
+# (bench/anchors/nginx-limit-req.sh), both driven by wrk -t2 on loopback in one run.
 # anyai-server is measured on GET /v1/models (auth-free, metered by the `meta` class: the
 # front's own cost) and on POST /v1/chat/completions with a key (auth + validation + admission
 # persisted to RocksDB + builtin answer). Prints a Markdown table.
 # Usage: bench/run_http_bench.sh [seconds=10] [connections=64]
+# Env: ANCHORS (default bench/anchors), BUILD_DIR (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-64}
-anchors=${ANCHORS:-../shared/anchors}
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build --target anyai-server anyai-admin >/dev/null
+anchors=${ANCHORS:-bench/anchors}
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target anyai-server anyai-admin >/dev/null
 work=$(mktemp -d)
 pid=""
 cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
@@ -28,13 +30,13 @@ anchor=$(bash "$anchors/nginx-limit-req.sh" "$conns" "$secs" | summary)
 
 cfg="$work/bench.textproto"
 cp bench/bench-config.textproto "$cfg"
-ANYAI_ADMIN_TOKEN=bench build/bin/anyai-server --config="$cfg" --data_dir="$work/data" \
+ANYAI_ADMIN_TOKEN=bench "$build"/bin/anyai-server --config="$cfg" --data_dir="$work/data" \
   --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --admin_listen=127.0.0.1:0 \
   >"$work/ports" 2>"$work/server.log" & pid=$!
 for _ in $(seq 100); do grep -q '^admin listening' "$work/ports" 2>/dev/null && break; sleep 0.1; done
 http=$(sed -n 's/^http listening on //p' "$work/ports")
 admin=$(sed -n 's/^admin listening on //p' "$work/ports")
-key=$(ANYAI_ADMIN_TOKEN=bench build/bin/anyai-admin --server="$admin" keys create --plan=premium \
+key=$(ANYAI_ADMIN_TOKEN=bench "$build"/bin/anyai-admin --server="$admin" keys create --plan=premium \
       --label=bench | grep '^sk-anyai-')
 models=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "http://$http/v1/models" | summary)
 chat=$(ANYAI_KEY=$key wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/wrk_chat.lua \
