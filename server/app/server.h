@@ -46,9 +46,11 @@ struct ServerOptions {
   // (providers may block them for seconds).
   int http_io_threads = 2;
   int http_worker_threads = 16;
-  // The gRPC front's workers, for the calls that reach a provider (anyai_service.h); the calls
-  // that never block are answered on its completion queues' threads, one per core.
-  int grpc_worker_threads = 16;
+  // The gRPC front's workers, for the calls that reach a provider (anyai_service.h): as many
+  // calls as this wait for upstreams at once (an openai upstream takes seconds), and a stream
+  // holds its worker while its client reads. The calls that never block are answered on the
+  // completion queues' threads, one per core.
+  int grpc_worker_threads = 64;
 };
 
 class Server {

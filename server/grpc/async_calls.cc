@@ -27,6 +27,7 @@ struct CallQueues::Workers {
   void Post(std::function<void()> work) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     work_.push_back(std::move(work));
+    wake_.Signal();  // one thread; a Condition would have every waiter evaluated on unlock
   }
 
   // Runs what was posted, then ends the threads.
@@ -35,6 +36,7 @@ struct CallQueues::Workers {
       absl::MutexLock lock(&mu_);
       if (joined_) return;
       joined_ = true;
+      wake_.SignalAll();
     }
     for (std::thread& t : threads_) t.join();
   }
@@ -45,10 +47,7 @@ struct CallQueues::Workers {
       std::function<void()> work;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](Workers* w)
-                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return !w->work_.empty() || w->joined_; },
-            this));
+        while (work_.empty() && !joined_) wake_.Wait(&mu_);
         if (work_.empty()) return;
         work = std::move(work_.front());
         work_.pop_front();
@@ -58,6 +57,7 @@ struct CallQueues::Workers {
   }
 
   absl::Mutex mu_;
+  absl::CondVar wake_;
   std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(mu_);
   bool joined_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
