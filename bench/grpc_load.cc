@@ -1,12 +1,14 @@
 // Closed-loop unary gRPC load driver for any method: keeps --inflight calls outstanding over
 // --channels connections with the generic (byte buffer) stub, so that the same driver measures
-// anyai-server and the empty anchor service (../shared/anchors/grpc-empty) alike.
+// anyai-server and the empty anchor service (bench/anchors/grpc-empty) alike.
 //
 //   grpc_load --target=127.0.0.1:50051 --method=/anyai.v1.AnyAI/CreateChatCompletion
 //             --request=anyai_chat [--metadata=authorization:Bearer\ sk-...]
 //             --inflight=64 --duration=10 --warmup=1
 //   grpc_load --target=... --method=/anchor.Echo/Complete --request=@body.bin  (gRPC-framed,
 //             as the anchor client's --dump-grpc-body writes it)
+//   grpc_load --request=anyai_chat --dump_grpc_body=FILE  (writes the request gRPC-framed, for
+//             h2load, and exits)
 //
 // Prints one line of key=value pairs: rps, latency percentiles (µs), and the count of each
 // status code (RESOURCE_EXHAUSTED is a refusal: a decision all the same).
@@ -39,6 +41,8 @@ ABSL_FLAG(int, channels, 2, "TCP connections");
 ABSL_FLAG(int, threads, 2, "completion-queue threads");
 ABSL_FLAG(double, duration, 10, "measured seconds");
 ABSL_FLAG(double, warmup, 1, "seconds before measuring");
+ABSL_FLAG(std::string, dump_grpc_body, "",
+          "write the request gRPC-framed (5-byte prefix) to this file, for h2load, and exit");
 
 namespace {
 
@@ -83,6 +87,13 @@ struct Slot {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string payload = RequestBytes(absl::GetFlag(FLAGS_request));
+  if (const std::string dump = absl::GetFlag(FLAGS_dump_grpc_body); !dump.empty()) {
+    std::string framed(5, '\0');  // uncompressed flag, then the big-endian length
+    const uint32_t n = static_cast<uint32_t>(payload.size());
+    for (int i = 0; i < 4; ++i) framed[1 + i] = static_cast<char>((n >> (24 - 8 * i)) & 0xff);
+    std::ofstream(dump, std::ios::binary) << framed << payload;
+    return 0;
+  }
   const std::string method = absl::GetFlag(FLAGS_method);
   std::vector<std::pair<std::string, std::string>> metadata;
   for (const std::string& kv : absl::GetFlag(FLAGS_metadata)) {
