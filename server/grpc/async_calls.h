@@ -86,7 +86,21 @@ class AsyncCall {
   static void Dispatch(void* tag, bool ok);
 
  protected:
+  // A call that asked for kDone (AsyncNotifyWhenDone) says so here, before it is requested.
+  void AwaitDone() { awaiting_done_ = true; }
+  // kFinished or kDone: the call deletes itself once its Finish is done and its kDone, if it
+  // asked for one, is in. (Only the polling thread calls this.)
+  void Ended(Event event) {
+    if (event == Event::kFinished) finished_ = true;
+    if (event == Event::kDone) awaiting_done_ = false;
+    if (finished_ && !awaiting_done_) delete this;
+  }
+
   CallQueue& queue_;
+
+ private:
+  bool finished_ = false;
+  bool awaiting_done_ = false;
 };
 
 // A unary method: how to request its calls from the generated AsyncService, where to answer
@@ -174,7 +188,7 @@ class UnaryCall final : public AsyncCall {
       : AsyncCall(queue), method_(method), responder_(&context_) {
     if (method_.on_worker) {
       context_.AsyncNotifyWhenDone(Tag(Event::kDone));
-      awaiting_done_ = true;
+      AwaitDone();
     }
     method_.request(&context_, &request_, &responder_, queue_.cq(), Tag(Event::kStarted));
   }
@@ -194,15 +208,12 @@ class UnaryCall final : public AsyncCall {
         }
         return;
       case Event::kFinished:
-        finished_ = true;
-        break;
       case Event::kDone:
-        awaiting_done_ = false;
-        break;
+        Ended(event);
+        return;
       case Event::kWritten:
-        break;
+        return;
     }
-    if (finished_ && !awaiting_done_) delete this;
   }
 
  private:
@@ -218,9 +229,6 @@ class UnaryCall final : public AsyncCall {
   Request request_;
   Response response_;
   grpc::ServerAsyncResponseWriter<Response> responder_;
-  // Touched only by the polling thread.
-  bool finished_ = false;
-  bool awaiting_done_ = false;
 };
 
 // One call of a server-streaming method, answered on a worker that waits for each write.
@@ -230,6 +238,7 @@ class StreamCall final : public AsyncCall {
   StreamCall(const StreamMethod<Request, Chunk>& method, CallQueue& queue)
       : AsyncCall(queue), method_(method), writer_(&context_) {
     context_.AsyncNotifyWhenDone(Tag(Event::kDone));
+    AwaitDone();
     method_.request(&context_, &request_, &writer_, queue_.cq(), Tag(Event::kStarted));
   }
 
@@ -250,13 +259,10 @@ class StreamCall final : public AsyncCall {
         return;
       }
       case Event::kFinished:
-        finished_ = true;
-        break;
       case Event::kDone:
-        awaiting_done_ = false;
-        break;
+        Ended(event);
+        return;
     }
-    if (finished_ && !awaiting_done_) delete this;
   }
 
  private:
@@ -284,9 +290,6 @@ class StreamCall final : public AsyncCall {
   absl::Mutex mu_;
   bool written_ ABSL_GUARDED_BY(mu_) = false;
   bool write_ok_ ABSL_GUARDED_BY(mu_) = false;
-  // Touched only by the polling thread.
-  bool finished_ = false;
-  bool awaiting_done_ = true;
 };
 
 // A call of a method no service has, answered UNIMPLEMENTED on the polling thread once its

@@ -149,6 +149,17 @@ class HttpHardeningTest(unittest.TestCase):
                 held.append(connect(port, source))
         return held
 
+    def turned_away(self, flood):
+        """The indices of the flood's connections the server closed within 3 s (at accept: well
+        before the first-byte or handshake timeout), once all but PER_ADDRESS are."""
+        turned_away = set()
+        deadline = time.monotonic() + 3
+        while len(turned_away) < len(flood) - PER_ADDRESS and time.monotonic() < deadline:
+            turned_away |= {i for i, s in enumerate(flood)
+                            if i not in turned_away and closed_already(s)}
+            time.sleep(0.05)
+        return turned_away
+
     def test_a_flood_from_one_address_leaves_room_for_others(self):
         server = self.start_server(max_connections=100)
         flood = self.flood(server.http_port, ["127.0.0.2"], 60)
@@ -156,12 +167,7 @@ class HttpHardeningTest(unittest.TestCase):
         self.assertEqual(healthz_status(server.http_port, "127.0.0.3"), 200)
         # All but PER_ADDRESS of the flood were turned away at accept (well before the
         # first-byte timeout closes the rest).
-        turned_away = set()
-        deadline = time.monotonic() + 3
-        while len(turned_away) < len(flood) - PER_ADDRESS and time.monotonic() < deadline:
-            turned_away |= {i for i, s in enumerate(flood)
-                            if i not in turned_away and closed_already(s)}
-            time.sleep(0.05)
+        turned_away = self.turned_away(flood)
         self.assertGreaterEqual(len(turned_away), len(flood) - PER_ADDRESS)
         self.assertLess(len(turned_away), len(flood))
         # The held ones, which never sent a byte, go at first_byte_timeout.
@@ -201,12 +207,7 @@ class HttpHardeningTest(unittest.TestCase):
         server = self.start_server(max_connections=100)
         port = int(server.grpc_address.rsplit(":", 1)[1])
         flood = self.flood(port, ["127.0.0.2"], 60)
-        turned_away = set()
-        deadline = time.monotonic() + 3
-        while len(turned_away) < len(flood) - PER_ADDRESS and time.monotonic() < deadline:
-            turned_away |= {i for i, s in enumerate(flood)
-                            if i not in turned_away and closed_already(s)}
-            time.sleep(0.05)
+        turned_away = self.turned_away(flood)
         self.assertGreaterEqual(len(turned_away), len(flood) - PER_ADDRESS)
         self.assertLess(len(turned_away), len(flood))
         # Another address (grpcio's, 127.0.0.1) is served while the flood is held.
