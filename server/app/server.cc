@@ -38,6 +38,7 @@
 #include "server/metrics/metrics.h"
 #include "server/net/host_port.h"
 #include "server/providers/provider_registry.h"
+#include "storage/caching_key_store.h"
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/usage_schema.h"
@@ -217,6 +218,8 @@ struct Server::Parts {
   ServerOptions options;
   std::unique_ptr<storage::Database> database;
   std::unique_ptr<storage::RocksDbKeyStore> keys;
+  // `keys` as the Gateway sees them: Lookup answered from memory (key_cache_staleness).
+  std::unique_ptr<storage::CachingKeyStore> cached_keys;
   std::unique_ptr<storage::UsageStore> usage;
   std::unique_ptr<quota::Engine> engine;
   std::unique_ptr<Catalogue> catalogue;
@@ -334,6 +337,16 @@ absl::Status Server::OpenStorage(const v1::ServerConfig& config, const quota::Pl
       storage::RocksDbKeyStore::Open(*p.database);
   if (!keys.ok()) return keys.status();
   p.keys = *std::move(keys);
+  const v1::ServerConfig defaults = DefaultConfig();
+  absl::StatusOr<std::unique_ptr<storage::CachingKeyStore>> cached =
+      storage::CachingKeyStore::Create(
+          *p.keys, {.max_staleness =
+                        DurationOr(config.key_cache_staleness(), defaults.key_cache_staleness()),
+                    .capacity = Pick(config.key_cache_capacity(), defaults.key_cache_capacity()),
+                    .negative_capacity = 0,
+                    .clock = p.options.clock});
+  if (!cached.ok()) return cached.status();
+  p.cached_keys = *std::move(cached);
   // The usage store must exist before the engine that writes to it, and describes the
   // engine's classes: a sink-less engine on the same plans gives their layout.
   absl::StatusOr<std::unique_ptr<quota::Engine>> layout = quota::Engine::Create(plans, {});
@@ -379,7 +392,7 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
 
   absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Create(GatewayParts{
       .engine = p.engine.get(),
-      .keys = p.keys.get(),
+      .keys = p.cached_keys.get(),
       .catalogue = p.catalogue.get(),
       .image_models =
           EndpointModelsFromConfig(config.image_generation(), DefaultImageGenerationModels()),
