@@ -2,7 +2,8 @@
 # Reproduces every row of the performance issue's "Where it stands" table (SPEC §11), each
 # against its anchor (bench/anchors) measured IN THE SAME RUN with the same driver, and writes
 # the generated section of bench/RESULTS.md (machine, exact commands, tables with ratios; the
-# history sections below it are kept) and bench/plots/{throughput,latency}.png (gnuplot).
+# history sections below it are kept) and bench/plots/{throughput,latency}.png (gnuplot, by
+# bench/plot.sh from the .dat files it leaves beside them).
 #
 #   bench/run_all.sh [seconds=5]      (about 6-8 minutes at 5 s per point on 2 cores)
 #
@@ -353,42 +354,21 @@ else:
 open(path, "w").write(new)
 PY
 
-# --- plots ---------------------------------------------------------------------------------------
+# --- plots (the data stay beside them: bench/plot.sh redraws them) ------------------------------
 mkdir -p "$plots"
 for n in "${concs[@]}"; do
   echo "$n ${R[empty_c$n]} ${R[ours_c$n]} ${R[nginx_c$n]} ${R[http_c$n]}"
-done >"$work/throughput.dat"
+done >"$plots/throughput.dat"
 i=0
 for t in empty ours nginx http; do
+  case $t in empty) name="empty gRPC" ;; ours) name="anyai gRPC" ;; nginx) name="nginx" ;; http) name="anyai HTTP" ;; esac
   for f in "${fractions[@]}"; do
     read -r p50 p90 p99 p999 _ <<<"${L[$t,$f]:-0 0 0 0 0}"
-    echo "$i \"$t $f%\" $p50 $p90 $p99 $p999"
+    echo "$i \"$name $f%\" $p50 $p90 $p99 $p999"
     i=$((i + 1))
   done
   i=$((i + 1))
-done >"$work/latency.dat"
-gnuplot <<GP
-set terminal pngcairo size 900,560 font "sans,10"
-set output "$plots/throughput.png"
-set title "Throughput against concurrency (closed loop, $(nproc) shared cores, ${secs} s per point)"
-set xlabel "calls in flight"; set ylabel "calls per second"
-set logscale x 2; set xtics (1,4,16,64,256); set grid; set key top left
-set yrange [0:*]
-plot "$work/throughput.dat" u 1:2 w lp lw 2 t "empty gRPC service (grpc_load)", \
-     "" u 1:3 w lp lw 2 t "anyai gRPC CreateChatCompletion (grpc_load)", \
-     "" u 1:4 w lp lw 2 t "nginx limit_req (wrk)", \
-     "" u 1:5 w lp lw 2 t "anyai HTTP POST /v1/chat/completions (wrk)"
-set output "$plots/latency.png"
-set title "Open-loop latency at 25/50/75% of each target's peak (h2load --rps)"
-unset logscale x; set logscale y; set ylabel "latency, µs (log)"; set xlabel ""
-set yrange [*:*]
-set xtics rotate by -30 font ",8"; set key top left
-set arrow from graph 0, first 1000 to graph 1, first 1000 nohead dt 2 lc rgb "red"
-set label "1 ms (p99 target at 50%)" at graph 0.01, first 1150 tc rgb "red"
-plot "$work/latency.dat" u 1:(\$3>0?\$3:1/0):xtic(2) w p pt 7 ps 1.2 t "p50", \
-     "" u 1:(\$4>0?\$4:1/0) w p pt 5 ps 1.2 t "p90", \
-     "" u 1:(\$5>0?\$5:1/0) w p pt 9 ps 1.4 t "p99", \
-     "" u 1:(\$6>0?\$6:1/0) w p pt 11 ps 1.4 t "p99.9"
-GP
+done >"$plots/latency.dat"
+bash bench/plot.sh "$plots" "($(nproc) shared cores, ${secs} s per point)"
 log "done"
 sed -n '/run_all: begin/,/### Throughput/p' "$results" | head -30
