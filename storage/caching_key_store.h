@@ -29,9 +29,10 @@
 //
 // Memory. At most `capacity` records and `negative_capacity` unknown hashes, over up to 64
 // shards chosen by the hash (a SHA-256, so uniform); each shard evicts with CLOCK (an entry hit
-// since the hand last passed survives one more turn). A record entry costs about 250 bytes plus
-// its plan, label and masked key (≈ 300 MB at the default 1,000,000 if all are full); an unknown
-// hash about 80 bytes.
+// since the hand last passed survives one more turn). A record entry costs about 400 bytes with
+// a short plan and label (its slot, its index entry and the heap blocks of its strings), so up
+// to ≈ 400 MB at the default 1,000,000 once that many distinct keys have been used; an unknown
+// hash about 90 bytes. Entries leave memory only by eviction, not when they go stale.
 //
 // Cost. A hit takes one shard's mutex as a reader (threads share a lock only when their keys
 // fall in the same shard, and readers do not wait for each other) and allocates only the copy of
