@@ -23,7 +23,7 @@ plot "$plots/throughput.dat" u 1:2 w lp lw 2 t "empty gRPC service (bench/grpc_l
 set output "$plots/latency.png"
 set title "Open-loop latency at 25/50/75% of each target's closed-loop peak (h2load --rps) $note"
 unset logscale x; set logscale y; set ylabel "latency, µs (log scale)"; set xlabel ""
-set xrange [-0.7:$n - 0.3]; set yrange [*:*]; set bmargin 6
+set xrange [-0.7:$n - 0.3]; set yrange [100:*]; set bmargin 6
 set xtics rotate by -35 font ",9"; set key top left
 set arrow from graph 0, first 1000 to graph 1, first 1000 nohead dt 2 lc rgb "red"
 set label "1 ms: the p99 target at 50% of the peak" at graph 0.01, first 1150 tc rgb "red"
