@@ -19,7 +19,7 @@ HealthService::HealthService(std::function<bool()> serving)
                                 void* tag) { RequestCheck(c, r, w, cq, cq, tag); },
               .on_worker = false,
               .answer = [this](grpc::ServerContext& c, const HealthCheckRequest& r,
-                               HealthCheckResponse& out) { return Check(c, r, out); },
+                               HealthCheckResponse& out) { return Answer(c, r, out); },
           })) {}
 
 HealthService::~HealthService() = default;
@@ -36,8 +36,8 @@ std::optional<HealthCheckResponse::ServingStatus> HealthService::StatusOf(
   return serving_() ? HealthCheckResponse::SERVING : HealthCheckResponse::NOT_SERVING;
 }
 
-grpc::Status HealthService::Check(grpc::ServerContext&, const HealthCheckRequest& request,
-                                  HealthCheckResponse& response) {
+grpc::Status HealthService::Answer(grpc::ServerContext&, const HealthCheckRequest& request,
+                                   HealthCheckResponse& response) {
   const std::optional<HealthCheckResponse::ServingStatus> status = StatusOf(request.service());
   if (!status) return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service");
   response.set_status(*status);
