@@ -218,7 +218,7 @@ struct Server::Parts {
   ServerOptions options;
   std::unique_ptr<storage::Database> database;
   std::unique_ptr<storage::RocksDbKeyStore> keys;
-  // `keys` as the Gateway sees them: Lookup answered from memory (key_cache_staleness).
+  // `keys` as the Gateway sees them: Lookup answered from memory (key_cache_ttl).
   std::unique_ptr<storage::CachingKeyStore> cached_keys;
   std::unique_ptr<storage::UsageStore> usage;
   std::unique_ptr<quota::Engine> engine;
@@ -340,11 +340,12 @@ absl::Status Server::OpenStorage(const v1::ServerConfig& config, const quota::Pl
   const v1::ServerConfig defaults = DefaultConfig();
   absl::StatusOr<std::unique_ptr<storage::CachingKeyStore>> cached =
       storage::CachingKeyStore::Create(
-          *p.keys, {.max_staleness =
-                        DurationOr(config.key_cache_staleness(), defaults.key_cache_staleness()),
-                    .capacity = Pick(config.key_cache_capacity(), defaults.key_cache_capacity()),
-                    .negative_capacity = 0,
-                    .clock = p.options.clock});
+          *p.keys,
+          {.max_staleness = FromProto(config.has_key_cache_ttl() ? config.key_cache_ttl()
+                                                                 : defaults.key_cache_ttl()),
+           .capacity = Pick(config.key_cache_capacity(), defaults.key_cache_capacity()),
+           .negative_capacity = 0,
+           .clock = p.options.clock});
   if (!cached.ok()) return cached.status();
   p.cached_keys = *std::move(cached);
   // The usage store must exist before the engine that writes to it, and describes the

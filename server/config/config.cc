@@ -74,8 +74,7 @@ constexpr int32_t kDefaultAnonymousIpv6PrefixLength = 64;
 constexpr int64_t kDefaultMaxResidentTenants = 1'000'000;
 constexpr absl::Duration kDefaultDrainDelay = absl::ZeroDuration();
 constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(5);
-constexpr absl::Duration kDefaultKeyCacheStaleness = absl::Seconds(1);
-constexpr absl::Duration kMaxKeyCacheStaleness = absl::Hours(1);
+constexpr absl::Duration kMaxKeyCacheTtl = absl::Hours(1);
 constexpr int64_t kDefaultKeyCacheCapacity = 1'000'000;
 // A plan's default_token_reserve when the config gives none: a typical chat answer's length,
 // so that a request without max_tokens reserves a realistic estimate in token and spend
@@ -717,7 +716,6 @@ v1::ServerConfig DefaultConfig() {
   config.set_max_resident_tenants(kDefaultMaxResidentTenants);
   *config.mutable_drain_delay() = ToProto(kDefaultDrainDelay);
   *config.mutable_shutdown_grace() = ToProto(kDefaultShutdownGrace);
-  *config.mutable_key_cache_staleness() = ToProto(kDefaultKeyCacheStaleness);
   config.set_key_cache_capacity(kDefaultKeyCacheCapacity);
   return config;
 }
@@ -892,20 +890,17 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
         {"first_byte_timeout", false},
         {"header_timeout", false},
         {"drain_delay", true},
-        {"shutdown_grace", true},
-        {"key_cache_staleness", true}}) {
+        {"shutdown_grace", true}}) {
     if (absl::Status s = CheckPositiveDuration(config, d->FindFieldByName(field), zero_allowed);
         !s.ok()) {
       return s;
     }
   }
   // At most an hour: how long a revocation made elsewhere may take to be seen here.
-  if (config.has_key_cache_staleness() &&
-      FromProto(config.key_cache_staleness()) > kMaxKeyCacheStaleness) {
-    return Invalid(
-        "key_cache_staleness",
-        absl::StrCat("must be at most ", absl::FormatDuration(kMaxKeyCacheStaleness), ", got ",
-                     absl::FormatDuration(FromProto(config.key_cache_staleness()))));
+  if (config.has_key_cache_ttl() && FromProto(config.key_cache_ttl()) > kMaxKeyCacheTtl) {
+    return Invalid("key_cache_ttl",
+                   absl::StrCat("must be at most ", absl::FormatDuration(kMaxKeyCacheTtl), ", got ",
+                                absl::FormatDuration(FromProto(config.key_cache_ttl()))));
   }
   if (config.max_body_bytes() < 0) {
     return Invalid("max_body_bytes",

@@ -168,9 +168,6 @@ TEST(DefaultConfigTest, EverySettingHasItsDocumentedDefault) {
   EXPECT_EQ(c.max_messages(), 256);
   EXPECT_EQ(c.postgres_dsn(), "");
   EXPECT_EQ(c.key_cache_ttl().seconds(), 5);
-  EXPECT_EQ(absl::Seconds(c.key_cache_staleness().seconds()) +
-                absl::Nanoseconds(c.key_cache_staleness().nanos()),
-            absl::Seconds(1));
   EXPECT_EQ(c.key_cache_capacity(), 1000000);
   EXPECT_OK(ValidateConfig(c));
 }
@@ -661,16 +658,16 @@ TEST(ValidateConfigTest, RefusesNonPositiveTimeoutsAndSizes) {
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("max_messages")));
 }
 
-TEST(ValidateConfigTest, KeyCacheStalenessIsBetweenZeroAndAnHour) {
-  EXPECT_OK(ValidateText("key_cache_staleness { seconds: 0 }"));
-  EXPECT_OK(ValidateText("key_cache_staleness { nanos: 250000000 }"));
-  EXPECT_OK(ValidateText("key_cache_staleness { seconds: 3600 }"));
-  EXPECT_THAT(ValidateText("key_cache_staleness { seconds: -1 }"),
+TEST(ValidateConfigTest, KeyCacheTtlIsBetweenZeroAndAnHour) {
+  EXPECT_OK(ValidateText("key_cache_ttl { seconds: 0 }"));
+  EXPECT_OK(ValidateText("key_cache_ttl { nanos: 250000000 }"));
+  EXPECT_OK(ValidateText("key_cache_ttl { seconds: 3600 }"));
+  EXPECT_THAT(ValidateText("key_cache_ttl { seconds: -1 }"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       StartsWith("key_cache_staleness: must be at least 0")));
-  EXPECT_THAT(ValidateText("key_cache_staleness { seconds: 3600 nanos: 1 }"),
+                       StartsWith("key_cache_ttl: must be at least 0")));
+  EXPECT_THAT(ValidateText("key_cache_ttl { seconds: 3600 nanos: 1 }"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       StartsWith("key_cache_staleness: must be at most 1h")));
+                       StartsWith("key_cache_ttl: must be at most 1h")));
   EXPECT_OK(ValidateText("key_cache_capacity: 0"));
   EXPECT_OK(ValidateText("key_cache_capacity: 5"));
   EXPECT_THAT(ValidateText("key_cache_capacity: -1"),
