@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "server/net/cidr.h"
+#include "server/net/connection_caps.h"
 #include "server/net/host_port.h"
 #include "server/net/ip_address.h"
 #include "server/net/percent_decoding.h"
@@ -39,14 +40,9 @@ std::optional<std::string> CanonicalAddress(std::string_view address) {
 std::string ClientNetwork(std::string_view address, int ipv6_prefix_length) {
   absl::StatusOr<net::IpAddress> ip = net::IpAddress::Parse(address);
   if (!ip.ok()) return std::string(address);
-  const int bits = std::clamp(ipv6_prefix_length, 0, 128);
-  if (ip->is_ipv4() || bits == 128) return ip->ToString();
-  std::array<uint8_t, 16> bytes = ip->bytes();
-  for (int i = 0; i < 16; ++i) {
-    const int kept = std::clamp(bits - 8 * i, 0, 8);  // bits of this byte inside the prefix
-    bytes[i] &= static_cast<uint8_t>(0xff00 >> kept);
-  }
-  return absl::StrCat(net::IpAddress::FromIpv6Bytes(bytes).ToString(), "/", bits);
+  // A whole IPv6 address is itself; any shorter network counts as the connection caps do.
+  if (ip->is_ipv4() || ipv6_prefix_length >= 128) return ip->ToString();
+  return net::AddressKey(*ip, ipv6_prefix_length);
 }
 
 std::string AddressOfGrpcPeer(std::string_view peer) {
