@@ -10,6 +10,7 @@ Usage: live_metrics_test.py --server=build/bin/anyai-server --promtool=/usr/bin/
 import json
 import re
 import subprocess
+import time
 import unittest
 
 import deploy_testing
@@ -83,9 +84,17 @@ class LiveMetricsTest(unittest.TestCase):
         _, before = self.scrape()
         status, _, body = http_get(self.server.http_url + "/v1/models")
         self.assertEqual(status, 200, body[:300])
-        _, after = self.scrape()
-        self.assertEqual(sample_value(after, "anyai_requests_total", **labels),
-                         sample_value(before, "anyai_requests_total", **labels) + 1)
+        # A request is counted once its answer is written, which may be just after the client
+        # has read it: the scrape may come first (seen on a loaded CI machine).
+        expected = sample_value(before, "anyai_requests_total", **labels) + 1
+        deadline = time.monotonic() + 5
+        while True:
+            _, after = self.scrape()
+            counted = sample_value(after, "anyai_requests_total", **labels)
+            if counted >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(counted, expected)
 
     def test_no_label_names_a_key_or_an_ip(self):
         # An anonymous client (tenant = its IP) and a made-up key (401): neither may show up.
