@@ -224,6 +224,8 @@ absl::StatusOr<KeyRecord> CachingKeyStore::Revoke(std::string_view key_id, absl:
 
 absl::StatusOr<KeyRecord> CachingKeyStore::Lookup(std::string_view key_hash) {
   if (key_hash.size() != kHashSize) return store_.Lookup(key_hash);  // INVALID_ARGUMENT
+  // No staleness allowed: nothing could ever be served from memory, so nothing is kept.
+  if (options_.max_staleness == absl::ZeroDuration()) return store_.Lookup(key_hash);
   const uint64_t id = IdOf(key_hash);
   Shard& shard = ShardOf(id);
   // Taken before the store is asked: the read then reflects every change made before `now`.

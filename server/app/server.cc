@@ -315,6 +315,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
     for (grpc::Server* server : {p->grpc.get(), p->admin.get()}) {
       if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
     }
+    // Its calls are gone once the server is: none may touch it (or re-arm) after.
+    if (p->grpc != nullptr) p->anyai_service->Stop();
     p->http->BeginShutdown();
     p->http->Shutdown(absl::Now());
     return started;

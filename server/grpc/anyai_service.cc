@@ -22,13 +22,16 @@ namespace {
 // still there (client_presence.h): a blocked upstream then stops when the call is cancelled.
 class GrpcCaller {
  public:
-  explicit GrpcCaller(const grpc::ServerContextBase& context)
+  // `answered_inline`: the call runs on a polling thread, whose context has no kDone to tell
+  // IsCancelled() from (and where IsCancelled would pluck the queue), so it is never asked.
+  explicit GrpcCaller(const grpc::ServerContextBase& context, bool answered_inline = false)
       : peer_(AddressOfGrpcPeer(context.peer())),
-        presence_(
-            [](const void* c) {
-              return static_cast<const grpc::ServerContextBase*>(c)->IsCancelled();
-            },
-            &context) {
+        presence_(answered_inline ? +[](const void*) { return false; }
+                                  : +[](const void* c) {
+                                      return static_cast<const grpc::ServerContextBase*>(c)
+                                          ->IsCancelled();
+                                    },
+                  &context) {
     const auto& metadata = context.client_metadata();
     if (auto it = metadata.find("authorization"); it != metadata.end()) {
       caller_.authorization = std::string_view(it->second.data(), it->second.size());
@@ -161,7 +164,8 @@ struct AnyAIService::Methods {
         ask(Stream(s, &Service::RequestAsk, &AnyAIService::Ask)),
         describe_image(
             Unary(s, &Service::RequestDescribeImage, true, &AnyAIService::DescribeImage)),
-        check_key(Unary(s, &Service::RequestCheckKey, false, &AnyAIService::CheckKey)) {}
+        // (CheckKey reads usage, and a key not cached yet, from storage: a worker's.)
+        check_key(Unary(s, &Service::RequestCheckKey, true, &AnyAIService::CheckKey)) {}
 
   // Posts each method's waiting requests on `queue`.
   void Arm(CallQueue& queue) const {
@@ -191,8 +195,8 @@ AnyAIService::AnyAIService(Gateway& gateway, Options options)
     : gateway_(gateway),
       options_(std::move(options)),
       health_(options_.serving),
-      queues_(options_.queues),
-      methods_(std::make_unique<Methods>(*this)) {}
+      methods_(std::make_unique<Methods>(*this)),
+      queues_(options_.queues) {}
 
 AnyAIService::~AnyAIService() = default;
 
@@ -241,7 +245,7 @@ grpc::Status AnyAIService::StreamChat(
 grpc::Status AnyAIService::ListModels(grpc::ServerContext& context, const v1::ListModelsRequest&,
                                       v1::ListModelsResponse& response) {
   return Checked(context, options_.max_metadata_bytes, [&] {
-    GrpcCaller caller(context);
+    GrpcCaller caller(context, /*answered_inline=*/true);
     return ToGrpcStatus(Deliver(context, gateway_.ListModels(caller.get()), &response));
   });
 }

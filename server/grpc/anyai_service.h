@@ -97,8 +97,9 @@ class AnyAIService final {
   HealthService health_;
   // Every method no service of the server has (async_calls.h's UnknownMethodCall).
   grpc::AsyncGenericService unknown_methods_;
-  CallQueues queues_;
+  // Declared before the queues, so that it outlives them: ~CallQueues waits for the last call.
   std::unique_ptr<Methods> methods_;
+  CallQueues queues_;
 };
 
 }  // namespace anyai::server
