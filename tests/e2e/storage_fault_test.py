@@ -4,9 +4,11 @@ tmpfs, filled by another file right after the server started.
   - Chat completions are refused with 503 and OpenAI's error shape, saying the storage is
     unavailable, never where: no file path, no RocksDB file name, no tenant (the
     anonymous caller's address). The server lives on (it used to die of RocksDB's assertion,
-    `sync_without_flush_called_`, SIGABRT) and /readyz answers 503 while storage fails.
+    `sync_without_flush_called_`, SIGABRT) and /readyz answers 503 while storage fails, as
+    gRPC health answers NOT_SERVING.
   - Once the filler is deleted (the volume has then far less free than RocksDB's 64 MB recovery
-    reserve) the server heals by itself within a bounded wait: /readyz 200, chats 200.
+    reserve) the server heals by itself within a bounded wait: /readyz 200, gRPC health
+    SERVING, chats 200.
   - Nothing refused was counted: /check's llm window shows exactly the chats answered 200.
   - SIGTERM then stops it cleanly (exit status 0).
 
@@ -41,6 +43,9 @@ REFUSED_CALLS = 8  # chats refused while the volume is full (and nothing is coun
 # Chats sent at most after filling the volume: the first ones may still fit in the free end of
 # the WAL's last page (4 KB on tmpfs, some 60 usage records), so CONFIG lets llm through.
 MAX_CALLS_WHILE_FULL = 2000
+# grpc.health.v1.HealthCheckResponse{status}, as encoded: SERVING (1) and NOT_SERVING (2).
+HEALTH_SERVING = b"\x08\x01"
+HEALTH_NOT_SERVING = b"\x08\x02"
 
 
 def _plan(name):
@@ -110,6 +115,15 @@ class StorageFaultTest(unittest.TestCase):
     def readyz(self, server):
         return self.request(server, "GET", "/readyz")[0]
 
+    def grpc_health(self, server):
+        """The encoded HealthCheckResponse of grpc.health.v1.Health/Check for the server ("")."""
+        import grpc  # noqa: E402  (python3-grpcio; only this check needs it)
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                        request_serializer=lambda b: b,
+                                        response_deserializer=lambda b: b)
+            return check(b"", timeout=CALL_TIMEOUT_S)
+
     def assert_alive(self, server):
         code = server.process.poll()
         self.assertIsNone(code, f"anyai-server exited with status {code}; stderr:\n"
@@ -126,6 +140,7 @@ class StorageFaultTest(unittest.TestCase):
                 OPTIONS.server,
                 extra_args=["--config=" + config, "--data_dir=" + data_dir]) as server:
             self.assertEqual(self.readyz(server), 200)
+            self.assertEqual(self.grpc_health(server), HEALTH_SERVING)
             answered = 0
             for _ in range(2):
                 status, body = self.chat(server)
@@ -156,6 +171,7 @@ class StorageFaultTest(unittest.TestCase):
             self.assertEqual(refused, REFUSED_CALLS,
                              f"{MAX_CALLS_WHILE_FULL} calls answered on a full volume")
             self.assertEqual(self.readyz(server), 503, "/readyz 200 while storage fails")
+            self.assertEqual(self.grpc_health(server), HEALTH_NOT_SERVING)
             self.assert_alive(server)
 
             os.unlink(filler)
@@ -165,6 +181,7 @@ class StorageFaultTest(unittest.TestCase):
                                 f"not healed within {HEAL_TIMEOUT_S} s of freeing the volume; "
                                 f"stderr:\n{server.stderr_text()}")
                 time.sleep(0.1)
+            self.assertEqual(self.grpc_health(server), HEALTH_SERVING)
             for _ in range(2):
                 status, body = self.chat(server)
                 self.assertEqual(status, 200, body)
