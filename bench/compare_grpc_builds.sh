@@ -13,18 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=$1 after=$2 secs=${3:-5} reps=${4:-2}
-anchors=${ANCHORS:-bench/anchors}
 cmake --build "$after" --target grpc_load >/dev/null
-anchor_build=${TMPDIR:-/tmp}/anyai-grpc-anchor-build
-cmake -S "$anchors/grpc-empty" -B "$anchor_build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$anchor_build" >/dev/null
-work=$(mktemp -d)
-pid=""
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+source bench/bench_lib.sh
+bench_build_anchor
 load() { "$after/bin/grpc_load" --target="127.0.0.1:$1" --inflight=64 --duration="$secs" "${@:2}"; }
 "$anchor_build/client" --dump-grpc-body="$work/anchor.bin" 2>/dev/null
 

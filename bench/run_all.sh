@@ -24,7 +24,6 @@ secs=${1:-5}
 warm=1
 build=${BUILD_DIR:-build}
 anchors=${ANCHORS:-bench/anchors}
-anchor_build=${ANCHOR_BUILD_DIR:-${TMPDIR:-/tmp}/anyai-grpc-anchor-build}
 results=${RESULTS:-bench/RESULTS.md}
 plots=${PLOTS:-bench/plots}
 engine=${ENGINE:-1}
@@ -35,16 +34,11 @@ limit=$((secs + warm + 30))  # hard bound on each driver run
 for tool in h2load wrk nginx redis-server redis-benchmark gnuplot python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found: run scripts/install-deps.sh --bench" >&2; exit 1; }
 done
-echo "building ($build, $anchor_build)" >&2
+echo "building ($build and the empty gRPC service)" >&2
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target anyai-server anyai-admin grpc_load >/dev/null
-cmake -S "$anchors/grpc-empty" -B "$anchor_build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$anchor_build" >/dev/null
-
-work=$(mktemp -d)
-pid=""
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/bench_lib.sh
+bench_build_anchor
 raw="$work/raw.txt"  # every driver's own output, for the record
 cmds="$work/commands.txt"
 : >"$raw"
@@ -67,9 +61,6 @@ anyai_config() {  # $1 = durability -> file name
   echo "$cfg"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-stop() { [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }; pid=""; }
 key_premium="" key_free=""
 # note ARGS... : records a command, quoted as a shell would need it, keys and temp paths masked
 note() {

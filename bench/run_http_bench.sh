@@ -15,10 +15,7 @@ anchors=${ANCHORS:-bench/anchors}
 build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target anyai-server anyai-admin >/dev/null
-work=$(mktemp -d)
-pid=""
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/bench_lib.sh
 
 summary() {  # wrk --latency output on stdin -> "rps p50 p99"
   awk '/Requests\/sec:/ {rps=$2}

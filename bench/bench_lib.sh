@@ -1,0 +1,24 @@
+# What the bench scripts share (sourced, not run): the work dir and the one server process a
+# script runs at a time, cleaned up on exit; loopback ports; the empty gRPC service's build.
+#   source bench/bench_lib.sh   # from the repository root; sets work, pid, the EXIT trap
+#   bench_build_anchor          # sets anchor_build (env ANCHORS, ANCHOR_BUILD_DIR)
+#   port=$(free_port); ... & pid=$!; wait_port "$port"; ...; stop
+
+work=$(mktemp -d)
+pid=""
+bench_cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap bench_cleanup EXIT
+
+# A loopback port that was free a moment ago, and a wait (10 s at most) until one accepts.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# Stops the server of $pid, if any.
+stop() { [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }; pid=""; }
+
+# Builds bench/anchors/grpc-empty (server and client) into $anchor_build.
+bench_build_anchor() {
+  anchor_build=${ANCHOR_BUILD_DIR:-${TMPDIR:-/tmp}/anyai-bench-anchor-build}
+  cmake -S "${ANCHORS:-bench/anchors}/grpc-empty" -B "$anchor_build" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$anchor_build" >/dev/null
+}
