@@ -169,16 +169,14 @@ struct AnyAIService::Methods {
 
   // Posts each method's waiting requests on `queue`.
   void Arm(CallQueue& queue) const {
-    for (int i = 0; i < queue.owner().calls_waiting(); ++i) {
-      queue.Arm<UnaryCall<v1::ChatCompletionRequest, v1::ChatCompletion>>(chat);
-      queue.Arm<StreamCall<v1::ChatCompletionRequest, v1::ChatCompletionChunk>>(stream_chat);
-      queue.Arm<UnaryCall<v1::ListModelsRequest, v1::ListModelsResponse>>(list_models);
-      queue.Arm<UnaryCall<v1::GenerateImagesRequest, v1::GenerateImagesResponse>>(generate_images);
-      queue.Arm<UnaryCall<v1::ImagineRequest, v1::ImagineResponse>>(imagine);
-      queue.Arm<StreamCall<v1::AskRequest, v1::AskChunk>>(ask);
-      queue.Arm<UnaryCall<v1::DescribeImageRequest, v1::DescribeImageResponse>>(describe_image);
-      queue.Arm<UnaryCall<v1::CheckKeyRequest, v1::CheckKeyResponse>>(check_key);
-    }
+    queue.Fill<UnaryCall<v1::ChatCompletionRequest, v1::ChatCompletion>>(chat);
+    queue.Fill<StreamCall<v1::ChatCompletionRequest, v1::ChatCompletionChunk>>(stream_chat);
+    queue.Fill<UnaryCall<v1::ListModelsRequest, v1::ListModelsResponse>>(list_models);
+    queue.Fill<UnaryCall<v1::GenerateImagesRequest, v1::GenerateImagesResponse>>(generate_images);
+    queue.Fill<UnaryCall<v1::ImagineRequest, v1::ImagineResponse>>(imagine);
+    queue.Fill<StreamCall<v1::AskRequest, v1::AskChunk>>(ask);
+    queue.Fill<UnaryCall<v1::DescribeImageRequest, v1::DescribeImageResponse>>(describe_image);
+    queue.Fill<UnaryCall<v1::CheckKeyRequest, v1::CheckKeyResponse>>(check_key);
   }
 
   const UnaryMethod<v1::ChatCompletionRequest, v1::ChatCompletion> chat;
@@ -211,9 +209,7 @@ void AnyAIService::Start() {
   queues_.Start([this](CallQueue& queue) {
     methods_->Arm(queue);
     health_.Arm(queue);
-    for (int i = 0; i < queue.owner().calls_waiting(); ++i) {
-      queue.Arm<UnknownMethodCall>(unknown_methods_);
-    }
+    queue.Fill<UnknownMethodCall>(unknown_methods_);
   });
 }
 

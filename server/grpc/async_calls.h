@@ -13,7 +13,7 @@
 //   queues.AddTo(builder);  builder.RegisterService(&async_service);
 //   server = builder.BuildAndStart();
 //   queues.Start([&](CallQueue& q) {
-//     q.Arm<UnaryCall<Req, Resp>>(kMethod);   // kMethod: a UnaryMethod<Req, Resp>, see below
+//     q.Fill<UnaryCall<Req, Resp>>(kMethod);  // kMethod: a UnaryMethod<Req, Resp>, see below
 //   });
 //   ...
 //   server->Shutdown(deadline);  server->Wait();  queues.Stop();
@@ -58,6 +58,9 @@ class CallQueue {
   // successor when it starts.
   template <typename Call, typename Method>
   void Arm(Method& method);
+  // At start: posts the method's `calls_waiting` waiting requests.
+  template <typename Call, typename Method>
+  void Fill(Method& method);
 
  private:
   CallQueues& owner_;
@@ -145,8 +148,8 @@ class CallQueues {
 
   // Before the server is built: adds the completion queues to `builder`.
   void AddTo(grpc::ServerBuilder& builder);
-  // After it started: `arm` posts each method's waiting requests on each queue (Arm, above,
-  // `calls_waiting` times per method), then the polling threads start.
+  // After it started: `arm` posts each method's waiting requests on each queue (Fill, above),
+  // then the polling threads start.
   void Start(const std::function<void(CallQueue&)>& arm);
   // After the server's Shutdown() returned (every call cancelled or finished): posts no more
   // requests, waits until every call is gone, then stops the workers and the queues.
@@ -177,6 +180,11 @@ template <typename Call, typename Method>
 void CallQueue::Arm(Method& method) {
   if (owner_.stopping()) return;
   new Call(method, *this);
+}
+
+template <typename Call, typename Method>
+void CallQueue::Fill(Method& method) {
+  for (int i = 0; i < owner_.calls_waiting(); ++i) Arm<Call>(method);
 }
 
 // One call of a unary method. On a worker it also asks gRPC for the call's end (kDone), so that

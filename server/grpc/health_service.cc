@@ -4,6 +4,8 @@
 #include <string>
 #include <utility>
 
+#include "anyai/v1/anyai.grpc.pb.h"
+
 namespace anyai::server {
 
 using grpc::health::v1::HealthCheckRequest;
@@ -25,14 +27,12 @@ HealthService::HealthService(std::function<bool()> serving)
 HealthService::~HealthService() = default;
 
 void HealthService::Arm(CallQueue& queue) {
-  for (int i = 0; i < queue.owner().calls_waiting(); ++i) {
-    queue.Arm<UnaryCall<HealthCheckRequest, HealthCheckResponse>>(*check_);
-  }
+  queue.Fill<UnaryCall<HealthCheckRequest, HealthCheckResponse>>(*check_);
 }
 
 std::optional<HealthCheckResponse::ServingStatus> HealthService::StatusOf(
     const std::string& service) const {
-  if (!service.empty() && service != "anyai.v1.AnyAI") return std::nullopt;
+  if (!service.empty() && service != v1::AnyAI::service_full_name()) return std::nullopt;
   return serving_() ? HealthCheckResponse::SERVING : HealthCheckResponse::NOT_SERVING;
 }
 
