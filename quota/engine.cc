@@ -9,6 +9,7 @@
 #include "quota/epoch.h"
 #include "quota/meters.h"
 #include "quota/sliding_window.h"
+#include "quota/spin_lock.h"
 #include "quota/tenant_table.h"
 
 namespace anyai::quota {
@@ -80,21 +81,39 @@ const char* LimitKindName(LimitKind kind) {
   return "requests";
 }
 
-// What each meter's counter said at a decision; `tried` is false for a meter the decision did
-// not reach (or that the class does not count).
+// What each meter's counter said at a decision; `tried` is false for a meter the class does
+// not count.
 struct MeterOutcomes {
   WindowOutcome meter[kMeterCount];
   bool tried[kMeterCount] = {false, false, false};
 };
 
-// Per class and meter the geometry, and per plan, class and meter the limit of each window.
+// What a plan gives a class, flat, so that a decision reads it from one place.
+struct ClassPlan {
+  struct MeterPlan {
+    int64_t limits[kMaxWindowsPerClass] = {};  // [window], 0 = none
+    int order[kMaxWindowsPerClass] = {};       // the plan's windows, in its order
+    int ordered = 0;                           // how many
+  };
+  MeterPlan meters[kMeterCount];
+  int64_t max_concurrent = 0;  // 0 = none
+};
+
+// Per class and meter the geometry and the Meters block's layout, and per plan and class what
+// the plan gives it.
 struct Engine::Layout {
   std::vector<std::array<ClassGeometry, kMeterCount>> geometry;  // [class][meter]
-  // [plan][class][meter][window], 0 = none
-  std::vector<std::vector<std::array<std::vector<int64_t>, kMeterCount>>> limits;
-  // [plan][class][meter][i] -> window index, in the plan's order
-  std::vector<std::vector<std::array<std::vector<int>, kMeterCount>>> plan_window;
-  std::vector<std::vector<int64_t>> max_concurrent;  // [plan][class], 0 = none
+  std::vector<MetersLayout> meters;                              // [class]
+  std::vector<ClassPlan> plans;                                  // [plan * classes + class]
+  int classes = 0;
+
+  const ClassPlan& at(int plan, int feature_class) const {
+    return plans[plan * classes + feature_class];
+  }
+  absl::Span<const int64_t> limits(int plan, int feature_class, int meter) const {
+    return absl::MakeConstSpan(at(plan, feature_class).meters[meter].limits,
+                               geometry[feature_class][meter].windows());
+  }
 };
 
 Reservation::Reservation(Reservation&& other) noexcept { *this = std::move(other); }
@@ -123,6 +142,7 @@ Engine::Engine(PlanTable plans, EngineOptions options)
       layout_(std::make_unique<Layout>()),
       tenants_(std::make_unique<TenantTable>(options.shards)) {
   const int nc = static_cast<int>(class_names_.size());
+  layout_->classes = nc;
   layout_->geometry.resize(nc);
   for (int c = 0; c < nc; ++c) {
     for (Meter meter : kMeters) {
@@ -139,25 +159,25 @@ Engine::Engine(PlanTable plans, EngineOptions options)
       g.base_us = lengths.front();
       g.window_us = lengths;
       for (int64_t l : lengths) g.ratio.push_back(l / g.base_us);
+      g.Prepare();
     }
+    layout_->meters.push_back(MetersLayout::For(layout_->geometry[c]));
   }
   for (const Plan& p : plans_.plans) {
-    auto& limits = layout_->limits.emplace_back(nc);
-    auto& order = layout_->plan_window.emplace_back(nc);
-    auto& concurrent = layout_->max_concurrent.emplace_back(nc);
     for (int c = 0; c < nc; ++c) {
+      ClassPlan& cp = layout_->plans.emplace_back();
       const ClassLimits& cl = *p.Find(class_names_[c]);
-      concurrent[c] = cl.max_concurrent;
+      cp.max_concurrent = cl.max_concurrent;
       for (Meter meter : kMeters) {
         const int m = Index(meter);
         const ClassGeometry& g = layout_->geometry[c][m];
-        limits[c][m].assign(g.windows(), 0);
+        ClassPlan::MeterPlan& mp = cp.meters[m];
         for (const Window& w : cl.WindowsOf(meter)) {
           const auto it = std::find(g.window_us.begin(), g.window_us.end(),
                                     absl::ToInt64Microseconds(w.length));
           const int index = static_cast<int>(it - g.window_us.begin());
-          limits[c][m][index] = w.limit;
-          order[c][m].push_back(index);
+          mp.limits[index] = w.limit;
+          mp.order[mp.ordered++] = index;
         }
       }
     }
@@ -224,7 +244,8 @@ bool Engine::HasWindows(ClassId id, Meter meter) const {
   return layout_->geometry[id.index][Index(meter)].windows() > 0;
 }
 
-absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us) {
+absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us,
+                                         int feature_class) {
   const uint64_t hash = HashOf(tenant);
   Tenant* t = tenants_->Find(tenant, hash);
   // Missed: an evicted copy some thread may still be counting into comes back; only when there
@@ -239,7 +260,9 @@ absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us
     }
   }
   if (t == nullptr) {
-    auto fresh = std::make_unique<Tenant>(hash, tenant, class_count());
+    std::unique_ptr<Tenant> fresh =
+        Tenant::Create(hash, tenant, feature_class,
+                       feature_class >= 0 ? &layout_->meters[feature_class] : nullptr);
     if (options_.loader != nullptr) {
       absl::StatusOr<std::vector<BucketCount>> rows = options_.loader->Load(tenant);
       if (!rows.ok()) return rows.status();
@@ -255,15 +278,8 @@ absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us
       }
       for (auto& [key, stamps] : series) {
         const auto [c, m] = key;
-        MetersOf(*fresh, c);
-        Meters& meters = *fresh->classes[c].load(std::memory_order_relaxed);
-        if (m == Index(Meter::kRequests)) {
-          meters.requests.Restore(stamps);
-        } else if (m == Index(Meter::kTokens)) {
-          meters.tokens->Restore(stamps);
-        } else {
-          meters.spend->Restore(stamps);
-        }
+        // Not yet shared: no other thread can take the lock, nor see the counts.
+        MetersOf(*fresh, c).meter(m)->Restore(layout_->geometry[c][m], stamps);
       }
     }
     fresh->last_used_us.store(now_us, std::memory_order_relaxed);
@@ -277,46 +293,34 @@ absl::StatusOr<Tenant*> Engine::Resident(std::string_view tenant, int64_t now_us
 }
 
 Meters& Engine::MetersOf(Tenant& tenant, int feature_class) {
-  std::atomic<Meters*>& slot = tenant.classes[feature_class];
-  Meters* m = slot.load(std::memory_order_acquire);
-  if (m != nullptr) return *m;
-  auto fresh = std::make_unique<Meters>(layout_->geometry[feature_class]);
-  if (slot.compare_exchange_strong(m, fresh.get(), std::memory_order_acq_rel,
-                                   std::memory_order_acquire)) {
-    return *fresh.release();
-  }
-  return *m;  // another thread published first; ours was never shared
+  if (Meters* m = tenant.Find(feature_class)) return *m;
+  return tenant.AddMeters(feature_class, layout_->meters[feature_class]);
 }
 
-void Engine::GiveBack(Meters& meters, const int64_t* stamps, const Cost& cost) {
-  meters.requests.GiveBack(stamps[0], cost.requests);
-  if (meters.tokens != nullptr) meters.tokens->GiveBack(stamps[1], cost.tokens);
-  if (meters.spend != nullptr) meters.spend->GiveBack(stamps[2], cost.micro_usd);
-}
-
-Decision Engine::Describe(int plan, int feature_class, const MeterOutcomes& outcome,
-                          int64_t in_flight, int64_t now_us) const {
-  Decision d;
+void Engine::Describe(int plan, int feature_class, const MeterOutcomes& outcome, int64_t in_flight,
+                      int64_t now_us, Decision& d) const {
+  const ClassPlan& cp = layout_->at(plan, feature_class);
   for (Meter meter : kMeters) {
     const int m = Index(meter);
     if (!outcome.tried[m]) continue;
     const WindowOutcome& o = outcome.meter[m];
-    const std::vector<int64_t>& limits = layout_->limits[plan][feature_class][m];
+    const ClassPlan::MeterPlan& mp = cp.meters[m];
     const ClassGeometry& g = layout_->geometry[feature_class][m];
     MeterState tightest;
     bool any = false;
-    for (int w : layout_->plan_window[plan][feature_class][m]) {
-      const int64_t remaining = std::max<int64_t>(0, limits[w] - o.windows[w].used);
+    for (int i = 0; i < mp.ordered; ++i) {
+      const int w = mp.order[i];
+      const int64_t remaining = std::max<int64_t>(0, mp.limits[w] - o.windows[w].used);
       const absl::Duration reset = Until(o.windows[w].free_at_us, now_us);
       d.limits.push_back(LimitState{.kind = KindOf(meter),
                                     .window = absl::Microseconds(g.window_us[w]),
-                                    .limit = limits[w],
+                                    .limit = mp.limits[w],
                                     .remaining = remaining,
                                     .reset = reset});
       // Fewest remaining; on a tie the later in the plan's order (the longer window, as plans
       // list them), whose reset is the one that matters.
       if (!any || remaining <= tightest.remaining) {
-        tightest = MeterState{.limit = limits[w], .remaining = remaining, .reset = reset};
+        tightest = MeterState{.limit = mp.limits[w], .remaining = remaining, .reset = reset};
         any = true;
       }
     }
@@ -332,7 +336,7 @@ Decision Engine::Describe(int plan, int feature_class, const MeterOutcomes& outc
     }
   }
   d.in_flight = in_flight;
-  d.max_concurrent = layout_->max_concurrent[plan][feature_class];
+  d.max_concurrent = cp.max_concurrent;
   if (d.max_concurrent > 0) {
     d.limits.push_back(LimitState{.kind = LimitKind::kConcurrency,
                                   .window = absl::ZeroDuration(),
@@ -340,25 +344,32 @@ Decision Engine::Describe(int plan, int feature_class, const MeterOutcomes& outc
                                   .remaining = std::max<int64_t>(0, d.max_concurrent - in_flight),
                                   .reset = absl::ZeroDuration()});
   }
-  return d;
 }
 
 absl::StatusOr<Reservation> Engine::Reserve(std::string_view tenant, PlanId plan,
                                             ClassId feature_class, const Cost& estimate,
                                             absl::Time now) {
-  return Decide(tenant, plan, feature_class, estimate, now, /*hold=*/true);
+  Reservation r;
+  if (absl::Status s = Decide(tenant, plan, feature_class, estimate, now, &r, r.decision_);
+      !s.ok()) {
+    return s;
+  }
+  return r;
 }
 
 absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan, ClassId feature_class,
                                        absl::Time now) {
-  absl::StatusOr<Reservation> r = Decide(tenant, plan, feature_class, Cost{}, now, /*hold=*/false);
-  if (!r.ok()) return r.status();
-  return std::move(r->decision_);
+  // Default-initialized, not value-initialized (`StatusOr(in_place)` would zero all of it
+  // first, a third of a hot decision's time).
+  Decision d;
+  if (absl::Status s = Decide(tenant, plan, feature_class, Cost{}, now, nullptr, d); !s.ok()) {
+    return s;
+  }
+  return d;
 }
 
-absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
-                                           ClassId feature_class, const Cost& estimate,
-                                           absl::Time now, bool hold) {
+absl::Status Engine::Decide(std::string_view tenant, PlanId plan, ClassId feature_class,
+                            const Cost& estimate, absl::Time now, Reservation* hold, Decision& d) {
   if (plan.index < 0 || plan.index >= static_cast<int>(plans_.plans.size()) ||
       feature_class.index < 0 || feature_class.index >= class_count()) {
     return absl::InvalidArgumentError("unknown plan or feature class id");
@@ -373,8 +384,9 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
   }
   const int c = feature_class.index;
   const int64_t now_us = ToMicros(now);
-  const int64_t max_concurrent = layout_->max_concurrent[plan.index][c];
-  Reservation r;
+  const ClassPlan& cp = layout_->at(plan.index, c);
+  const std::array<ClassGeometry, kMeterCount>& geometry = layout_->geometry[c];
+  const int64_t max_concurrent = cp.max_concurrent;
   MeterOutcomes outcome;
   int64_t in_flight = 0;
   LimitKind refused_by = LimitKind::kRequests;
@@ -384,70 +396,50 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
     // in cannot be freed, so an eviction meanwhile brings that tenant back rather than
     // restoring a copy that misses the count (tenant_table.h).
     EpochGuard guard;
-    absl::StatusOr<Tenant*> t = Resident(tenant, now_us);
+    absl::StatusOr<Tenant*> t = Resident(tenant, now_us, c);
     if (!t.ok()) return t.status();
     Meters& meters = MetersOf(**t, c);
-    // The in-flight slot first: the cheapest to take and to give back.
-    in_flight = meters.in_flight.load(std::memory_order_acquire);
-    for (;;) {
+    int64_t stamps[kMeterCount] = {};
+    Cost taken{.requests = 0};
+    {
+      // Every limit of the class at once: the slot and every window of every meter are checked
+      // and taken under the class's lock, so a call either holds all of them or none.
+      SpinLockHolder lock(&meters.lock);
+      in_flight = meters.in_flight;
       if (max_concurrent > 0 && in_flight >= max_concurrent) {
         refused = true;
         refused_by = LimitKind::kConcurrency;
-        break;
       }
-      if (!hold) break;  // Admit: a slot taken and freed at once
-      if (meters.in_flight.compare_exchange_weak(
-              in_flight, in_flight + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        break;
-      }
-    }
-    if (!refused) ++in_flight;
-    int64_t stamps[kMeterCount] = {};
-    Cost taken{.requests = 0};
-    for (Meter meter : kMeters) {
-      const int m = Index(meter);
-      const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
-      if (limits.empty()) continue;  // the class does not count this meter
-      WideSlidingWindows* wide = meter == Meter::kTokens  ? meters.tokens.get()
-                                 : meter == Meter::kSpend ? meters.spend.get()
-                                                          : nullptr;
-      const int64_t k = estimate.of(meter);
-      WindowOutcome& o = outcome.meter[m];
-      if (refused) {
-        // Figures only, for the refusal's report.
-        o = wide != nullptr ? wide->Read(now_us, limits, k)
-                            : meters.requests.Read(now_us, limits, k);
-        outcome.tried[m] = true;
-        continue;
-      }
-      o = wide != nullptr ? wide->TryAdmit(now_us, limits, k)
-                          : meters.requests.TryAdmit(now_us, limits, k);
-      outcome.tried[m] = true;
-      if (!o.admitted) {
-        refused = true;
-        refused_by = KindOf(meter);
-        continue;
-      }
-      stamps[m] = o.stamp;
-      taken.of(meter) = k;
-    }
-    if (refused) {
-      // Undo the holds taken before the refusal (a concurrent call may have refused because of
-      // them: early, never late).
-      GiveBack(meters, stamps, taken);
-      // And report those meters as they are without this call.
       for (Meter meter : kMeters) {
         const int m = Index(meter);
-        if (taken.of(meter) == 0) continue;
-        for (int w = 0; w < layout_->geometry[c][m].windows(); ++w) {
-          outcome.meter[m].windows[w].used -= taken.of(meter);
+        MeterWindows* w = meters.meter(m);
+        if (w == nullptr) continue;  // the class does not count this meter
+        stamps[m] = w->Advance(geometry[m], now_us);
+        if (!refused && !w->Fits(layout_->limits(plan.index, c, m), estimate.of(meter))) {
+          refused = true;
+          refused_by = KindOf(meter);
         }
       }
-      if (hold && refused_by != LimitKind::kConcurrency) {
-        meters.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+      for (Meter meter : kMeters) {
+        const int m = Index(meter);
+        MeterWindows* w = meters.meter(m);
+        if (w == nullptr) continue;
+        const int64_t k = estimate.of(meter);
+        if (!refused) {
+          w->Add(geometry[m], k);
+          taken.of(meter) = k;
+          if (hold != nullptr) w->reserved += k;
+        }
+        // Refused: figures only, for the refusal's report (with when each window has room).
+        w->Figures(geometry[m], layout_->limits(plan.index, c, m), k, refused, outcome.meter[m]);
+        outcome.tried[m] = true;
       }
-      if (refused_by != LimitKind::kConcurrency) --in_flight;
-    } else {
+      if (!refused) {
+        ++in_flight;  // Admit: a slot taken and freed at once
+        if (hold != nullptr) meters.in_flight = static_cast<int32_t>(in_flight);
+      }
+    }
+    if (!refused) {
       if (options_.sink != nullptr) {
         Admission changes[kMeterCount];
         int n = 0;
@@ -462,19 +454,22 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
         if (n > 0) {
           if (absl::Status s = options_.sink->Record(absl::MakeConstSpan(changes, n)); !s.ok()) {
             // Not recorded, so not charged: nothing was admitted.
-            GiveBack(meters, stamps, taken);
-            if (hold) meters.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+            SpinLockHolder lock(&meters.lock);
+            for (Meter meter : kMeters) {
+              const int m = Index(meter);
+              MeterWindows* w = meters.meter(m);
+              if (w == nullptr) continue;
+              w->Subtract(geometry[m], stamps[m], taken.of(meter));
+              if (hold != nullptr) w->reserved -= taken.of(meter);
+            }
+            if (hold != nullptr) --meters.in_flight;
             return s;
           }
         }
       }
-      if (hold) {
-        for (Meter meter : kMeters) {
-          if (taken.of(meter) != 0) {
-            meters.reserved[Index(meter)].fetch_add(taken.of(meter), std::memory_order_relaxed);
-          }
-        }
+      if (hold != nullptr) {
         (*t)->pins.fetch_add(1, std::memory_order_acq_rel);
+        Reservation& r = *hold;
         r.engine_ = this;
         r.tenant_ = *t;
         r.plan_ = plan;
@@ -484,21 +479,20 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
       }
     }
   }
-  r.decision_ = Describe(plan.index, c, outcome, in_flight, now_us);
-  Decision& d = r.decision_;
+  Describe(plan.index, c, outcome, in_flight, now_us, d);
   d.admitted = !refused;
   if (refused) {
     d.refused_class = feature_class;
     d.refused_kind = refused_by;
     // The wait is the longest of every limit that cannot take the call now, the refusing
-    // meter's and those read after it (the meters before it had room): waiting only for the
-    // first would be refused again by the next. A window the call can never fit wins.
+    // meter's and those of the meters after it: waiting only for the first would be refused
+    // again by the next. A window the call can never fit wins.
     int64_t retry_at = 0;
     for (Meter meter : kMeters) {
       const int m = Index(meter);
       if (!outcome.tried[m]) continue;
-      const ClassGeometry& g = layout_->geometry[c][m];
-      const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
+      const ClassGeometry& g = geometry[m];
+      const ClassPlan::MeterPlan& mp = cp.meters[m];
       const WindowOutcome& o = outcome.meter[m];
       for (int w = 0; w < g.windows(); ++w) {
         const int64_t at = o.windows[w].retry_at_us;
@@ -508,10 +502,10 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
         if (refused_by == LimitKind::kConcurrency) continue;  // concurrency stays the name
         d.refused_kind = KindOf(meter);
         d.refused_window = absl::Microseconds(g.window_us[w]);
-        d.refused_limit = limits[w];
+        d.refused_limit = mp.limits[w];
         d.requested = estimate.of(meter);
         if (meter == Meter::kRequests) {
-          d.limit = limits[w];
+          d.limit = mp.limits[w];
           d.remaining = 0;
           d.reset = Until(o.windows[w].free_at_us, now_us);
         }
@@ -523,11 +517,11 @@ absl::StatusOr<Reservation> Engine::Decide(std::string_view tenant, PlanId plan,
       d.never_fits = false;
       d.retry_after = std::max(kConcurrencyRetry,
                                retry_at == kNever ? kConcurrencyRetry : Until(retry_at, now_us));
-      return r;
+      return absl::OkStatus();
     }
     d.retry_after = d.never_fits ? absl::ZeroDuration() : Until(retry_at, now_us);
   }
-  return r;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Settlement> Engine::Settle(Reservation& reservation, const Cost& used,
@@ -543,37 +537,37 @@ absl::StatusOr<Settlement> Engine::Settle(Reservation& reservation, const Cost& 
   }
   const int c = reservation.class_.index;
   const int64_t now_us = ToMicros(now);
-  Meters& meters = *reservation.tenant_->classes[c].load(std::memory_order_acquire);
+  const std::array<ClassGeometry, kMeterCount>& geometry = layout_->geometry[c];
+  Meters& meters = *reservation.tenant_->Find(c);
   Settlement out;
-  Admission changes[2 * kMeterCount];
+  Admission changes[kMeterCount];
   int n = 0;
-  for (Meter meter : kMeters) {
-    const int m = Index(meter);
-    if (layout_->geometry[c][m].windows() == 0) continue;  // not counted
-    const int64_t reserved = reservation.reserved_.of(meter);
-    const int64_t u = used.of(meter);
-    if (u < reserved) {
-      int64_t stamps[kMeterCount] = {};
-      stamps[m] = reservation.stamps_[m];
-      Cost back{.requests = 0};
-      back.of(meter) = reserved - u;
-      GiveBack(meters, stamps, back);
-      out.refunded.of(meter) = reserved - u;
-      changes[n++] = Admission{.tenant = reservation.tenant_->id,
-                               .feature_class = reservation.class_,
-                               .bucket = reservation.stamps_[m],
-                               .cost = u - reserved,
-                               .meter = meter};
-    } else if (u > reserved) {
-      const int64_t stamp = meter == Meter::kRequests ? meters.requests.Charge(now_us, u - reserved)
-                            : meter == Meter::kTokens ? meters.tokens->Charge(now_us, u - reserved)
-                                                      : meters.spend->Charge(now_us, u - reserved);
-      out.overage.of(meter) = u - reserved;
-      changes[n++] = Admission{.tenant = reservation.tenant_->id,
-                               .feature_class = reservation.class_,
-                               .bucket = stamp,
-                               .cost = u - reserved,
-                               .meter = meter};
+  {
+    SpinLockHolder lock(&meters.lock);
+    for (Meter meter : kMeters) {
+      const int m = Index(meter);
+      MeterWindows* w = meters.meter(m);
+      if (w == nullptr) continue;  // not counted
+      const int64_t reserved = reservation.reserved_.of(meter);
+      const int64_t u = used.of(meter);
+      if (u < reserved) {
+        w->Subtract(geometry[m], reservation.stamps_[m], reserved - u);
+        out.refunded.of(meter) = reserved - u;
+        changes[n++] = Admission{.tenant = reservation.tenant_->id,
+                                 .feature_class = reservation.class_,
+                                 .bucket = reservation.stamps_[m],
+                                 .cost = u - reserved,
+                                 .meter = meter};
+      } else if (u > reserved) {
+        const int64_t stamp = w->Advance(geometry[m], now_us);
+        w->Add(geometry[m], u - reserved);
+        out.overage.of(meter) = u - reserved;
+        changes[n++] = Admission{.tenant = reservation.tenant_->id,
+                                 .feature_class = reservation.class_,
+                                 .bucket = stamp,
+                                 .cost = u - reserved,
+                                 .meter = meter};
+      }
     }
   }
   absl::Status recorded = absl::OkStatus();
@@ -590,14 +584,15 @@ absl::StatusOr<Settlement> Engine::Settle(Reservation& reservation, const Cost& 
 void Engine::Release(Reservation& reservation) {
   Tenant* t = reservation.tenant_;
   if (t == nullptr) return;
-  Meters& meters = *t->classes[reservation.class_.index].load(std::memory_order_acquire);
-  for (Meter meter : kMeters) {
-    if (reservation.reserved_.of(meter) != 0) {
-      meters.reserved[Index(meter)].fetch_sub(reservation.reserved_.of(meter),
-                                              std::memory_order_relaxed);
+  Meters& meters = *t->Find(reservation.class_.index);
+  {
+    SpinLockHolder lock(&meters.lock);
+    for (Meter meter : kMeters) {
+      if (MeterWindows* w = meters.meter(Index(meter)))
+        w->reserved -= reservation.reserved_.of(meter);
     }
+    --meters.in_flight;
   }
-  meters.in_flight.fetch_sub(1, std::memory_order_acq_rel);
   reservation.tenant_ = nullptr;
   t->pins.fetch_sub(1, std::memory_order_acq_rel);
 }
@@ -611,39 +606,44 @@ absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan
   UsageSnapshot snapshot;
   snapshot.plan = p.name;
   EpochGuard guard;
-  absl::StatusOr<Tenant*> t = Resident(tenant, now_us);
+  absl::StatusOr<Tenant*> t = Resident(tenant, now_us, /*feature_class=*/-1);
   if (!t.ok()) return t.status();
   for (const ClassLimits& cl : p.classes) {
     const int c = FindClass(cl.feature_class)->index;
-    Meters* meters = (*t)->classes[c].load(std::memory_order_acquire);
+    const ClassPlan& cp = layout_->at(plan.index, c);
+    Meters* meters = (*t)->Find(c);
     ClassUsage& usage = snapshot.classes.emplace_back();
     usage.feature_class = cl.feature_class;
-    usage.max_concurrent = layout_->max_concurrent[plan.index][c];
-    if (meters != nullptr) usage.in_flight = meters->in_flight.load(std::memory_order_acquire);
+    usage.max_concurrent = cp.max_concurrent;
+    WindowOutcome outcomes[kMeterCount] = {};
+    int64_t reserved[kMeterCount] = {};
+    if (meters != nullptr) {
+      SpinLockHolder lock(&meters->lock);
+      usage.in_flight = meters->in_flight;
+      for (int m = 0; m < kMeterCount; ++m) {
+        MeterWindows* w = meters->meter(m);
+        if (w == nullptr) continue;
+        w->Advance(layout_->geometry[c][m], now_us);
+        w->Figures(layout_->geometry[c][m], layout_->limits(plan.index, c, m), 1,
+                   /*refused=*/false, outcomes[m]);
+        reserved[m] = w->reserved;
+      }
+    }
     for (Meter meter : kMeters) {
       const int m = Index(meter);
-      const std::vector<int64_t>& limits = layout_->limits[plan.index][c][m];
-      WindowOutcome outcome{};
-      int64_t reserved = 0;
-      if (meters != nullptr && !limits.empty()) {
-        WideSlidingWindows* wide = meter == Meter::kTokens  ? meters->tokens.get()
-                                   : meter == Meter::kSpend ? meters->spend.get()
-                                                            : nullptr;
-        outcome =
-            wide != nullptr ? wide->Read(now_us, limits) : meters->requests.Read(now_us, limits);
-        reserved = meters->reserved[m].load(std::memory_order_relaxed);
-      }
+      const ClassPlan::MeterPlan& mp = cp.meters[m];
       std::vector<WindowUsage>& out = meter == Meter::kRequests ? usage.windows
                                       : meter == Meter::kTokens ? usage.token_windows
                                                                 : usage.spend_windows;
-      for (int index : layout_->plan_window[plan.index][c][m]) {
-        const WindowFigures& f = outcome.windows[index];
+      for (int i = 0; i < mp.ordered; ++i) {
+        const int index = mp.order[i];
+        const WindowFigures& f = outcomes[m].windows[index];
         out.push_back(
             WindowUsage{.window = absl::Microseconds(layout_->geometry[c][m].window_us[index]),
                         .used = f.used,
-                        .reserved = std::clamp<int64_t>(reserved, 0, f.used),
-                        .limit = limits[index],
-                        .remaining = std::max<int64_t>(0, limits[index] - f.used),
+                        .reserved = std::clamp<int64_t>(reserved[m], 0, f.used),
+                        .limit = mp.limits[index],
+                        .remaining = std::max<int64_t>(0, mp.limits[index] - f.used),
                         .reset = Until(f.free_at_us, now_us)});
       }
     }
@@ -651,24 +651,19 @@ absl::StatusOr<UsageSnapshot> Engine::Usage(std::string_view tenant, PlanId plan
   return snapshot;
 }
 
-bool Engine::Evictable(const Tenant& t, int64_t now_us) const {
+bool Engine::Evictable(Tenant& t, int64_t now_us) const {
   if (t.pins.load(std::memory_order_acquire) > 0) return false;  // a call in flight
   if (options_.loader != nullptr) return true;
   // Without a loader the tenant's counts would be forgotten: keep it until they expire.
   for (int c = 0; c < class_count(); ++c) {
-    Meters* m = t.classes[c].load(std::memory_order_acquire);
-    if (m == nullptr) continue;
-    const WindowOutcome o = m->requests.Read(now_us, layout_->limits[0][c][0]);
-    for (int i = 0; i < layout_->geometry[c][0].windows(); ++i) {
-      if (o.windows[i].used > 0) return false;
-    }
-    for (WideSlidingWindows* wide : {m->tokens.get(), m->spend.get()}) {
-      if (wide == nullptr) continue;
-      const int meter = wide == m->tokens.get() ? 1 : 2;
-      const WindowOutcome w = wide->Read(now_us, layout_->limits[0][c][meter]);
-      for (int i = 0; i < layout_->geometry[c][meter].windows(); ++i) {
-        if (w.windows[i].used > 0) return false;
-      }
+    Meters* meters = t.Find(c);
+    if (meters == nullptr) continue;
+    SpinLockHolder lock(&meters->lock);
+    for (int m = 0; m < kMeterCount; ++m) {
+      MeterWindows* w = meters->meter(m);
+      if (w == nullptr) continue;
+      w->Advance(layout_->geometry[c][m], now_us);
+      if (!w->Empty()) return false;
     }
   }
   return true;
@@ -680,7 +675,7 @@ bool Engine::MakeRoom(uint64_t hash, int64_t now_us) {
   const int64_t cap = options_.max_resident_tenants;
   if (cap <= 0 || tenants_->size() < static_cast<size_t>(cap)) return true;
   return tenants_->MakeRoom(static_cast<size_t>(cap), hash, kSearchBudget,
-                            [&](const Tenant& t) { return Evictable(t, now_us); });
+                            [&](Tenant& t) { return Evictable(t, now_us); });
 }
 
 size_t Engine::EvictIdle(absl::Time now) {

@@ -21,24 +21,28 @@
 // as never charged (it goes back into the sub-bucket it was reserved in) and only overage —
 // units a call used beyond its reservation, charged at its end whatever the limits — can go
 // past L. A call is admitted only if every window of every meter of its class has room for its
-// whole cost and a concurrency slot is free; otherwise it holds nothing. Checking the meters is
-// not one atomic step: Reserve() takes the request, token and spend holds and the in-flight
-// slot one after the other, each strictly (one compare-and-swap), and undoes those it took
-// when a later one refuses. A hold that is undone can only make a concurrent call refuse early
-// (as if the undone call had been admitted and refunded at once); it never lets one past a
-// limit. Early refusal is otherwise at most one sub-bucket (W/60), as before.
+// whole cost and a concurrency slot is free; otherwise it holds nothing. The check is one
+// atomic step: Reserve() checks and takes the slot and every window of every meter of the
+// class under the lock of the tenant's counters for that class, so a call holds all of them or
+// none. Only a sink error undoes an admission (after the lock was given back): that can make
+// a concurrent call refuse early (as if the undone call had been admitted and refunded at
+// once), never let one past a limit. Early refusal is otherwise at most one sub-bucket (W/60).
 //
 // Thread safety: every method may be called concurrently from any number of threads. Admit()
-// and Reserve() are lock-free for a resident tenant: one lock-free hash lookup and, per meter
-// the class limits, a compare-and-swap on the tenant's packed counter (see sliding_window.h for
-// the invariant and memory orderings). Settle() takes no engine lock either (its sink may).
-// The first use of a tenant (and eviction) takes a per-shard mutex; there is no global lock.
+// and Reserve() take no table lock for a resident tenant: one lock-free hash lookup (inside an
+// epoch guard) and one short critical section under the spin lock of that tenant's counters
+// for the class (meters.h: one word on the counters' own cache line; calls of other tenants
+// or classes never share it). Settle() takes that lock too, and no engine-wide lock (its sink
+// may). The first use of a tenant (and eviction) takes a per-shard mutex; there is no global
+// lock. Memory: a tenant and the counters of the class it first used share one allocation
+// (hash slot -> tenant block), with each window's history in 4-bit counts that widen only when
+// a count outgrows them (sliding_window.h).
 //
 // Resident tenants (EngineOptions::max_resident_tenants = N > 0): a tenant that is not in
 // memory and would make it hold N or more first evicts others, least recently used first,
 // approximately: each shard of the tenant table keeps a clock hand, and of the next 8 tenants
 // from the hand that may go, the one used longest ago goes (`last_used` is kept to within a
-// second). Resident tenants keep the lock-free path above; only a first use pays, with a search
+// second). Resident tenants keep the path above; only a first use pays, with a search
 // that looks at no more than 1024 tenants and starts in the new tenant's own shard. Eviction is
 // exact as EvictIdle's is: with a loader the evicted tenant's usage is in storage (every admission
 // is recorded before its EpochGuard ends) and is loaded again on its next use; a copy some thread
@@ -346,23 +350,23 @@ class Engine {
   struct Layout;
 
   Engine(PlanTable plans, EngineOptions options);
-  // The resident tenant, restored through the loader on first use. Inside an EpochGuard.
-  absl::StatusOr<Tenant*> Resident(std::string_view tenant, int64_t now_us);
+  // The resident tenant, restored through the loader on first use, with the Meters of
+  // `feature_class` (-1: none) in its own block when it is new. Inside an EpochGuard.
+  absl::StatusOr<Tenant*> Resident(std::string_view tenant, int64_t now_us, int feature_class);
   Meters& MetersOf(Tenant& tenant, int feature_class);
   // Whether a tenant may leave memory now: no open reservation and, without a loader, no count
   // in any window (EvictIdle adds its idle test).
-  bool Evictable(const Tenant& tenant, int64_t now_us) const;
+  bool Evictable(Tenant& tenant, int64_t now_us) const;
   // Evicts to keep the cap before a tenant of this hash comes into memory; false when the cap
   // is set and nothing could go.
   bool MakeRoom(uint64_t hash, int64_t now_us);
-  // Reserve() (`hold`: keeps the slot and pins the tenant) or Admit() (a slot taken and freed).
-  absl::StatusOr<Reservation> Decide(std::string_view tenant, PlanId plan, ClassId feature_class,
-                                     const Cost& estimate, absl::Time now, bool hold);
-  // Gives back `cost` of each meter counted at `stamps` (a hold undone, a refund).
-  void GiveBack(Meters& meters, const int64_t* stamps, const Cost& cost);
-  // The decision's figures from what each meter's counter said.
-  Decision Describe(int plan, int feature_class, const MeterOutcomes& outcome, int64_t in_flight,
-                    int64_t now_us) const;
+  // Reserve() (`hold` set: the reservation keeps the slot and pins the tenant) or Admit() (null:
+  // a slot taken and freed), its figures into `decision`.
+  absl::Status Decide(std::string_view tenant, PlanId plan, ClassId feature_class,
+                      const Cost& estimate, absl::Time now, Reservation* hold, Decision& decision);
+  // The decision's figures from what each meter's windows said.
+  void Describe(int plan, int feature_class, const MeterOutcomes& outcome, int64_t in_flight,
+                int64_t now_us, Decision& d) const;
 
   PlanTable plans_;
   EngineOptions options_;

@@ -1,18 +1,32 @@
 #include "quota/sliding_window.h"
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 
 namespace anyai::quota {
 namespace {
 
-constexpr int64_t kNoOldest = 127;
+constexpr int64_t kMaxOfWidth[] = {15, 255, 65535, int64_t{0xffffffff}, MeterWindows::kMaxCount};
+
+size_t RoundUp8(size_t n) { return (n + 7) / 8 * 8; }
+
+// Bytes of a history of `cells` counts at width code `width`.
+size_t HistoryBytes(int cells, int width) {
+  return RoundUp8(width == 0 ? (static_cast<size_t>(cells) + 1) / 2
+                             : static_cast<size_t>(cells) << (width - 1));
+}
+
+int64_t SaturatingAdd(int64_t a, int64_t b) {
+  return std::min(a + b, MeterWindows::kMaxCount);  // both at most kMaxCount: no overflow
+}
 
 }  // namespace
 
 int64_t ClassGeometry::StampAt(int64_t t_us) const {
   if (t_us <= 0) return 0;
   // 60 t fits in 64 bits until the year 6800; W_0 >= 1 s keeps the stamp within 40 bits.
-  return std::min<int64_t>(t_us * 60 / base_us, NarrowCell::kMaxStamp);
+  return std::min<int64_t>(t_us * 60 / base_us, MeterWindows::kMaxStamp);
 }
 
 int64_t ClassGeometry::StampStartUs(int64_t s) const {
@@ -20,367 +34,325 @@ int64_t ClassGeometry::StampStartUs(int64_t s) const {
   return (s / 60) * base_us + ((s % 60) * base_us + 59) / 60;
 }
 
-namespace {
-
-// Both operands are at most Cell::kMaxCount (< 2^62), so the sum cannot overflow.
-template <typename Cell>
-int64_t SaturatingAdd(int64_t a, int64_t b) {
-  return std::min(a + b, Cell::kMaxCount);
-}
-
-}  // namespace
-
-template <typename Cell>
-BasicSlidingWindows<Cell>::BasicSlidingWindows(const ClassGeometry& geometry)
-    : geometry_(geometry), caches_(new AtomicWord<Word>[geometry.windows()]) {}
-
-template <typename Cell>
-BasicSlidingWindows<Cell>::~BasicSlidingWindows() {
-  delete[] slots_.load(std::memory_order_relaxed);
-  delete refusal_.load(std::memory_order_relaxed);
-}
-
-template <typename Cell>
-bool BasicSlidingWindows<Cell>::ReadCachedRefusal(Word head, int64_t cost,
-                                                  absl::Span<const int64_t> limits,
-                                                  WindowOutcome& out) const {
-  const RefusalCache* cache = refusal_.load(std::memory_order_acquire);
-  if (cache == nullptr) return false;
-  const uint64_t version = cache->version.load(std::memory_order_acquire);
-  if (version % 2 != 0) return false;  // being written
-  if (cache->head.load(kAcquire) != head || cache->cost.load(std::memory_order_acquire) != cost ||
-      cache->limits.load(std::memory_order_acquire) != limits.data() ||
-      cache->refunds.load(std::memory_order_acquire) != refunds_.load(std::memory_order_acquire)) {
-    return false;
+void ClassGeometry::Prepare() {
+  reciprocal.assign(ratio.size(), 0);
+  for (size_t w = 1; w < ratio.size(); ++w) {
+    reciprocal[w] = ~uint64_t{0} / static_cast<uint64_t>(ratio[w]) + 1;
   }
-  for (int w = 0; w < geometry_.windows(); ++w) {
-    out.windows[w] =
-        WindowFigures{.used = cache->fields[3 * w].load(std::memory_order_acquire),
-                      .free_at_us = cache->fields[3 * w + 1].load(std::memory_order_acquire),
-                      .retry_at_us = cache->fields[3 * w + 2].load(std::memory_order_acquire)};
-  }
-  return cache->version.load(std::memory_order_acquire) == version && head_.load(kAcquire) == head;
 }
 
-template <typename Cell>
-void BasicSlidingWindows<Cell>::CacheRefusal(Word head, int64_t cost,
-                                             absl::Span<const int64_t> limits, uint64_t refunds,
-                                             const WindowOutcome& out) {
-  RefusalCache* cache = refusal_.load(std::memory_order_acquire);
-  if (cache == nullptr) {
-    auto* fresh = new RefusalCache;
-    if (refusal_.compare_exchange_strong(cache, fresh, std::memory_order_acq_rel,
-                                         std::memory_order_acquire)) {
-      cache = fresh;
-    } else {
-      delete fresh;  // never seen by anyone
+size_t MeterWindows::Bytes(int windows) {
+  return sizeof(MeterWindows) + sizeof(int64_t) * windows +
+         HistoryBytes(windows * kBucketsPerWindow, 0);
+}
+
+MeterWindows* MeterWindows::Init(void* at, int windows) {
+  static_assert(sizeof(MeterWindows) % 8 == 0);
+  auto* m = new (at) MeterWindows;
+  m->n_ = static_cast<uint8_t>(windows);
+  std::fill_n(m->oldest_, kMaxWindowsPerClass, kNoOldest);
+  std::fill_n(m->sums(), windows, 0);
+  std::memset(m->inline_history(), 0, HistoryBytes(windows * kBucketsPerWindow, 0));
+  return m;
+}
+
+void MeterWindows::Destroy() {
+  delete[] reinterpret_cast<uint64_t*>(heap_);
+  heap_ = nullptr;
+}
+
+int64_t MeterWindows::Get(int i) const {
+  const uint8_t* h = history();
+  switch (width_) {
+    case 0:
+      return (h[i >> 1] >> ((i & 1) * 4)) & 15;
+    case 1:
+      return h[i];
+    case 2:
+      return reinterpret_cast<const uint16_t*>(h)[i];
+    case 3:
+      return reinterpret_cast<const uint32_t*>(h)[i];
+    default:
+      return reinterpret_cast<const int64_t*>(h)[i];
+  }
+}
+
+void MeterWindows::Set(int i, int64_t v) {
+  if (v > kMaxOfWidth[width_]) Widen(v);
+  uint8_t* h = history();
+  switch (width_) {
+    case 0: {
+      const int shift = (i & 1) * 4;
+      h[i >> 1] = static_cast<uint8_t>((h[i >> 1] & ~(15 << shift)) | (v << shift));
+      return;
+    }
+    case 1:
+      h[i] = static_cast<uint8_t>(v);
+      return;
+    case 2:
+      reinterpret_cast<uint16_t*>(h)[i] = static_cast<uint16_t>(v);
+      return;
+    case 3:
+      reinterpret_cast<uint32_t*>(h)[i] = static_cast<uint32_t>(v);
+      return;
+    default:
+      reinterpret_cast<int64_t*>(h)[i] = v;
+      return;
+  }
+}
+
+void MeterWindows::Widen(int64_t v) {
+  int width = width_;
+  while (kMaxOfWidth[width] < v) ++width;
+  const int cells = n_ * kBucketsPerWindow;
+  auto* fresh = new uint64_t[HistoryBytes(cells, width) / 8];
+  auto* bytes = reinterpret_cast<uint8_t*>(fresh);
+  for (int i = 0; i < cells; ++i) {
+    const int64_t c = Get(i);
+    switch (width) {
+      case 1:
+        bytes[i] = static_cast<uint8_t>(c);
+        break;
+      case 2:
+        reinterpret_cast<uint16_t*>(bytes)[i] = static_cast<uint16_t>(c);
+        break;
+      case 3:
+        reinterpret_cast<uint32_t*>(bytes)[i] = static_cast<uint32_t>(c);
+        break;
+      default:
+        reinterpret_cast<int64_t*>(bytes)[i] = c;
+        break;
     }
   }
-  uint64_t version = cache->version.load(std::memory_order_relaxed);
-  if (version % 2 != 0 ||
-      !cache->version.compare_exchange_strong(version, version + 1, std::memory_order_acq_rel,
-                                              std::memory_order_relaxed)) {
-    return;  // being written by another thread
-  }
-  cache->head.store(head, kRelease);
-  cache->cost.store(cost, std::memory_order_release);
-  cache->limits.store(limits.data(), std::memory_order_release);
-  cache->refunds.store(refunds, std::memory_order_release);
-  for (int w = 0; w < geometry_.windows(); ++w) {
-    cache->fields[3 * w].store(out.windows[w].used, std::memory_order_release);
-    cache->fields[3 * w + 1].store(out.windows[w].free_at_us, std::memory_order_release);
-    cache->fields[3 * w + 2].store(out.windows[w].retry_at_us, std::memory_order_release);
-  }
-  cache->version.store(version + 2, std::memory_order_release);
+  delete[] reinterpret_cast<uint64_t*>(heap_);
+  heap_ = bytes;
+  width_ = static_cast<uint8_t>(width);
 }
 
-template <typename Cell>
-AtomicWord<typename Cell::Word>* BasicSlidingWindows<Cell>::SlotsForWriting() {
-  AtomicWord<Word>* slots = Slots();
-  if (slots != nullptr) return slots;
-  const int n = geometry_.windows() * kBucketsPerWindow;
-  auto* fresh = new AtomicWord<Word>[n];  // zero: invalid
-  if (slots_.compare_exchange_strong(slots, fresh, std::memory_order_acq_rel,
-                                     std::memory_order_acquire)) {
-    return fresh;
+void MeterWindows::FindOldest(int w, int64_t b, int from) {
+  oldest_[w] = kNoOldest;
+  if (sums()[w] == 0) return;
+  for (int age = from; age >= 0; --age) {
+    const int64_t j = b - age;
+    if (j < 0) continue;
+    if (Get(w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow)) != 0) {
+      oldest_[w] = static_cast<uint8_t>(age);
+      return;
+    }
   }
-  delete[] fresh;  // another thread published first; ours was never seen
-  return slots;
 }
 
-template <typename Cell>
-void BasicSlidingWindows<Cell>::Restore(
-    absl::Span<const std::pair<int64_t, int64_t>> stamp_counts) {
-  if (stamp_counts.empty()) return;
-  int64_t last = 0;
-  for (const auto& [stamp, count] : stamp_counts) last = std::max(last, stamp);
-  last = std::min<int64_t>(last, Cell::kMaxStamp);
-  int64_t head_count = 0;
+void MeterWindows::Clear(int w) {
+  uint8_t* h = history();
+  int first = w * kBucketsPerWindow;
+  int end = first + kBucketsPerWindow;
+  if (width_ == 0) {
+    // Whole bytes at once; a nibble shared with a neighbouring window on its own.
+    if (first & 1) Set(first++, 0);
+    if (end & 1) Set(--end, 0);
+    std::memset(h + first / 2, 0, (end - first) / 2);
+  } else {
+    std::memset(h + (static_cast<size_t>(first) << (width_ - 1)), 0,
+                static_cast<size_t>(kBucketsPerWindow) << (width_ - 1));
+  }
+  sums()[w] = 0;
+  oldest_[w] = kNoOldest;
+}
+
+void MeterWindows::Restore(const ClassGeometry& g,
+                           absl::Span<const std::pair<int64_t, int64_t>> stamp_counts) {
+  int64_t last = -1;
+  for (const auto& [stamp, count] : stamp_counts) {
+    if (count > 0 && stamp >= 0) last = std::max(last, stamp);
+  }
+  if (last < 0) return;
+  last = std::min(last, kMaxStamp);
+  stamp_ = last;
   for (const auto& [stamp, count] : stamp_counts) {
     if (count <= 0 || stamp < 0) continue;
-    if (stamp == last) {
-      head_count = SaturatingAdd<Cell>(head_count, count);
+    const int64_t k = std::min(count, kMaxCount);
+    for (int w = 0; w < n_; ++w) {
+      const int64_t m = g.ratio[w];
+      const int64_t j = std::min(stamp, kMaxStamp) / m;
+      if (j < last / m - (kBucketsPerWindow - 1)) continue;  // already out of the window
+      const int i = w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow);
+      Set(i, SaturatingAdd(Get(i), k));
+      sums()[w] = SaturatingAdd(sums()[w], k);
+    }
+  }
+  for (int w = 0; w < n_; ++w) FindOldest(w, last / g.ratio[w], kBucketsPerWindow - 1);
+}
+
+int64_t MeterWindows::Advance(const ClassGeometry& g, int64_t now_us) {
+  // Most decisions fall in the current stamp: tell by multiplications, not a division.
+  if (now_us < g.StampStartUs(stamp_ + 1)) return stamp_;
+  const int64_t s = g.StampAt(now_us);
+  if (s <= stamp_) return stamp_;
+  int64_t* sum = sums();
+  for (int w = 0; w < n_; ++w) {
+    const int64_t from = g.Bucket(w, stamp_);
+    const int64_t to = g.Bucket(w, s);
+    const int64_t moved = to - from;
+    if (moved == 0) continue;
+    if (sum[w] == 0) continue;  // nothing counted: every position is zero already
+    if (moved >= kBucketsPerWindow) {
+      Clear(w);
       continue;
     }
-    for (int w = 0; w < geometry_.windows(); ++w) {
-      const int64_t m = geometry_.ratio[w];
-      const int64_t b = stamp / m;
-      if (b < last / m - (kBucketsPerWindow - 1)) continue;  // already out of the window
-      AtomicWord<Word>& slot = SlotsForWriting()[w * kBucketsPerWindow + b % kBucketsPerWindow];
-      const Word v = slot.load(kRelaxed);
-      if (Cell::SlotValid(v) && Cell::SlotStamp(v) / m == b) {
-        slot.store(Cell::Slot(std::max(Cell::SlotStamp(v), stamp),
-                              SaturatingAdd<Cell>(Cell::SlotSum(v), count)),
-                   kRelaxed);
-      } else if (!Cell::SlotValid(v) || Cell::SlotStamp(v) / m < b) {
-        slot.store(Cell::Slot(stamp, std::min(count, Cell::kMaxCount)), kRelaxed);
+    const bool saturated = sum[w] >= kMaxCount;
+    // Bucket j takes the position of bucket j - 61, which leaves the window.
+    for (int64_t j = from + 1; j <= to; ++j) {
+      const int i = w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow);
+      const int64_t v = Get(i);
+      if (v == 0) continue;
+      Set(i, 0);
+      if (!saturated) sum[w] -= v;
+    }
+    if (saturated) {
+      int64_t total = 0;
+      for (int k = 0; k < kBucketsPerWindow; ++k) {
+        total = SaturatingAdd(total, Get(w * kBucketsPerWindow + k));
       }
+      sum[w] = total;
+    }
+    const int64_t age = oldest_[w] == kNoOldest ? kNoOldest : oldest_[w] + moved;
+    if (age < kBucketsPerWindow) {
+      oldest_[w] = static_cast<uint8_t>(age);
+    } else {
+      FindOldest(w, to, kBucketsPerWindow - 1);
     }
   }
-  head_.store(Cell::Head(last, head_count, false), kRelease);
+  stamp_ = s;
+  return s;
 }
 
-template <typename Cell>
-void BasicSlidingWindows<Cell>::Flush(int64_t stamp, int64_t count) {
-  AtomicWord<Word>* slots = SlotsForWriting();
-  for (int w = 0; w < geometry_.windows(); ++w) {
-    const int64_t m = geometry_.ratio[w];
-    const int64_t b = stamp / m;
-    AtomicWord<Word>& slot = slots[w * kBucketsPerWindow + b % kBucketsPerWindow];
-    Word v = slot.load(kAcquire);
-    for (;;) {
-      Word next;
-      if (!Cell::SlotValid(v) || Cell::SlotStamp(v) / m < b) {
-        next = Cell::Slot(stamp, count);  // empty, or a bucket that has left the window
-      } else if (Cell::SlotStamp(v) / m == b) {
-        if (Cell::SlotStamp(v) >= stamp) break;  // this stamp is already in
-        next = Cell::Slot(stamp, SaturatingAdd<Cell>(Cell::SlotSum(v), count));
-      } else {
-        break;  // a newer bucket: this flush is stale, the head has moved past it
+bool MeterWindows::Fits(absl::Span<const int64_t> limits, int64_t cost) const {
+  const int64_t* sum = sums();
+  for (int w = 0; w < n_; ++w) {
+    if (limits[w] > 0 && sum[w] + cost > limits[w]) return false;
+  }
+  return true;
+}
+
+void MeterWindows::Add(const ClassGeometry& g, int64_t amount) {
+  if (amount <= 0) return;
+  int64_t* sum = sums();
+  for (int w = 0; w < n_; ++w) {
+    const int64_t b = g.Bucket(w, stamp_);
+    const int i = w * kBucketsPerWindow + static_cast<int>(b % kBucketsPerWindow);
+    Set(i, SaturatingAdd(Get(i), amount));
+    sum[w] = SaturatingAdd(sum[w], amount);
+    if (oldest_[w] == kNoOldest) oldest_[w] = 0;
+  }
+}
+
+void MeterWindows::Subtract(const ClassGeometry& g, int64_t stamp, int64_t amount) {
+  if (amount <= 0 || stamp < 0 || stamp > stamp_) return;
+  int64_t* sum = sums();
+  for (int w = 0; w < n_; ++w) {
+    const int64_t b = g.Bucket(w, stamp_);
+    const int64_t j = g.Bucket(w, stamp);
+    if (j < b - (kBucketsPerWindow - 1)) continue;  // that bucket has left the window
+    const int i = w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow);
+    const int64_t v = Get(i);
+    const int64_t take = std::min(v, amount);
+    if (take == 0) continue;
+    Set(i, v - take);
+    if (sum[w] >= kMaxCount) {
+      int64_t total = 0;
+      for (int k = 0; k < kBucketsPerWindow; ++k) {
+        total = SaturatingAdd(total, Get(w * kBucketsPerWindow + k));
       }
-      if (slot.cas(v, next, kAcqRel, kAcquire)) break;
+      sum[w] = total;
+    } else {
+      sum[w] -= take;
     }
+    if (v == take && b - j == oldest_[w]) FindOldest(w, b, static_cast<int>(b - j));
   }
 }
 
-template <typename Cell>
-typename Cell::Word BasicSlidingWindows<Cell>::Advance(int64_t s_now) {
-  Word h = head_.load(kAcquire);
-  for (;;) {
-    const int64_t s = Cell::HeadStamp(h);
-    if (Cell::HeadSealed(h)) {
-      Flush(s, Cell::HeadCount(h));
-      const Word next = Cell::Head(std::max(s_now, s + 1), 0, false);
-      if (head_.cas(h, next, kAcqRel, kAcquire)) return next;
-      continue;
-    }
-    if (s >= s_now) return h;
-    const Word next = Cell::HeadCount(h) == 0 ? Cell::Head(s_now, 0, false)
-                                              : Cell::Head(s, Cell::HeadCount(h), true);
-    if (head_.cas(h, next, kAcqRel, kAcquire)) h = next;
-  }
-}
-
-template <typename Cell>
-void BasicSlidingWindows<Cell>::Scan(int w, int64_t s,
-                                     std::array<int64_t, kBucketsPerWindow>& counts) const {
-  const int64_t b = s / geometry_.ratio[w];
-  const AtomicWord<Word>* slots = Slots();
-  for (int k = 0; k < kBucketsPerWindow; ++k) {
-    const int64_t j = b - (kBucketsPerWindow - 1) + k;
-    counts[k] = 0;
-    if (j < 0 || slots == nullptr) continue;
-    const Word v = slots[w * kBucketsPerWindow + j % kBucketsPerWindow].load(kAcquire);
-    if (Cell::SlotValid(v) && Cell::SlotStamp(v) / geometry_.ratio[w] == j) {
-      counts[k] = Cell::SlotSum(v);
-    }
-  }
-}
-
-template <typename Cell>
-std::pair<int64_t, int64_t> BasicSlidingWindows<Cell>::Base(int w, int64_t s, Word head) {
-  Word cached = caches_[w].load(kAcquire);
-  if (Cell::CacheMatches(cached, s)) return {Cell::CacheBase(cached), Cell::CacheAge(cached)};
-  std::array<int64_t, kBucketsPerWindow> counts;
-  Scan(w, s, counts);
-  int64_t base = 0;
-  int64_t age = kNoOldest;
-  for (int k = 0; k < kBucketsPerWindow; ++k) {
-    if (counts[k] > 0 && age == kNoOldest) age = kBucketsPerWindow - 1 - k;
-    base = SaturatingAdd<Cell>(base, counts[k]);
-  }
-  // Publish only a snapshot taken under an unchanged head (a stale one would carry a wrong tag
-  // anyway, since the head never returns to a stamp it left), and only over the value seen
-  // before the scan: a refund meanwhile stored a fresh invalid value, and this base, computed
-  // before it, is then too high to keep.
-  if (head_.load(kAcquire) == head) {
-    caches_[w].cas(cached, Cell::Cache(s, base, age), kAcqRel, kRelaxed);
-  }
-  return {base, age};
-}
-
-template <typename Cell>
-void BasicSlidingWindows<Cell>::FillRefusal(int64_t s, int64_t c, absl::Span<const int64_t> limits,
-                                            int64_t cost, WindowOutcome& out) const {
-  for (int w = 0; w < geometry_.windows(); ++w) {
-    const int64_t m = geometry_.ratio[w];
-    const int64_t b = s / m;
-    std::array<int64_t, kBucketsPerWindow> counts;
-    Scan(w, s, counts);
-    counts[kBucketsPerWindow - 1] = SaturatingAdd<Cell>(counts[kBucketsPerWindow - 1], c);
-    int64_t total = 0;
-    for (int64_t n : counts) total = SaturatingAdd<Cell>(total, n);
+void MeterWindows::Figures(const ClassGeometry& g, absl::Span<const int64_t> limits, int64_t cost,
+                           bool refused, WindowOutcome& out) const {
+  const int64_t* sum = sums();
+  out.stamp = stamp_;
+  for (int w = 0; w < n_; ++w) {
+    const int64_t m = g.ratio[w];
+    const int64_t b = g.Bucket(w, stamp_);
+    const int64_t used = sum[w];
     WindowFigures& f = out.windows[w];
-    f = WindowFigures{.used = total, .free_at_us = 0, .retry_at_us = 0};
-    for (int k = 0; k < kBucketsPerWindow; ++k) {
-      if (counts[k] > 0) {
-        const int64_t oldest = b - (kBucketsPerWindow - 1) + k;
-        f.free_at_us = geometry_.StampStartUs((oldest + kBucketsPerWindow) * m);
+    f = WindowFigures{.used = used, .free_at_us = 0, .retry_at_us = 0};
+    const int oldest = used > 0 ? oldest_[w] : kNoOldest;
+    if (oldest != kNoOldest) f.free_at_us = g.StampStartUs((b - oldest + kBucketsPerWindow) * m);
+    if (!refused || limits[w] <= 0 || used + cost <= limits[w]) continue;
+    if (cost > limits[w]) {
+      f.retry_at_us = kNever;
+      continue;
+    }
+    if (oldest == kNoOldest) continue;  // cannot be: used + cost > limit >= cost
+    // Room for `cost` once enough of the oldest buckets have left: the first after whose
+    // leaving what is left plus the cost fits.
+    int64_t left = used;
+    for (int age = oldest; age >= 0; --age) {
+      const int64_t j = b - age;
+      left -= Get(w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow));
+      if (left + cost <= limits[w]) {
+        f.retry_at_us = g.StampStartUs((j + kBucketsPerWindow) * m);
         break;
       }
     }
-    if (limits[w] > 0 && total + cost > limits[w]) {
-      if (cost > limits[w]) {
-        f.retry_at_us = kNever;
-        continue;
-      }
-      // Room for `cost` once enough of the oldest buckets have left: the first k after which
-      // what is left plus the cost fits.
-      int64_t left = total;
-      for (int k = 0; k < kBucketsPerWindow; ++k) {
-        left -= counts[k];
-        if (left + cost <= limits[w]) {
-          const int64_t j = b - (kBucketsPerWindow - 1) + k;
-          f.retry_at_us = geometry_.StampStartUs((j + kBucketsPerWindow) * m);
-          break;
-        }
-      }
-    }
   }
 }
 
-template <typename Cell>
-int64_t BasicSlidingWindows<Cell>::StampNow(int64_t now_us) const {
-  // Most decisions fall in the head's own stamp: tell by a multiplication, not a division.
-  const Word seen = head_.load(kRelaxed);
-  return now_us < geometry_.StampStartUs(Cell::HeadStamp(seen) + 1)
-             ? Cell::HeadStamp(seen)  // now is at or before the head's stamp
-             : geometry_.StampAt(now_us);
+bool MeterWindows::Empty() const {
+  const int64_t* sum = sums();
+  for (int w = 0; w < n_; ++w) {
+    if (sum[w] != 0) return false;
+  }
+  return true;
 }
 
-template <typename Cell>
-WindowOutcome BasicSlidingWindows<Cell>::TryAdmit(int64_t now_us, absl::Span<const int64_t> limits,
-                                                  int64_t cost) {
-  const int n = geometry_.windows();
-  const int64_t s_now = StampNow(now_us);
+SlidingWindows::SlidingWindows(const ClassGeometry& geometry)
+    : geometry_(geometry),
+      block_(new uint64_t[MeterWindows::Bytes(geometry.windows()) / 8]),
+      windows_(MeterWindows::Init(block_.get(), geometry.windows())) {}
+
+SlidingWindows::~SlidingWindows() { windows_->Destroy(); }
+
+void SlidingWindows::Restore(absl::Span<const std::pair<int64_t, int64_t>> stamp_counts) {
+  SpinLockHolder l(&lock_);
+  windows_->Restore(geometry_, stamp_counts);
+}
+
+WindowOutcome SlidingWindows::TryAdmit(int64_t now_us, absl::Span<const int64_t> limits,
+                                       int64_t cost) {
   WindowOutcome out;
-  for (;;) {
-    Word h = Advance(s_now);
-    const int64_t s = Cell::HeadStamp(h);
-    const int64_t c = Cell::HeadCount(h);
-    // Read before the bases: a refund after this shows in a later refusal cache check.
-    const uint64_t refunds = refunds_.load(std::memory_order_acquire);
-    std::pair<int64_t, int64_t> bases[kMaxWindowsPerClass];  // (base, age); not zeroed
-    bool room = c + cost <= Cell::kMaxCount;
-    for (int w = 0; w < n; ++w) {
-      bases[w] = Base(w, s, h);
-      if (limits[w] > 0 && bases[w].first + c + cost > limits[w]) room = false;
-    }
-    if (room) {
-      if (cost > 0 && !head_.cas(h, Cell::Head(s, c + cost, false), kAcqRel, kRelaxed)) continue;
-      out.admitted = true;
-      out.stamp = s;
-      for (int w = 0; w < n; ++w) {
-        const int64_t b = w == 0 ? s : s / geometry_.ratio[w];  // ratio[0] is 1
-        const auto [base, age] = bases[w];
-        const int64_t used = SaturatingAdd<Cell>(base, c + cost);
-        const int64_t oldest = base > 0 ? b - age : b;
-        out.windows[w] = WindowFigures{
-            .used = used,
-            .free_at_us =
-                used > 0 ? geometry_.StampStartUs((oldest + kBucketsPerWindow) * geometry_.ratio[w])
-                         : 0,
-            .retry_at_us = 0};
-      }
-      return out;
-    }
-    out.admitted = false;
-    out.stamp = s;
-    if (ReadCachedRefusal(h, cost, limits, out)) return out;
-    FillRefusal(s, c, limits, cost, out);
-    if (head_.load(kAcquire) != h) continue;
-    CacheRefusal(h, cost, limits, refunds, out);
-    return out;
-  }
+  SpinLockHolder l(&lock_);
+  windows_->Advance(geometry_, now_us);
+  out.admitted = windows_->Fits(limits, cost);
+  if (out.admitted) windows_->Add(geometry_, cost);
+  windows_->Figures(geometry_, limits, cost, !out.admitted, out);
+  return out;
 }
 
-template <typename Cell>
-void BasicSlidingWindows<Cell>::GiveBack(int64_t stamp, int64_t amount) {
-  if (amount <= 0) return;
-  Word h = head_.load(kAcquire);
-  for (;;) {
-    const int64_t s = Cell::HeadStamp(h);
-    if (s < stamp) return;  // never counted here (a caller's bug): nothing to give back
-    if (s == stamp) {
-      if (Cell::HeadSealed(h)) {
-        h = Advance(stamp + 1);  // finish the rollover: then the units are in the slots
-        continue;
-      }
-      const int64_t c = Cell::HeadCount(h);
-      if (head_.cas(h, Cell::Head(s, std::max<int64_t>(0, c - amount), false), kAcqRel, kAcquire)) {
-        return;
-      }
-      continue;
-    }
-    break;  // the head is past `stamp`: its units are in the slots
-  }
-  AtomicWord<Word>* slots = Slots();
-  if (slots == nullptr) return;  // restored into the head only, and the head moved on empty
-  for (int w = 0; w < geometry_.windows(); ++w) {
-    const int64_t m = geometry_.ratio[w];
-    const int64_t b = stamp / m;
-    AtomicWord<Word>& slot = slots[w * kBucketsPerWindow + b % kBucketsPerWindow];
-    Word v = slot.load(kAcquire);
-    while (Cell::SlotValid(v) && Cell::SlotStamp(v) / m == b) {
-      const Word next =
-          Cell::Slot(Cell::SlotStamp(v), std::max<int64_t>(0, Cell::SlotSum(v) - amount));
-      if (slot.cas(v, next, kAcqRel, kAcquire)) break;
-    }
-  }
-  const uint64_t sequence = refunds_.fetch_add(1, std::memory_order_acq_rel) + 1;
-  for (int w = 0; w < geometry_.windows(); ++w) {
-    caches_[w].store(Cell::InvalidCache(sequence), kRelease);
-  }
+void SlidingWindows::GiveBack(int64_t stamp, int64_t amount) {
+  SpinLockHolder l(&lock_);
+  windows_->Subtract(geometry_, stamp, amount);
 }
 
-template <typename Cell>
-int64_t BasicSlidingWindows<Cell>::Charge(int64_t now_us, int64_t amount) {
-  const int64_t s_now = StampNow(now_us);
-  for (;;) {
-    Word h = Advance(s_now);
-    if (amount <= 0) return Cell::HeadStamp(h);
-    const Word next =
-        Cell::Head(Cell::HeadStamp(h), SaturatingAdd<Cell>(Cell::HeadCount(h), amount), false);
-    if (head_.cas(h, next, kAcqRel, kRelaxed)) return Cell::HeadStamp(h);
-  }
+int64_t SlidingWindows::Charge(int64_t now_us, int64_t amount) {
+  SpinLockHolder l(&lock_);
+  const int64_t s = windows_->Advance(geometry_, now_us);
+  windows_->Add(geometry_, amount);
+  return s;
 }
 
-template <typename Cell>
-WindowOutcome BasicSlidingWindows<Cell>::Read(int64_t now_us, absl::Span<const int64_t> limits,
-                                              int64_t cost) {
-  const int64_t s_now = geometry_.StampAt(now_us);
+WindowOutcome SlidingWindows::Read(int64_t now_us, absl::Span<const int64_t> limits, int64_t cost) {
   WindowOutcome out;
-  for (;;) {
-    const Word h = Advance(s_now);
-    FillRefusal(Cell::HeadStamp(h), Cell::HeadCount(h), limits, cost, out);
-    if (head_.load(kAcquire) != h) continue;
-    out.admitted = false;
-    out.stamp = Cell::HeadStamp(h);
-    return out;
-  }
+  SpinLockHolder l(&lock_);
+  windows_->Advance(geometry_, now_us);
+  windows_->Figures(geometry_, limits, cost, /*refused=*/true, out);
+  out.admitted = false;
+  return out;
 }
-
-template class BasicSlidingWindows<NarrowCell>;
-template class BasicSlidingWindows<WideCell>;
 
 }  // namespace anyai::quota

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -10,31 +11,82 @@
 namespace anyai::quota {
 namespace {
 
+// A slot holds a tenant's address with 16 bits of its hash in the top bits (user-space
+// addresses on x86-64 and AArch64 fit in 48 bits), so that a probe dereferences only tenants
+// whose tag matches: one cache miss for the slot, one for the tenant.
+constexpr int kTagShift = 48;
+constexpr uintptr_t kAddressMask = (uintptr_t{1} << kTagShift) - 1;
+uintptr_t TagOf(uint64_t hash) {
+  return static_cast<uintptr_t>((hash >> 32) & 0xffff) << kTagShift;
+}
+uintptr_t Entry(Tenant* t) {
+  const auto address = reinterpret_cast<uintptr_t>(t);
+  if ((address & ~kAddressMask) != 0) std::abort();  // never on the platforms above
+  return address | TagOf(t->hash);
+}
+Tenant* TenantOf(uintptr_t entry) { return reinterpret_cast<Tenant*>(entry & kAddressMask); }
 // Marks a slot whose tenant was removed: probes continue past it; inserts may reuse it.
-Tenant* const kTombstone = reinterpret_cast<Tenant*>(uintptr_t{1});
+constexpr uintptr_t kTombstone = 1;
+constexpr uintptr_t kEmpty = 0;
 constexpr size_t kInitialCapacity = 16;
 // How many retired or evicted entries a shard gathers before MakeRoom() sweeps them.
 constexpr size_t kReclaimBatch = 16;
 
 }  // namespace
 
-Tenant::Tenant(uint64_t hash, std::string_view id, int classes)
-    : hash(hash), id(id), classes(new std::atomic<Meters*>[classes]) {
-  for (int i = 0; i < classes; ++i) this->classes[i].store(nullptr, std::memory_order_relaxed);
-  class_count_ = classes;
+Tenant::Tenant(uint64_t hash, std::string_view id, int first_class)
+    : hash(hash), id(id), first_class_(first_class) {}
+
+std::unique_ptr<Tenant> Tenant::Create(uint64_t hash, std::string_view id, int first_class,
+                                       const MetersLayout* layout) {
+  static_assert(sizeof(Tenant) % 8 == 0);
+  if (layout == nullptr) first_class = -1;
+  void* at = ::operator new(sizeof(Tenant) + (layout != nullptr ? layout->bytes : 0));
+  std::unique_ptr<Tenant> t(new (at) Tenant(hash, id, first_class));
+  if (layout != nullptr) Meters::Init(t.get() + 1, *layout);
+  return t;
 }
 
 Tenant::~Tenant() {
-  for (int i = 0; i < class_count_; ++i) delete classes[i].load(std::memory_order_relaxed);
+  if (first_class_ >= 0) first_meters()->Destroy();
+  for (const More* m = more_.load(std::memory_order_relaxed); m != nullptr;) {
+    const More* next = m->next;
+    m->meters()->Destroy();
+    m->~More();
+    ::operator delete(const_cast<More*>(m));
+    m = next;
+  }
+}
+
+Meters& Tenant::AddMeters(int feature_class, const MetersLayout& layout) {
+  if (Meters* m = Find(feature_class)) return *m;
+  void* at = ::operator new(sizeof(More) + layout.bytes);
+  More* fresh = new (at) More{.next = nullptr, .feature_class = feature_class};
+  Meters::Init(fresh + 1, layout);
+  const More* head = more_.load(std::memory_order_acquire);
+  for (;;) {
+    for (const More* m = head; m != nullptr; m = m->next) {
+      if (m->feature_class == feature_class) {  // another thread published first
+        fresh->meters()->Destroy();
+        ::operator delete(at);
+        return *m->meters();
+      }
+    }
+    fresh->next = head;
+    if (more_.compare_exchange_weak(head, fresh, std::memory_order_acq_rel,
+                                    std::memory_order_acquire)) {
+      return *fresh->meters();
+    }
+  }
 }
 
 struct TenantTable::Slots {
   explicit Slots(size_t capacity)
-      : mask(capacity - 1), entries(new std::atomic<Tenant*>[capacity]) {
-    for (size_t i = 0; i < capacity; ++i) entries[i].store(nullptr, std::memory_order_relaxed);
+      : mask(capacity - 1), entries(new std::atomic<uintptr_t>[capacity]) {
+    for (size_t i = 0; i < capacity; ++i) entries[i].store(kEmpty, std::memory_order_relaxed);
   }
   const size_t mask;
-  const std::unique_ptr<std::atomic<Tenant*>[]> entries;
+  const std::unique_ptr<std::atomic<uintptr_t>[]> entries;
 };
 
 struct TenantTable::Shard {
@@ -62,8 +114,8 @@ struct TenantTable::Shard {
     Slots* s = slots.load(std::memory_order_relaxed);
     if (s == nullptr) return;
     for (size_t i = 0; i <= s->mask; ++i) {
-      Tenant* t = s->entries[i].load(std::memory_order_relaxed);
-      if (t != nullptr && t != kTombstone) delete t;
+      const uintptr_t e = s->entries[i].load(std::memory_order_relaxed);
+      if (e != kEmpty && e != kTombstone) delete TenantOf(e);
     }
     delete s;
   }
@@ -71,20 +123,22 @@ struct TenantTable::Shard {
   // Puts a tenant that is not resident into the table; returns it.
   Tenant* Place(std::unique_ptr<Tenant> tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     Slots* s = slots.load(std::memory_order_relaxed);
-    if (s == nullptr || 2 * (live + tombstones + 1) > s->mask + 1) {
+    // A load of at most 3/4 (linear probing stays short there, and the array's 8 bytes per
+    // slot are a fair share of a tenant's memory).
+    if (s == nullptr || 4 * (live + tombstones + 1) > 3 * (s->mask + 1)) {
       Grow();
       s = slots.load(std::memory_order_relaxed);
     }
     size_t i = tenant->hash & s->mask;
     for (;; i = (i + 1) & s->mask) {
-      Tenant* t = s->entries[i].load(std::memory_order_relaxed);
-      if (t == nullptr || t == kTombstone) {
-        if (t == kTombstone) --tombstones;
+      const uintptr_t e = s->entries[i].load(std::memory_order_relaxed);
+      if (e == kEmpty || e == kTombstone) {
+        if (e == kTombstone) --tombstones;
         break;
       }
     }
     Tenant* placed = tenant.release();
-    s->entries[i].store(placed, std::memory_order_release);
+    s->entries[i].store(Entry(placed), std::memory_order_release);
     ++live;
     return placed;
   }
@@ -128,26 +182,32 @@ struct TenantTable::Shard {
     if (evicted.size() + retired.size() >= reclaim_at) ReclaimAll();
   }
 
-  // Rebuilds the slot array with room for `live + 1` at a load of at most 1/2, and, when the
-  // rebuild only clears tombstones (evictions balancing inserts at a cap), room for at least
-  // (live + 1) / 4 more before the next one, so that its cost is spread over as many inserts.
+  // Rebuilds the slot array with room for `live + 1` at a load of at most 1/2, so that, when
+  // the rebuild only clears tombstones (evictions balancing inserts at a cap), at least
+  // (live + 1) / 4 more fit before the next one and its cost is spread over as many inserts.
+  // Frees the arrays earlier rebuilds retired once no reader can hold them, so that a growing
+  // table does not keep every smaller copy of itself until the next sweep.
   void Grow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     Slots* old = slots.load(std::memory_order_relaxed);
     size_t capacity = kInitialCapacity;
-    while (capacity < 2 * (live + 1) + (live + 1) / 2) capacity *= 2;
+    while (capacity < 2 * (live + 1)) capacity *= 2;
     auto fresh = std::make_unique<Slots>(capacity);
     if (old != nullptr) {
       for (size_t i = 0; i <= old->mask; ++i) {
-        Tenant* t = old->entries[i].load(std::memory_order_relaxed);
-        if (t == nullptr || t == kTombstone) continue;
-        size_t j = t->hash & fresh->mask;
-        while (fresh->entries[j].load(std::memory_order_relaxed) != nullptr)
+        const uintptr_t e = old->entries[i].load(std::memory_order_relaxed);
+        if (e == kEmpty || e == kTombstone) continue;
+        size_t j = TenantOf(e)->hash & fresh->mask;
+        while (fresh->entries[j].load(std::memory_order_relaxed) != kEmpty) {
           j = (j + 1) & fresh->mask;
-        fresh->entries[j].store(t, std::memory_order_relaxed);
+        }
+        fresh->entries[j].store(e, std::memory_order_relaxed);
       }
     }
     slots.store(fresh.release(), std::memory_order_release);
     tombstones = 0;
+    TryAdvanceEpoch();
+    std::erase_if(retired,
+                  [](const Retired& r) { return r.tenant == nullptr && SafeToFree(r.epoch); });
     if (old != nullptr) retired.push_back({CurrentEpoch(), nullptr, std::unique_ptr<Slots>(old)});
   }
 };
@@ -167,10 +227,18 @@ TenantTable::Shard& TenantTable::ShardFor(uint64_t hash) const { return shards_[
 Tenant* TenantTable::Find(std::string_view id, uint64_t hash) const {
   const Slots* s = ShardFor(hash).slots.load(std::memory_order_acquire);
   if (s == nullptr) return nullptr;
+  const uintptr_t tag = TagOf(hash);
   for (size_t i = hash & s->mask;; i = (i + 1) & s->mask) {
-    Tenant* t = s->entries[i].load(std::memory_order_acquire);
-    if (t == nullptr) return nullptr;
-    if (t != kTombstone && t->hash == hash && t->id == id) return t;
+    const uintptr_t e = s->entries[i].load(std::memory_order_acquire);
+    if (e == kEmpty) return nullptr;
+    if ((e & ~kAddressMask) != tag || e == kTombstone) continue;
+    Tenant* t = TenantOf(e);
+    // The tenant's block (its first class's Meters follow it): fetch its lines at once rather
+    // than one after the other as the decision reaches them.
+    for (int line = 1; line < 4; ++line) {
+      __builtin_prefetch(reinterpret_cast<const char*>(t) + 64 * line, 1);
+    }
+    if (t->hash == hash && t->id == id) return t;
   }
 }
 
@@ -206,8 +274,10 @@ size_t TenantTable::EvictIf(absl::FunctionRef<bool(Tenant&)> evict) {
     Slots* s = shard.slots.load(std::memory_order_relaxed);
     if (s == nullptr) continue;
     for (size_t i = 0; i <= s->mask; ++i) {
-      Tenant* t = s->entries[i].load(std::memory_order_relaxed);
-      if (t == nullptr || t == kTombstone || !evict(*t)) continue;
+      const uintptr_t e = s->entries[i].load(std::memory_order_relaxed);
+      if (e == kEmpty || e == kTombstone) continue;
+      Tenant* t = TenantOf(e);
+      if (!evict(*t)) continue;
       shard.Evict(*s, i, t);
       ++evicted;
       size_.fetch_sub(1, std::memory_order_relaxed);
@@ -217,7 +287,7 @@ size_t TenantTable::EvictIf(absl::FunctionRef<bool(Tenant&)> evict) {
 }
 
 bool TenantTable::MakeRoom(size_t limit, uint64_t hash, size_t budget,
-                           absl::FunctionRef<bool(const Tenant&)> evictable) {
+                           absl::FunctionRef<bool(Tenant&)> evictable) {
   // One step of the epoch per call, so that what earlier calls evicted becomes free to reclaim
   // while a flood of new tenants goes on between two EvictIdle() runs.
   TryAdvanceEpoch();
@@ -239,8 +309,9 @@ bool TenantTable::MakeRoom(size_t limit, uint64_t hash, size_t budget,
       int found = 0;
       for (size_t lap = 0; lap <= s->mask && found < kCandidates && looked < budget; ++lap) {
         const size_t i = shard.hand++ & s->mask;
-        Tenant* t = s->entries[i].load(std::memory_order_relaxed);
-        if (t == nullptr || t == kTombstone) continue;
+        const uintptr_t e = s->entries[i].load(std::memory_order_relaxed);
+        if (e == kEmpty || e == kTombstone) continue;
+        Tenant* t = TenantOf(e);
         ++looked;
         if (!evictable(*t)) continue;
         ++found;

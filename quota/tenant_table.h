@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,25 +31,56 @@
 
 namespace anyai::quota {
 
-// One tenant's state: its Meters per feature class, created on first use.
+// One tenant's state: its Meters per feature class, created on first use. One allocation holds
+// the tenant and the Meters of the class it was first used for (usually the only one it uses),
+// so that a decision reads one block; other classes' Meters are added to a list.
 struct Tenant {
-  Tenant(uint64_t hash, std::string_view id, int classes);
+  // `first_class` (-1: none) gets its Meters in the tenant's own block, laid out by `layout`.
+  static std::unique_ptr<Tenant> Create(uint64_t hash, std::string_view id, int first_class,
+                                        const MetersLayout* layout);
   ~Tenant();
   Tenant(const Tenant&) = delete;
   Tenant& operator=(const Tenant&) = delete;
+  static void operator delete(void* p) { ::operator delete(p); }
+
+  // The class's Meters, or null until the class is first used (see AddMeters).
+  Meters* Find(int feature_class) const {
+    if (feature_class == first_class_) return first_meters();
+    for (const More* m = more_.load(std::memory_order_acquire); m != nullptr; m = m->next) {
+      if (m->feature_class == feature_class) return m->meters();
+    }
+    return nullptr;
+  }
+  // The class's Meters, created (laid out by `layout`) if the class has none yet.
+  Meters& AddMeters(int feature_class, const MetersLayout& layout);
 
   const uint64_t hash;
   const std::string id;
   // Last time (microseconds since the Unix epoch) the tenant was used, to within a second.
   std::atomic<int64_t> last_used_us{0};
-  // Owned; null until the class is first used. Published with a release CAS.
-  const std::unique_ptr<std::atomic<Meters*>[]> classes;
   // Open reservations holding this tenant: while any, it is neither evicted nor freed, so that
   // their settlements land in the counters they reserved in.
-  std::atomic<int64_t> pins{0};
+  std::atomic<int32_t> pins{0};
 
  private:
-  int class_count_ = 0;
+  // Meters of a class other than the first, in a list published with release CASes.
+  struct More {
+    const More* next;
+    int feature_class;
+    Meters* meters() const {
+      return std::launder(reinterpret_cast<Meters*>(const_cast<More*>(this) + 1));
+    }
+  };
+  static_assert(sizeof(More) % 8 == 0);
+
+  Tenant(uint64_t hash, std::string_view id, int first_class);
+  Meters* first_meters() const {
+    return std::launder(reinterpret_cast<Meters*>(const_cast<Tenant*>(this) + 1));
+  }
+
+  const int32_t first_class_;
+  std::atomic<const More*> more_{nullptr};
+  // Followed by the first class's Meters.
 };
 
 class TenantTable {
@@ -81,7 +113,7 @@ class TenantTable {
   // size() < `limit` at the end.
   static constexpr int kCandidates = 8;
   bool MakeRoom(size_t limit, uint64_t hash, size_t budget,
-                absl::FunctionRef<bool(const Tenant&)> evictable);
+                absl::FunctionRef<bool(Tenant&)> evictable);
   // Frees what was retired long enough ago.
   void Reclaim();
   size_t size() const { return size_.load(std::memory_order_relaxed); }
