@@ -421,6 +421,7 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
       .max_failed_auth_per_minute = config.max_failed_auth_per_minute() > 0
                                         ? config.max_failed_auth_per_minute()
                                         : defaults.max_failed_auth_per_minute(),
+      .admissions_wait_for_disk = config.durability() == v1::DURABILITY_FSYNC,
       .clock = p.options.clock,
       .observer = p.metrics.get(),
       .images = p.images.get(),

@@ -613,6 +613,21 @@ Outcome<v1::DescribeImageResponse> Gateway::DescribeImage(const Caller& caller,
   return out;
 }
 
+bool Gateway::AnswersWithoutBlocking(Endpoint endpoint, std::string_view chat_model) const {
+  if (parts_.admissions_wait_for_disk) return false;
+  switch (endpoint) {
+    case Endpoint::kModels:
+      return true;
+    case Endpoint::kChatCompletions: {
+      const ModelInfo* model = parts_.catalogue->Resolve(chat_model);
+      if (model == nullptr) return true;  // refused before anything is counted
+      return chat_routes_.at(model->id).provider->ChatsWithoutBlocking();
+    }
+    default:
+      return false;
+  }
+}
+
 Outcome<const v1::ListModelsResponse*> Gateway::ListModels(const Caller& caller) {
   Outcome<const v1::ListModelsResponse*> out{.result = &models_, .rate_limit = std::nullopt};
   absl::StatusOr<Admission> admission = Admit(

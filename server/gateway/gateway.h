@@ -37,6 +37,7 @@
 #include "server/gateway/auth_failure_limit.h"
 #include "server/gateway/catalogue.h"
 #include "server/gateway/client_address.h"
+#include "server/gateway/endpoint.h"
 #include "server/gateway/image_store.h"
 #include "server/gateway/observer.h"
 #include "server/gateway/provider.h"
@@ -126,6 +127,9 @@ struct GatewayParts {
   // network is RESOURCE_EXHAUSTED (TooManyFailedAuthentications) until the minute has room,
   // valid keys included. Anonymous requests are not affected. 0: no limit.
   int max_failed_auth_per_minute = 60;
+  // Whether recording an admission waits for the disk (fsync durability): calls that admit then
+  // block their thread (AnswersWithoutBlocking).
+  bool admissions_wait_for_disk = false;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   // The clock of Caller::deadline: the transport's real time, not the quota clock (which
   // tests freeze).
@@ -176,6 +180,15 @@ class Gateway {
   // The usage report of `key`, or with an empty `key` the caller's own: its key's, or its
   // anonymous tenant's. A bad `key` is UNAUTHENTICATED and counts nothing.
   Outcome<v1::CheckKeyResponse> CheckKey(const Caller& caller, std::string_view key);
+
+  // Whether a call of `endpoint` (a chat: of `chat_model`, an id or alias) runs without blocking
+  // its thread, so that a front may answer it on the thread that read it (a gRPC polling thread,
+  // the HTTP I/O thread) instead of handing it to a worker: true for /models, and for a unary
+  // chat whose model's provider answers from memory (Provider::ChatsWithoutBlocking) or that will
+  // be refused as unknown, as long as admissions do not wait for the disk
+  // (GatewayParts::admissions_wait_for_disk). Such a call may still read a key that is not cached
+  // from the local key store. False for every other endpoint (streams, images, /check).
+  bool AnswersWithoutBlocking(Endpoint endpoint, std::string_view chat_model = {}) const;
 
   // A stored image by its file name ("<id>.png"), for anyone holding its URL: no key, nothing
   // counted. NOT_FOUND when unknown or expired.

@@ -32,6 +32,11 @@ class Provider {
  public:
   virtual ~Provider() = default;
 
+  // Whether Chat answers from memory: no I/O, no waiting, work bounded by the request's size.
+  // A front may then run the call on the thread that read it (Gateway::AnswersWithoutBlocking)
+  // instead of handing it to a worker. Default false: an upstream waits on the network.
+  virtual bool ChatsWithoutBlocking() const { return false; }
+
   // A whole chat completion: one choice, object "chat.completion", with usage.
   virtual absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) = 0;
 

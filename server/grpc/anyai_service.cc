@@ -22,8 +22,8 @@ namespace {
 // still there (client_presence.h): a blocked upstream then stops when the call is cancelled.
 class GrpcCaller {
  public:
-  // `answered_inline`: the call runs on a polling thread, whose context has no kDone to tell
-  // IsCancelled() from (and where IsCancelled would pluck the queue), so it is never asked.
+  // `answered_inline`: the call may run on a polling thread, whose context may have no kDone to
+  // tell IsCancelled() from (and where IsCancelled would pluck the queue), so it is never asked.
   explicit GrpcCaller(const grpc::ServerContextBase& context, bool answered_inline = false)
       : peer_(AddressOfGrpcPeer(context.peer())),
         presence_(answered_inline ? +[](const void*) { return false; }
@@ -122,16 +122,17 @@ struct AnyAIService::Methods {
   using Service = v1::AnyAI::AsyncService;
 
   // `request`: the generated Service::RequestX (a member of one of Service's bases).
+  // `on_worker`: UnaryMethod's.
   template <typename Request, typename Response, typename Requester>
   static UnaryMethod<Request, Response> Unary(
-      AnyAIService& s, Requester request, bool on_worker,
+      AnyAIService& s, Requester request, std::function<bool(const Request&)> on_worker,
       grpc::Status (AnyAIService::*answer)(grpc::ServerContext&, const Request&, Response&)) {
     return {
         .request = [&s, request](grpc::ServerContext* c, Request* r,
                                  grpc::ServerAsyncResponseWriter<Response>* w,
                                  grpc::ServerCompletionQueue* cq,
                                  void* tag) { (s.service_.*request)(c, r, w, cq, cq, tag); },
-        .on_worker = on_worker,
+        .on_worker = std::move(on_worker),
         .answer = [&s, answer](grpc::ServerContext& c, const Request& r,
                                Response& out) { return (s.*answer)(c, r, out); },
     };
@@ -154,18 +155,35 @@ struct AnyAIService::Methods {
     };
   }
 
+  // Every call of a method on a worker.
+  template <typename Request>
+  static std::function<bool(const Request&)> Always() {
+    return [](const Request&) { return true; };
+  }
+
   explicit Methods(AnyAIService& s)
-      : chat(Unary(s, &Service::RequestCreateChatCompletion, true, &AnyAIService::Chat)),
+      : chat(Unary<v1::ChatCompletionRequest, v1::ChatCompletion>(
+            s, &Service::RequestCreateChatCompletion,
+            [&gateway = s.gateway_](const v1::ChatCompletionRequest& r) {
+              return !gateway.AnswersWithoutBlocking(Endpoint::kChatCompletions, r.model());
+            },
+            &AnyAIService::Chat)),
         stream_chat(Stream(s, &Service::RequestStreamChatCompletion, &AnyAIService::StreamChat)),
-        list_models(Unary(s, &Service::RequestListModels, false, &AnyAIService::ListModels)),
-        generate_images(
-            Unary(s, &Service::RequestGenerateImages, true, &AnyAIService::GenerateImages)),
-        imagine(Unary(s, &Service::RequestImagine, true, &AnyAIService::Imagine)),
+        list_models(Unary<v1::ListModelsRequest, v1::ListModelsResponse>(
+            s, &Service::RequestListModels,
+            s.gateway_.AnswersWithoutBlocking(Endpoint::kModels) ? nullptr
+                                                                 : Always<v1::ListModelsRequest>(),
+            &AnyAIService::ListModels)),
+        generate_images(Unary(s, &Service::RequestGenerateImages,
+                              Always<v1::GenerateImagesRequest>(), &AnyAIService::GenerateImages)),
+        imagine(Unary(s, &Service::RequestImagine, Always<v1::ImagineRequest>(),
+                      &AnyAIService::Imagine)),
         ask(Stream(s, &Service::RequestAsk, &AnyAIService::Ask)),
-        describe_image(
-            Unary(s, &Service::RequestDescribeImage, true, &AnyAIService::DescribeImage)),
+        describe_image(Unary(s, &Service::RequestDescribeImage, Always<v1::DescribeImageRequest>(),
+                             &AnyAIService::DescribeImage)),
         // (CheckKey reads usage, and a key not cached yet, from storage: a worker's.)
-        check_key(Unary(s, &Service::RequestCheckKey, true, &AnyAIService::CheckKey)) {}
+        check_key(Unary(s, &Service::RequestCheckKey, Always<v1::CheckKeyRequest>(),
+                        &AnyAIService::CheckKey)) {}
 
   // Posts each method's waiting requests on `queue`.
   void Arm(CallQueue& queue) const {

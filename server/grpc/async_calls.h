@@ -113,8 +113,10 @@ struct UnaryMethod {
   std::function<void(grpc::ServerContext*, Request*, grpc::ServerAsyncResponseWriter<Response>*,
                      grpc::ServerCompletionQueue*, void*)>
       request;
-  // False: answered on the polling thread (it must never block).
-  bool on_worker;
+  // Whether a call goes to a worker, by its request; null: every call is answered on the
+  // polling thread (it must never block). With a predicate, every call also asks gRPC for its
+  // end (kDone), so that one answered on a worker can see a client that has gone.
+  std::function<bool(const Request&)> on_worker;
   std::function<grpc::Status(grpc::ServerContext&, const Request&, Response&)> answer;
 };
 
@@ -187,14 +189,14 @@ void CallQueue::Fill(Method& method) {
   for (int i = 0; i < owner_.calls_waiting(); ++i) Arm<Call>(method);
 }
 
-// One call of a unary method. On a worker it also asks gRPC for the call's end (kDone), so that
-// the answer can see a client that has gone (ServerContext::IsCancelled).
+// One call of a unary method. When it may go to a worker it also asks gRPC for the call's end
+// (kDone), so that the answer can see a client that has gone (ServerContext::IsCancelled).
 template <typename Request, typename Response>
 class UnaryCall final : public AsyncCall {
  public:
   UnaryCall(const UnaryMethod<Request, Response>& method, CallQueue& queue)
       : AsyncCall(queue), method_(method), responder_(&context_) {
-    if (method_.on_worker) {
+    if (method_.on_worker != nullptr) {
       context_.AsyncNotifyWhenDone(Tag(Event::kDone));
       AwaitDone();
     }
@@ -209,7 +211,7 @@ class UnaryCall final : public AsyncCall {
           return;
         }
         queue_.Arm<UnaryCall>(method_);
-        if (method_.on_worker) {
+        if (method_.on_worker != nullptr && method_.on_worker(request_)) {
           queue_.owner().Post([this] { Answer(); });
         } else {
           Answer();

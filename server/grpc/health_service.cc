@@ -19,7 +19,7 @@ HealthService::HealthService(std::function<bool()> serving)
                                 grpc::ServerAsyncResponseWriter<HealthCheckResponse>* w,
                                 grpc::ServerCompletionQueue* cq,
                                 void* tag) { RequestCheck(c, r, w, cq, cq, tag); },
-              .on_worker = false,
+              .on_worker = nullptr,  // answered on the polling thread
               .answer = [this](grpc::ServerContext& c, const HealthCheckRequest& r,
                                HealthCheckResponse& out) { return Answer(c, r, out); },
           })) {}

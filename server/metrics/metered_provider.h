@@ -18,6 +18,7 @@ class MeteredProvider final : public Provider {
   MeteredProvider(std::string name, Provider& inner, Metrics& metrics)
       : name_(std::move(name)), inner_(inner), metrics_(metrics) {}
 
+  bool ChatsWithoutBlocking() const override { return inner_.ChatsWithoutBlocking(); }
   absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) override;
   absl::Status StreamChat(const v1::ChatCompletionRequest& request,
                           absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) override;

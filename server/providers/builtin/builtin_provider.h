@@ -53,6 +53,8 @@ class BuiltinProvider final : public Provider {
   BuiltinProvider(const BuiltinProvider&) = delete;
   BuiltinProvider& operator=(const BuiltinProvider&) = delete;
 
+  // Chat composes its reply from the request's own words: no I/O.
+  bool ChatsWithoutBlocking() const override { return true; }
   absl::StatusOr<v1::ChatCompletion> Chat(const v1::ChatCompletionRequest& request) override;
   absl::Status StreamChat(const v1::ChatCompletionRequest& request,
                           absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) override;

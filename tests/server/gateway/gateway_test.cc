@@ -57,6 +57,38 @@ class GatewayTest : public ::testing::Test {
                           .public_base_url = ""};
 };
 
+// Which calls a front may answer on the thread that read them: a chat only when its model's
+// provider answers from memory and admissions do not wait for the disk.
+TEST(GatewayAnswersWithoutBlockingTest, FollowsTheProviderAndTheDurability) {
+  BuiltinProvider builtin([] { return kNow; });
+  ScriptedProvider upstream(kNow);  // stands for an upstream: it may block
+  struct Case {
+    Provider* provider;
+    bool wait_for_disk;
+    bool chat;    // a chat of a known model, by id and by alias
+    bool models;  // /models
+  };
+  for (const Case& c : {Case{&builtin, false, true, true}, Case{&upstream, false, false, true},
+                        Case{&builtin, true, false, false}, Case{&upstream, true, false, false}}) {
+    GatewayRig rig(quota::DefaultPlanTable(), kNow);
+    rig.Start([&](GatewayParts& parts) {
+      parts.providers = {{"builtin", c.provider}};
+      parts.admissions_wait_for_disk = c.wait_for_disk;
+    });
+    const Gateway& g = *rig.gateway;
+    EXPECT_EQ(g.AnswersWithoutBlocking(Endpoint::kChatCompletions, "phi-2"), c.chat);
+    EXPECT_EQ(g.AnswersWithoutBlocking(Endpoint::kChatCompletions, "claude-3-opus"), c.chat);
+    // An unknown model is refused before anything is counted or asked.
+    EXPECT_EQ(g.AnswersWithoutBlocking(Endpoint::kChatCompletions, "no-such-model"),
+              !c.wait_for_disk);
+    EXPECT_EQ(g.AnswersWithoutBlocking(Endpoint::kModels), c.models);
+    for (Endpoint e : {Endpoint::kImagesGenerations, Endpoint::kImagine, Endpoint::kAsk,
+                       Endpoint::kVision, Endpoint::kCheck}) {
+      EXPECT_FALSE(g.AnswersWithoutBlocking(e)) << EndpointName(e);
+    }
+  }
+}
+
 TEST_F(GatewayTest, AStorageFailureRefusesRequestsWhenFailingClosed) {
   Build(StorageFailurePolicy::kFailClosed);
   ASSERT_THAT(gateway_->Chat(anonymous_, Chat()).result, IsOk());
