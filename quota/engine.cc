@@ -91,9 +91,10 @@ struct MeterOutcomes {
 // What a plan gives a class, flat, so that a decision reads it from one place.
 struct ClassPlan {
   struct MeterPlan {
-    int64_t limits[kMaxWindowsPerClass] = {};  // [window], 0 = none
-    int order[kMaxWindowsPerClass] = {};       // the plan's windows, in its order
-    int ordered = 0;                           // how many
+    int64_t limits[kMaxWindowsPerClass] = {};    // [window], 0 = none
+    absl::Duration window[kMaxWindowsPerClass];  // [window], its length
+    int order[kMaxWindowsPerClass] = {};         // the plan's windows, in its order
+    int ordered = 0;                             // how many
   };
   MeterPlan meters[kMeterCount];
   int64_t max_concurrent = 0;  // 0 = none
@@ -172,6 +173,7 @@ Engine::Engine(PlanTable plans, EngineOptions options)
         const int m = Index(meter);
         const ClassGeometry& g = layout_->geometry[c][m];
         ClassPlan::MeterPlan& mp = cp.meters[m];
+        for (int w = 0; w < g.windows(); ++w) mp.window[w] = absl::Microseconds(g.window_us[w]);
         for (const Window& w : cl.WindowsOf(meter)) {
           const auto it = std::find(g.window_us.begin(), g.window_us.end(),
                                     absl::ToInt64Microseconds(w.length));
@@ -305,18 +307,19 @@ void Engine::Describe(int plan, int feature_class, const MeterOutcomes& outcome,
     if (!outcome.tried[m]) continue;
     const WindowOutcome& o = outcome.meter[m];
     const ClassPlan::MeterPlan& mp = cp.meters[m];
-    const ClassGeometry& g = layout_->geometry[feature_class][m];
     MeterState tightest;
     bool any = false;
     for (int i = 0; i < mp.ordered; ++i) {
       const int w = mp.order[i];
       const int64_t remaining = std::max<int64_t>(0, mp.limits[w] - o.windows[w].used);
       const absl::Duration reset = Until(o.windows[w].free_at_us, now_us);
-      d.limits.push_back(LimitState{.kind = KindOf(meter),
-                                    .window = absl::Microseconds(g.window_us[w]),
-                                    .limit = mp.limits[w],
-                                    .remaining = remaining,
-                                    .reset = reset});
+      // Filled in place: a temporary copied in showed up in profiles (store forwarding).
+      LimitState& l = d.limits.emplace_back();
+      l.kind = KindOf(meter);
+      l.window = mp.window[w];
+      l.limit = mp.limits[w];
+      l.remaining = remaining;
+      l.reset = reset;
       // Fewest remaining; on a tie the later in the plan's order (the longer window, as plans
       // list them), whose reset is the one that matters.
       if (!any || remaining <= tightest.remaining) {
