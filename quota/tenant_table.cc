@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
+#include <new>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "quota/arena.h"
 #include "quota/epoch.h"
 
 namespace anyai::quota {
@@ -35,16 +37,30 @@ constexpr size_t kReclaimBatch = 16;
 }  // namespace
 
 Tenant::Tenant(uint64_t hash, std::string_view id, int first_class)
-    : hash(hash), id(id), first_class_(first_class) {}
+    : hash(hash), id(id), first_class_(static_cast<int16_t>(first_class)) {}
 
 std::unique_ptr<Tenant> Tenant::Create(uint64_t hash, std::string_view id, int first_class,
                                        const MetersLayout* layout) {
   static_assert(sizeof(Tenant) % 8 == 0);
   if (layout == nullptr) first_class = -1;
-  void* at = ::operator new(sizeof(Tenant) + (layout != nullptr ? layout->bytes : 0));
-  std::unique_ptr<Tenant> t(new (at) Tenant(hash, id, first_class));
-  if (layout != nullptr) Meters::Init(t.get() + 1, *layout);
-  return t;
+  const size_t bytes = sizeof(Tenant) + (layout != nullptr ? layout->bytes : 0);
+  void* at = ArenaAllocate(bytes);
+  Tenant* t;
+  try {
+    t = new (at) Tenant(hash, id, first_class);
+  } catch (...) {
+    ArenaFree(at, bytes);
+    throw;
+  }
+  t->block_words_ = static_cast<uint16_t>(bytes / 8);
+  if (layout != nullptr) Meters::Init(t + 1, *layout);
+  return std::unique_ptr<Tenant>(t);
+}
+
+void Tenant::operator delete(Tenant* p, std::destroying_delete_t) {
+  const size_t bytes = size_t{p->block_words_} * 8;
+  p->~Tenant();
+  ArenaFree(p, bytes);
 }
 
 Tenant::~Tenant() {
@@ -82,11 +98,16 @@ Meters& Tenant::AddMeters(int feature_class, const MetersLayout& layout) {
 
 struct TenantTable::Slots {
   explicit Slots(size_t capacity)
-      : mask(capacity - 1), entries(new std::atomic<uintptr_t>[capacity]) {
-    for (size_t i = 0; i < capacity; ++i) entries[i].store(kEmpty, std::memory_order_relaxed);
+      : mask(capacity - 1),
+        entries(static_cast<std::atomic<uintptr_t>*>(
+            ArenaAllocate(capacity * sizeof(std::atomic<uintptr_t>)))) {
+    for (size_t i = 0; i < capacity; ++i) new (&entries[i]) std::atomic<uintptr_t>(kEmpty);
   }
+  ~Slots() { ArenaFree(entries, (mask + 1) * sizeof(std::atomic<uintptr_t>)); }
+  Slots(const Slots&) = delete;
+  Slots& operator=(const Slots&) = delete;
   const size_t mask;
-  const std::unique_ptr<std::atomic<uintptr_t>[]> entries;
+  std::atomic<uintptr_t>* const entries;  // in the arena (arena.h)
 };
 
 struct TenantTable::Shard {

@@ -41,7 +41,8 @@ struct Tenant {
   ~Tenant();
   Tenant(const Tenant&) = delete;
   Tenant& operator=(const Tenant&) = delete;
-  static void operator delete(void* p) { ::operator delete(p); }
+  // Destroys the tenant and gives its block back to the arena (arena.h), whose size it keeps.
+  static void operator delete(Tenant* p, std::destroying_delete_t);
 
   // The class's Meters, or null until the class is first used (see AddMeters).
   Meters* Find(int feature_class) const {
@@ -78,7 +79,8 @@ struct Tenant {
     return std::launder(reinterpret_cast<Meters*>(const_cast<Tenant*>(this) + 1));
   }
 
-  const int32_t first_class_;
+  const int16_t first_class_;
+  uint16_t block_words_ = 0;  // the block's size, in 8-byte words
   std::atomic<const More*> more_{nullptr};
   // Followed by the first class's Meters.
 };
