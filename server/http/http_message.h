@@ -8,8 +8,16 @@
 //                                   .body = "ok\n"});
 //   }
 //
+// A handler starts on the I/O thread (a kInline route, http_router.h) or on a worker; one that
+// starts on the I/O thread and finds that its call would block (say, the chat model its body
+// names is served by an upstream) hands the rest of itself to a worker with ContinueOnWorker:
+//
+//   if (exchange.OnIoThread() && Blocks(body)) {
+//     return exchange.ContinueOnWorker([body](HttpExchange& x) { Answer(x, body); });
+//   }
+//
 // Thread safety: HttpRequest and HttpResponse are values. An HttpExchange is used by the one
-// thread that runs its handler.
+// thread that runs its handler (after ContinueOnWorker: the worker that runs the rest).
 #ifndef ANYAI_SERVER_HTTP_HTTP_MESSAGE_H_
 #define ANYAI_SERVER_HTTP_HTTP_MESSAGE_H_
 
@@ -18,6 +26,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "absl/functional/any_invocable.h"
 
 namespace anyai::server {
 
@@ -56,16 +66,27 @@ struct HttpResponse {
 };
 
 // One request and its answer. A handler answers exactly once: either Respond(), or
-// StartStream() + WriteChunk()... + EndStream(). A handler that returns without answering gets
-// a 500 sent for it; a stream left open is ended.
+// StartStream() + WriteChunk()... + EndStream(). A handler that returns without answering (and
+// without handing itself to a worker) gets a 500 sent for it; a stream left open is ended.
 class HttpExchange {
  public:
   virtual ~HttpExchange() = default;
 
   virtual const HttpRequest& request() const = 0;
 
-  // Sends `response` whole. Does not block.
+  // Sends `response` whole. Does not block. On the I/O thread the response is written at once
+  // (one send of its head and body, no copy of the body), before Respond returns.
   virtual void Respond(HttpResponse response) = 0;
+
+  // Whether the handler runs on the I/O thread that read the request (a kInline route), where
+  // it must not block and may not stream; false on a worker.
+  virtual bool OnIoThread() const = 0;
+
+  // From a handler on the I/O thread: runs `rest` with this exchange on the worker pool and
+  // returns at once; the handler then returns without answering and `rest` answers (or gets
+  // the 500). On a worker, `rest` runs at once. Once the server's workers are closing
+  // (shutdown), `rest` is dropped and the request answered 503.
+  virtual void ContinueOnWorker(absl::AnyInvocable<void(HttpExchange&) &&> rest) = 0;
 
   // Streams a response: `head`'s status and headers now (its body is ignored), then the body
   // as it comes, with HTTP/1.1 chunked transfer encoding (HTTP/1.0: raw, then the connection

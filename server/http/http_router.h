@@ -9,8 +9,12 @@
 //   HttpRouter::Match m = router.Find("GET", "/v1/metrics");  // m.route != nullptr
 //
 // A route's handler runs on the worker pool (kWorker, the default: it may block, call
-// providers and stream) or on the I/O thread that read the request (kInline: only for
-// handlers that answer at once without blocking, such as /healthz).
+// providers and stream) or on the I/O thread that read the request (kInline: for handlers
+// that answer without blocking, such as /healthz, which saves two thread hand-offs). A kInline
+// handler that finds, from its request, that this call would block (a chat whose body names a
+// model served upstream, or asks for a stream) hands the rest of itself to the worker pool
+// with HttpExchange::ContinueOnWorker; it must never block the I/O thread itself, since every
+// connection that thread serves waits meanwhile.
 //
 // Thread safety: Add() before serving; Find() is then safe from any thread (the table is
 // immutable while the server runs).

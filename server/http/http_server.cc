@@ -33,6 +33,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -113,17 +114,20 @@ HttpRequest ToHttpRequest(http::request<http::string_body>& message, std::string
   r.path = r.target.substr(0, q);
   if (q != std::string::npos) r.query = r.target.substr(q + 1);
   r.version = message.version() == 10 ? 10 : 11;
-  absl::flat_hash_map<std::string, size_t> index;
+  // A request has a handful of fields: a linear search for a repeated name costs less than
+  // an index.
+  r.headers.reserve(head_fields);
   size_t seen = 0;
   for (const auto& field : message) {
     if (seen++ == head_fields) break;
     std::string name = absl::AsciiStrToLower(Str(field.name_string()));
-    std::string value = Str(field.value());
-    auto [it, inserted] = index.try_emplace(name, r.headers.size());
-    if (inserted) {
-      r.headers.emplace_back(std::move(name), std::move(value));
+    const beast::string_view value = field.value();
+    auto same = std::find_if(r.headers.begin(), r.headers.end(),
+                             [&](const auto& header) { return header.first == name; });
+    if (same == r.headers.end()) {
+      r.headers.emplace_back(std::move(name), Str(value));
     } else {
-      absl::StrAppend(&r.headers[it->second].second, ", ", value);
+      absl::StrAppend(&same->second, ", ", absl::string_view(value.data(), value.size()));
     }
   }
   r.body = std::move(message.body());
@@ -228,10 +232,10 @@ class Context {
   }
 
   // Runs `work` on the worker pool; false (and `work` dropped) once the pool is closing.
-  bool Dispatch(std::function<void()> work) ABSL_LOCKS_EXCLUDED(work_mu_) {
+  bool Dispatch(absl::AnyInvocable<void() &&> work) ABSL_LOCKS_EXCLUDED(work_mu_) {
     absl::MutexLock lock(&work_mu_);
     if (!work_open_) return false;
-    net::post(workers_, std::move(work));
+    net::post(workers_, [work = std::move(work)]() mutable { std::move(work)(); });
     return true;
   }
   // No more work; waits for what is running or queued.
@@ -277,10 +281,14 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
         context_(context),
         address_key_(std::move(address_key)),
         read_timer_(stream_.get_executor()),
+        idle_timer_(stream_.get_executor()),
         cut_timer_(stream_.get_executor()),
         fd_(Lowest().socket().native_handle()) {
     beast::error_code ec;
     Lowest().socket().set_option(tcp::no_delay(true), ec);
+    // A whole answer is first written with one non-blocking send (WriteResponse); the
+    // asynchronous operations are unaffected.
+    Lowest().socket().non_blocking(true, ec);
     tcp::endpoint remote = Lowest().socket().remote_endpoint(ec);
     if (!ec) peer_ = PeerAddress(remote.address());
   }
@@ -381,7 +389,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   // TLS port, a missing or untrusted client certificate) closes the connection silently.
   void Handshake() {
     state_ = State::kHandshake;
-    Lowest().expires_after(Chrono(context_.options.header_timeout));
+    StreamExpiresAfter(context_.options.header_timeout);
     if constexpr (kTls) {
       stream_.async_handshake(net::ssl::stream_base::server, [self = Self()](beast::error_code ec) {
         if (ec) {
@@ -407,9 +415,14 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
       return;
     }
     // A new connection gets first_byte_timeout for its first byte, a kept-alive one
-    // idle_timeout for its next request's; either closes silently.
-    Lowest().expires_after(Chrono(request_number_ == 0 ? context_.options.first_byte_timeout
-                                                       : context_.options.idle_timeout));
+    // idle_timeout for its next request's; either closes silently. The idle wait is a coarse
+    // timer (WaitIdle), not re-armed for every request.
+    if (request_number_ == 0) {
+      StreamExpiresAfter(context_.options.first_byte_timeout);
+    } else {
+      StreamExpiresNever();
+      WaitIdle();
+    }
     stream_.async_read_some(buffer_.prepare(kIdleReadBytes),
                             [self = Self()](beast::error_code ec, size_t n) {
                               if (ec) {  // timeout, the client closed, or the server closed us
@@ -433,6 +446,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
       context_.RequestBegan();
     }
     read_timed_out_ = false;
+    armed_limit_.reset();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(std::clamp<int64_t>(
         context_.options.max_header_bytes, 1, std::numeric_limits<uint32_t>::max())));
@@ -446,24 +460,74 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
                      kMaxUnparsedBodyBytes);
     // The read timeouts are our own timer, not the stream's expiry (which would close the
     // socket), so that a slow client still gets its 408: header_timeout from the request's
-    // first byte to the end of its head, read_timeout to its last byte.
-    Lowest().expires_never();
-    read_deadline_ = absl::Now() + context_.options.read_timeout;
-    if (context_.options.header_timeout < context_.options.read_timeout) {
-      ArmReadTimer(absl::Now() + context_.options.header_timeout, ReadLimit::kHeader);
-    } else {
-      ArmReadTimer(read_deadline_, ReadLimit::kWhole);
-    }
+    // first byte to the end of its head, read_timeout to its last byte. The timer is armed
+    // only once the request must wait for bytes (EnsureReadTimer): one that arrived whole
+    // with its first read costs no timer at all.
+    StreamExpiresNever();
+    const absl::Time now = absl::Now();
+    header_deadline_ = now + context_.options.header_timeout;
+    read_deadline_ = now + context_.options.read_timeout;
+    read_limit_ = context_.options.header_timeout < context_.options.read_timeout
+                      ? ReadLimit::kHeader
+                      : ReadLimit::kWhole;
     ParseHead();
   }
 
-  void ArmReadTimer(absl::Time deadline, ReadLimit limit) {
-    read_limit_ = limit;
+  // Before the request waits for more bytes: the read timer stands for read_limit_.
+  void EnsureReadTimer() {
+    if (armed_limit_ != read_limit_) ArmReadTimer();
+  }
+
+  void ArmReadTimer() {
+    armed_limit_ = read_limit_;
+    const absl::Time deadline =
+        read_limit_ == ReadLimit::kHeader ? header_deadline_ : read_deadline_;
     read_timer_.expires_after(Chrono(std::max(deadline - absl::Now(), absl::ZeroDuration())));
     read_timer_.async_wait([self = Self(), number = request_number_](beast::error_code ec) {
       if (ec || self->state_ != State::kReading || self->request_number_ != number) return;
       self->read_timed_out_ = true;
       self->Lowest().cancel();
+    });
+  }
+
+  void CancelReadTimer() {
+    if (!armed_limit_.has_value()) return;
+    armed_limit_.reset();
+    read_timer_.cancel();
+  }
+
+  // The stream's own expiry (which closes the socket) is set only around the operations that
+  // need it, and cleared only when set, so that a request answered at once costs no timer.
+  void StreamExpiresAfter(absl::Duration d) {
+    Lowest().expires_after(Chrono(d));
+    stream_expiry_set_ = true;
+  }
+  void StreamExpiresNever() {
+    if (!stream_expiry_set_) return;
+    Lowest().expires_never();
+    stream_expiry_set_ = false;
+  }
+
+  // idle_timeout for a kept-alive connection waiting for its next request: one timer per
+  // connection, re-armed when it fires (not per request), which closes the connection once it
+  // has been idle for idle_timeout.
+  void WaitIdle() {
+    idle_since_ = std::chrono::steady_clock::now();
+    if (!idle_timer_armed_) ArmIdleTimer();
+  }
+
+  void ArmIdleTimer() {
+    idle_timer_armed_ = true;
+    idle_timer_.expires_at(idle_since_ + Chrono(context_.options.idle_timeout));
+    idle_timer_.async_wait([self = Self()](beast::error_code ec) {
+      self->idle_timer_armed_ = false;
+      if (ec || self->state_ != State::kIdle) return;  // busy: the next WaitIdle arms it again
+      if (std::chrono::steady_clock::now() - self->idle_since_ >=
+          Chrono(self->context_.options.idle_timeout)) {
+        self->Close();
+        return;
+      }
+      self->ArmIdleTimer();  // idle since less long: wait for the rest
     });
   }
 
@@ -486,6 +550,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
         return;
       }
     }
+    EnsureReadTimer();
     stream_.async_read_some(
         buffer_.prepare(kIdleReadBytes), [self = Self()](beast::error_code ec, size_t n) {
           if (ec) {
@@ -517,13 +582,17 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
                            status == 501 ? "unsupported_transfer_coding" : "invalid_http_request"));
       return;
     }
-    if (read_limit_ == ReadLimit::kHeader) ArmReadTimer(read_deadline_, ReadLimit::kWhole);
+    if (read_limit_ == ReadLimit::kHeader) {
+      read_limit_ = ReadLimit::kWhole;
+      if (armed_limit_.has_value()) ArmReadTimer();
+    }
     if (context_.stopping()) {  // not read on: answered 503 at once, then closed
       RefuseDraining();
       return;
     }
     if (!parser_->is_done() &&
         beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      EnsureReadTimer();
       net::async_write(stream_, net::buffer(kContinue, sizeof(kContinue) - 1),
                        [self = Self()](beast::error_code ec, size_t) {
                          if (ec) {
@@ -538,10 +607,25 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   }
 
   void ReadBody() {
+    // What is buffered already (usually the whole body, sent with the head) is parsed here;
+    // only the rest is read asynchronously.
+    while (!parser_->is_done() && buffer_.size() > 0) {
+      beast::error_code ec;
+      parser_->eager(true);
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) {
+        OnReadError(ec);
+        return;
+      }
+      if (used == 0) break;
+    }
     if (parser_->is_done()) {
       OnRequest();
       return;
     }
+    EnsureReadTimer();
     http::async_read(stream_, buffer_, *parser_, [self = Self()](beast::error_code ec, size_t) {
       if (ec) {
         self->OnReadError(ec);
@@ -553,7 +637,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
 
   void OnReadError(beast::error_code ec) {
     if (state_ == State::kClosed) return;
-    read_timer_.cancel();
+    CancelReadTimer();
     int status = 0;
     std::string message;
     std::string code;
@@ -596,7 +680,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
 
   // An error of the transport itself: answered, then the connection closes (lingering).
   void Refuse(HttpResponse response) {
-    read_timer_.cancel();
+    CancelReadTimer();
     BeginExchange("", "");
     keep_alive_ = false;
     WriteResponse(std::move(response), /*close_after=*/true);
@@ -613,7 +697,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
 
   void OnRequest() {
     if (state_ == State::kClosed) return;
-    read_timer_.cancel();
+    CancelReadTimer();
     if (context_.stopping()) {
       RefuseDraining();
       return;
@@ -643,14 +727,45 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     }
     const HttpHandler* handler = &match.route->handler;  // the router outlives the server
     if (match.route->dispatch == HttpRouter::Dispatch::kInline) {
+      // On this thread: its Respond writes the answer before returning. The exchange answers
+      // (or sends a 500) as it goes out of scope, here or, handed to a worker, there.
       auto exchange = std::make_shared<Exchange>(Self(), std::move(request), true);
       RunHandler(*handler, *exchange);
-      return;  // the exchange answers (or sends a 500) as it goes out of scope
+      return;
     }
     auto exchange = std::make_shared<Exchange>(Self(), std::move(request), false);
     if (!context_.Dispatch([handler, exchange] { RunHandler(*handler, *exchange); })) {
       exchange->Respond(ErrorResponse(absl::UnavailableError("the server is shutting down")));
     }
+  }
+
+  // The head of a whole answer, into head_ (whose capacity the connection keeps): the status
+  // line, Server, the handler's headers, then Connection and Content-Length as the request's
+  // version and keep-alive need (as Beast's keep_alive() and prepare_payload() would write
+  // them). Header lines the transport owns, or that would break the head (CR or LF), are left
+  // out.
+  void SerializeHead(const HttpResponse& response, size_t body_size) {
+    head_.clear();
+    const unsigned status = static_cast<unsigned>(std::clamp(response.status, 100, 999));
+    const beast::string_view reason = http::obsolete_reason(http::int_to_status(status));
+    absl::StrAppend(&head_, version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", status, " ",
+                    absl::string_view(reason.data(), reason.size()), "\r\nServer: ", kServerName,
+                    "\r\n");
+    for (const auto& [name, value] : response.headers) {
+      if (name == "content-length" || name == "transfer-encoding" || name == "connection" ||
+          name.find_first_of("\r\n") != std::string::npos ||
+          value.find_first_of("\r\n") != std::string::npos) {
+        continue;
+      }
+      absl::StrAppend(&head_, name, ": ", value, "\r\n");
+    }
+    if (version_ == 11 && !keep_alive_) head_.append("Connection: close\r\n");
+    if (version_ == 10 && keep_alive_) head_.append("Connection: keep-alive\r\n");
+    // RFC 9110 §8.6: no Content-Length in a 1xx, 204 or 304 (which have no body).
+    if (status >= 200 && status != 204 && status != 304) {
+      absl::StrAppend(&head_, "Content-Length: ", body_size, "\r\n");
+    }
+    head_.append("\r\n");
   }
 
   void WriteResponse(HttpResponse response, bool close_after) {
@@ -661,27 +776,57 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     state_ = State::kWriting;
     status_ = response.status;
     keep_alive_ = keep_alive_ && !close_after && !context_.stopping();
-    response_.emplace();
-    http::response<http::string_body>& res = *response_;
-    res.version(version_);
-    res.result(static_cast<unsigned>(response.status));
-    res.set(http::field::server, kServerName);
-    for (auto& [name, value] : response.headers) res.insert(name, value);
-    res.body() = std::move(response.body);
-    res.keep_alive(keep_alive_);
-    res.prepare_payload();
-    Lowest().expires_after(Chrono(context_.options.write_timeout));
-    write_in_flight_ = true;
-    http::async_write(stream_, res, [self = Self()](beast::error_code ec, size_t) {
-      self->write_in_flight_ = false;
-      self->response_.reset();
-      self->Record(self->status_);
-      if (ec || self->cutting_) {
-        self->Close();
-      } else {
-        self->Finished();
+    const bool no_body = response.status < 200 || response.status == 204 || response.status == 304;
+    SerializeHead(response, response.body.size());
+    body_ = no_body ? std::string() : std::move(response.body);
+    size_t written = 0;
+    if constexpr (kTls) {
+      // One TLS record rather than one per buffer: the body is copied once (encryption copies
+      // it anyway).
+      head_.append(body_);
+      body_.clear();
+    } else {
+      // Head and body in one sendmsg, at once: a client reading its answers takes it into
+      // the socket's buffer, with no timer, no asynchronous operation and no copy of the body.
+      // What does not fit is written asynchronously below.
+      beast::error_code ec;
+      const std::array<net::const_buffer, 2> out = {net::buffer(head_), net::buffer(body_)};
+      written = Lowest().socket().write_some(out, ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        written = 0;
+      } else if (ec || written == head_.size() + body_.size()) {
+        Written(ec, /*at_once=*/true);
+        return;
       }
-    });
+    }
+    StreamExpiresAfter(context_.options.write_timeout);
+    write_in_flight_ = true;
+    const auto on_written = [self = Self()](beast::error_code ec, size_t) {
+      self->write_in_flight_ = false;
+      self->Written(ec, /*at_once=*/false);
+    };
+    if (written < head_.size()) {
+      const std::array<net::const_buffer, 2> rest = {net::buffer(head_) + written,
+                                                     net::buffer(body_)};
+      net::async_write(stream_, rest, on_written);
+    } else {
+      net::async_write(stream_, net::buffer(body_) + (written - head_.size()), on_written);
+    }
+  }
+
+  // A whole answer is out (or failed): next request, or close. `at_once`: written by
+  // WriteResponse itself, on the stack of whoever called it; a pipelined request already
+  // buffered is then started from the strand's queue rather than recursively.
+  void Written(beast::error_code ec, bool at_once) {
+    body_ = std::string();
+    Record(status_);
+    if (ec || cutting_) {
+      Close();
+    } else if (at_once && buffer_.size() > 0) {
+      net::post(stream_.get_executor(), [self = Self()] { self->Finished(); });
+    } else {
+      Finished();
+    }
   }
 
   void WriteStreamHead(HttpResponse head, Done done) {
@@ -702,7 +847,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     if (chunked_) stream_head_->chunked(true);
     stream_head_->keep_alive(keep_alive_);
     stream_serializer_.emplace(*stream_head_);
-    Lowest().expires_after(Chrono(context_.options.write_timeout));
+    StreamExpiresAfter(context_.options.write_timeout);
     write_in_flight_ = true;
     http::async_write_header(stream_, *stream_serializer_,
                              [self = Self(), done = std::move(done)](beast::error_code ec, size_t) {
@@ -726,7 +871,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
       return;
     }
     chunk_ = std::move(data);
-    Lowest().expires_after(Chrono(context_.options.write_timeout));
+    StreamExpiresAfter(context_.options.write_timeout);
     write_in_flight_ = true;
     auto on_written = [self = Self(), done = std::move(done)](beast::error_code ec, size_t) {
       self->write_in_flight_ = false;
@@ -757,7 +902,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
       Finished();
       return;
     }
-    Lowest().expires_after(Chrono(context_.options.write_timeout));
+    StreamExpiresAfter(context_.options.write_timeout);
     write_in_flight_ = true;
     net::async_write(stream_, http::make_chunk_last(),
                      [self = Self()](beast::error_code ec, size_t) {
@@ -812,7 +957,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     } else {
       cut_bytes_ = cut_tail_;
     }
-    Lowest().expires_after(Chrono(std::min(context_.options.write_timeout, kLingerTimeout)));
+    StreamExpiresAfter(std::min(context_.options.write_timeout, kLingerTimeout));
     write_in_flight_ = true;
     net::async_write(stream_, net::buffer(cut_bytes_), [self = Self()](beast::error_code, size_t) {
       self->write_in_flight_ = false;
@@ -833,7 +978,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   void LingeringClose() {
     if (state_ == State::kClosed) return;
     state_ = State::kLingering;
-    Lowest().expires_after(Chrono(kLingerTimeout));
+    StreamExpiresAfter(kLingerTimeout);
     if constexpr (kTls) {
       // close_notify, then the peer's (or its close, or the linger timeout).
       stream_.async_shutdown([self = Self()](beast::error_code) { self->Close(); });
@@ -866,6 +1011,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     state_ = State::kClosed;
     closed_.store(true, std::memory_order_release);
     read_timer_.cancel();
+    idle_timer_.cancel();
     cut_timer_.cancel();
     if (recorded_) EndCount();  // else the open exchange's Record ends it
     beast::error_code ec;
@@ -895,8 +1041,10 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     context_.RequestEnded();
   }
 
-  // A handler's view of one request. Lives on the thread that runs the handler.
-  class Exchange final : public HttpExchange {
+  // A handler's view of one request. Lives on the thread that runs the handler; one that
+  // starts on the I/O thread (on_io_thread_) writes its answer there and then, or hands itself
+  // to a worker (ContinueOnWorker), which then holds it.
+  class Exchange final : public HttpExchange, public std::enable_shared_from_this<Exchange> {
    public:
     Exchange(std::shared_ptr<Session> session, HttpRequest request, bool on_io_thread)
         : session_(std::move(session)), request_(std::move(request)), on_io_thread_(on_io_thread) {}
@@ -914,7 +1062,30 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     void Respond(HttpResponse response) override {
       if (answered_) return;
       answered_ = true;
-      session_->PostResponse(std::move(response));
+      if (on_io_thread_) {  // on the connection's strand, in OnRequest's handler
+        session_->WriteResponse(std::move(response), /*close_after=*/false);
+      } else {
+        session_->PostResponse(std::move(response));
+      }
+    }
+
+    bool OnIoThread() const override { return on_io_thread_; }
+
+    void ContinueOnWorker(absl::AnyInvocable<void(HttpExchange&) &&> rest) override {
+      if (answered_) return;
+      if (!on_io_thread_) {
+        RunHandler(std::move(rest), *this);
+        return;
+      }
+      // From here the worker owns the exchange; the handler on this thread returns at once.
+      on_io_thread_ = false;
+      if (!session_->context_.Dispatch(
+              [self = this->shared_from_this(), rest = std::move(rest)]() mutable {
+                RunHandler(std::move(rest), *self);
+              })) {
+        on_io_thread_ = true;
+        Respond(ErrorResponse(absl::UnavailableError("the server is shutting down")));
+      }
     }
 
     bool StartStream(HttpResponse head) override {
@@ -948,17 +1119,19 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
    private:
     std::shared_ptr<Session> session_;
     HttpRequest request_;
-    const bool on_io_thread_;
+    bool on_io_thread_;
     bool answered_ = false;
     bool streaming_ = false;
     bool ended_ = false;
     bool gone_ = false;
   };
 
-  static void RunHandler(const HttpHandler& handler, HttpExchange& exchange) {
+  // `handler`: an HttpHandler, or the rest of one (ContinueOnWorker).
+  template <typename Handler>
+  static void RunHandler(Handler&& handler, HttpExchange& exchange) {
     // No exception may escape into Asio's threads; the exchange then answers 500.
     try {
-      handler(exchange);
+      std::forward<Handler>(handler)(exchange);
     } catch (const std::exception& e) {
       std::cerr << "anyai-server: http handler for " << exchange.request().path
                 << " threw: " << e.what() << "\n";
@@ -971,6 +1144,8 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   Context& context_;
   const std::string address_key_;
   net::steady_timer read_timer_;
+  // A kept-alive connection's idle_timeout (WaitIdle): armed while idle_timer_armed_.
+  net::steady_timer idle_timer_;
   net::steady_timer cut_timer_;
   // The socket's descriptor, for PeerGone() from a handler's thread; closed_ says it may have
   // been closed (and its number reused), set on the strand before closing.
@@ -981,14 +1156,24 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   State state_ = State::kIdle;
   uint64_t request_number_ = 0;
   bool read_timed_out_ = false;
+  // What the current request's read is bounded by now, and what read_timer_ is armed for
+  // (nullopt: not armed; it is armed only while the request waits for bytes).
   ReadLimit read_limit_ = ReadLimit::kWhole;
+  std::optional<ReadLimit> armed_limit_;
+  absl::Time header_deadline_;
   absl::Time read_deadline_;
+  bool idle_timer_armed_ = false;
+  std::chrono::steady_clock::time_point idle_since_;
+  // Whether the stream's expiry (Lowest().expires_after) is set.
+  bool stream_expiry_set_ = false;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string head_bytes_;  // the request line and header fields read so far, raw
   bool keep_alive_ = false;
   unsigned version_ = 11;
-  // The answer in progress.
-  std::optional<http::response<http::string_body>> response_;
+  // The answer in progress: a whole one's head and body (head_ keeps its capacity from one
+  // answer to the next), or a stream's head and serializer.
+  std::string head_;
+  std::string body_;
   std::optional<http::response<http::empty_body>> stream_head_;
   std::optional<http::response_serializer<http::empty_body>> stream_serializer_;
   bool chunked_ = false;

@@ -9,16 +9,30 @@
 //   (*http)->Shutdown(absl::Now() + absl::Seconds(5));
 //
 // Threading. `io_threads` threads run one io_context; every connection lives on its own
-// strand, so its socket is touched by one thread at a time. Handlers that may block (every
-// API endpoint: admission writes to RocksDB, a provider renders a PNG or waits seconds for an
-// upstream) run on a separate pool of `worker_threads` threads and post their answer back to
-// the connection's strand, so a slow provider never stalls the reading and writing of other
-// connections. A streamed answer's WriteChunk blocks its worker until the chunk is written
-// (back-pressure: a slow reader slows its own provider, no one else's) and returns false once
-// the client has gone, which is how a provider learns to stop (provider.h's `emit`).
+// strand, so its socket is touched by one thread at a time. A handler that answers without
+// blocking (a kInline route: the probes, the model list, a unary chat with the builtin
+// provider) runs on the I/O thread that read its request, and its Respond writes the answer
+// there and then: no thread hand-off at all. Handlers that may block (a provider renders a PNG
+// or waits seconds for an upstream, an admission waits for fsync, any stream) run on a
+// separate pool of `worker_threads` threads and post their answer back to the connection's
+// strand, so a slow provider never stalls the reading and writing of other connections: a
+// kWorker route goes there at once; a kInline handler that learns from the request (a chat's
+// body) that its call blocks hands the rest of itself there (HttpExchange::ContinueOnWorker).
+// A streamed answer's WriteChunk blocks its worker until the chunk is written (back-pressure:
+// a slow reader slows its own provider, no one else's) and returns false once the client has
+// gone, which is how a provider learns to stop (provider.h's `emit`).
+//
+// Writing. A whole answer's head is serialized into a buffer the connection keeps, and head
+// and body go out in one sendmsg (two iovecs, the body not copied; TLS: one record, the body
+// copied once) tried at once, without a timer; only what the socket does not take at once is
+// written asynchronously under write_timeout. TCP_NODELAY is set on every connection. A
+// request that arrives whole (the usual case) is parsed from the bytes of its first read, and
+// the read timers below are armed only while a request waits for more bytes; idle_timeout is
+// one coarse timer per connection, re-armed when it fires, not per request.
 //
 // Per connection: HTTP/1.1 keep-alive (one request at a time; pipelined requests wait their
-// turn), `Expect: 100-continue` answered, chunked request bodies accepted. Limits:
+// turn; they are answered in order), `Expect: 100-continue` answered, chunked request bodies
+// accepted. Limits:
 //   first_byte_timeout  a new connection (TLS: once its handshake is done) that sends no byte
 //                  is closed silently
 //   header_timeout from a request's first byte to the end of its headers: 408, then close;
@@ -57,7 +71,8 @@
 // byte) or `deadline`, stops accepting, and cuts what is left: a stream in progress gets its
 // HttpResponse::stream_cut_tail as a last chunk and the chunked body's end (its handler's
 // next WriteChunk returns false), anything else is closed; then it waits for the worker pool
-// (a provider call already running is waited for) and stops the threads.
+// (a provider call already running is waited for) and stops the threads. A handler handed to
+// the pool once it is closing is answered 503 instead.
 //
 // Thread safety: thread-safe. BeginShutdown() and Shutdown() may be called from any thread
 // except the server's own; the accessors at any time.

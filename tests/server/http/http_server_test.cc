@@ -2,7 +2,9 @@
 // port and a raw-socket client. Keep-alive and pipelining, HTTP/1.0, 100-continue, the size
 // limits (413, 431), malformed requests (400), slow and idle clients (408, close), handlers
 // that block, stream, forget to answer or throw, a client that vanishes mid-stream, and the
-// graceful shutdown. Latches, not sleeps, decide what is in flight.
+// graceful shutdown; a handler answered on the I/O thread, on a worker, or started on the I/O
+// thread and handed to a worker (ContinueOnWorker) answers the same bytes. Latches, not
+// sleeps, decide what is in flight.
 #include "server/http/http_server.h"
 
 #include <atomic>
@@ -85,6 +87,57 @@ class HttpServerTest : public ::testing::Test {
           const bool streamed = e.StartStream(Text(""));
           e.Respond(Text(streamed ? "streamed" : "inline"));
         },
+        HttpRouter::Dispatch::kInline);
+    // One answer from the three places a handler may run: a worker, the I/O thread, and a
+    // worker after a start on the I/O thread. Each says where it ran in a header, which the
+    // comparison leaves out.
+    const auto answer = [](HttpExchange& e) {
+      HttpResponse r = Text(e.request().body);
+      r.status = e.request().Header("x-status").has_value() ? 404 : 201;
+      r.headers.emplace_back("x-ran-on", e.OnIoThread() ? "io" : "worker");
+      r.headers.emplace_back("x-answer", "42");
+      e.Respond(std::move(r));
+    };
+    add("POST", "/same/worker", answer);
+    add("POST", "/same/inline", answer, HttpRouter::Dispatch::kInline);
+    add(
+        "POST", "/same/handed",
+        [answer](HttpExchange& e) {
+          if (!e.OnIoThread()) return e.Respond(Text("not started on the I/O thread"));
+          e.ContinueOnWorker(answer);
+        },
+        HttpRouter::Dispatch::kInline);
+    // An answer larger than the socket's buffers, which the first send cannot take whole.
+    const auto big = [](HttpExchange& e) { e.Respond(Text(std::string(8 << 20, 'b'))); };
+    add("GET", "/big/worker", big);
+    add("GET", "/big/inline", big, HttpRouter::Dispatch::kInline);
+    add(
+        "GET", "/nobody",
+        [](HttpExchange& e) { e.Respond(HttpResponse{.status = 204, .headers = {}, .body = ""}); },
+        HttpRouter::Dispatch::kInline);
+    // Handed to a worker: it may block there, and stream.
+    add(
+        "GET", "/handed/block",
+        [this](HttpExchange& e) {
+          e.ContinueOnWorker([this](HttpExchange& x) {
+            blocked_.Notify();
+            release_.WaitForNotificationWithTimeout(absl::Seconds(20));
+            x.Respond(Text("unblocked"));
+          });
+        },
+        HttpRouter::Dispatch::kInline);
+    add(
+        "GET", "/handed/stream",
+        [](HttpExchange& e) {
+          e.ContinueOnWorker([](HttpExchange& x) {
+            if (!x.StartStream(Text(""))) return;
+            for (int i = 0; i < 3; ++i) x.WriteChunk(absl::StrCat("chunk ", i, ";"));
+            x.EndStream();
+          });
+        },
+        HttpRouter::Dispatch::kInline);
+    add(
+        "GET", "/handed/forget", [](HttpExchange& e) { e.ContinueOnWorker([](HttpExchange&) {}); },
         HttpRouter::Dispatch::kInline);
   }
 
@@ -379,6 +432,112 @@ TEST_F(HttpServerTest, AHandlerThatForgetsOrThrowsGets500) {
 TEST_F(HttpServerTest, InlineHandlersMayNotStream) {
   Start();
   EXPECT_EQ(Fetch(port(), "GET", "/inline").body, "inline");
+}
+
+// Every header but x-ran-on, in order.
+::anyai::testing::Headers WithoutRanOn(::anyai::testing::Headers headers) {
+  std::erase_if(headers, [](const auto& h) { return h.first == "x-ran-on"; });
+  return headers;
+}
+
+TEST_F(HttpServerTest, AnAnswerIsTheSameFromTheIoThreadAndFromAWorker) {
+  Start();
+  struct Case {
+    const char* name;
+    std::string head_tail;  // after the request line's target
+  };
+  const std::vector<Case> cases = {
+      {"HTTP/1.1 keep-alive", " HTTP/1.1\r\nHost: x\r\n"},
+      {"HTTP/1.1 close", " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"},
+      {"HTTP/1.1 404", " HTTP/1.1\r\nHost: x\r\nX-Status: 1\r\n"},
+      {"HTTP/1.0", " HTTP/1.0\r\n"},
+      {"HTTP/1.0 keep-alive", " HTTP/1.0\r\nConnection: keep-alive\r\n"},
+  };
+  for (const Case& c : cases) {
+    std::vector<HttpReply> replies;
+    for (const char* where : {"worker", "inline", "handed"}) {
+      HttpConnection connection(port());
+      ASSERT_TRUE(connection.Send(
+          absl::StrCat("POST /same/", where, c.head_tail, "Content-Length: 5\r\n\r\nhello")));
+      std::optional<HttpReply> r = connection.Read();
+      ASSERT_TRUE(r.has_value()) << c.name << " " << where;
+      EXPECT_EQ(r->Header("x-ran-on"), std::string(where) == "inline" ? "io" : "worker")
+          << c.name << " " << where;
+      replies.push_back(*std::move(r));
+    }
+    EXPECT_EQ(replies[0].body, "hello") << c.name;
+    EXPECT_EQ(replies[0].Header("x-answer"), "42") << c.name;
+    for (size_t i = 1; i < replies.size(); ++i) {
+      EXPECT_EQ(replies[i].version, replies[0].version) << c.name << " " << i;
+      EXPECT_EQ(replies[i].status, replies[0].status) << c.name << " " << i;
+      EXPECT_EQ(WithoutRanOn(replies[i].headers), WithoutRanOn(replies[0].headers))
+          << c.name << " " << i;
+      EXPECT_EQ(replies[i].body, replies[0].body) << c.name << " " << i;
+    }
+  }
+}
+
+TEST_F(HttpServerTest, AnAnswerLargerThanTheSocketBufferArrivesWhole) {
+  Start();
+  HttpConnection c(port());
+  for (const char* path : {"/big/inline", "/big/worker", "/big/inline"}) {
+    ASSERT_TRUE(c.Send(Request("GET", path)));
+    std::optional<HttpReply> r = c.Read(absl::Seconds(30));
+    ASSERT_TRUE(r.has_value()) << path;
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body.size(), size_t{8 << 20}) << path;
+    EXPECT_EQ(r->body.find_first_not_of('b'), std::string::npos) << path;
+  }
+  ASSERT_TRUE(c.Send(Request("GET", "/hello")));  // still in step
+  std::optional<HttpReply> r = c.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "hello");
+}
+
+TEST_F(HttpServerTest, ANoContentAnswerHasNoContentLength) {
+  Start();
+  HttpConnection c(port());
+  ASSERT_TRUE(c.Send(Request("GET", "/nobody") + Request("GET", "/hello")));
+  std::optional<HttpReply> r = c.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 204);
+  EXPECT_FALSE(r->HasHeader("content-length"));
+  r = c.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "hello");
+}
+
+TEST_F(HttpServerTest, AHandlerHandedToAWorkerMayBlockWithoutStallingTheIoThread) {
+  HttpServerOptions options;
+  options.io_threads = 1;
+  options.worker_threads = 2;
+  Start(options);
+  HttpConnection blocked(port());
+  ASSERT_TRUE(blocked.Send(Request("GET", "/handed/block")));
+  ASSERT_TRUE(blocked_.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // The one I/O thread still reads and answers other connections, inline and on workers.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Fetch(port(), "GET", "/inline").body, "inline");
+    EXPECT_EQ(Fetch(port(), "GET", "/hello").body, "hello");
+  }
+  release_.Notify();
+  std::optional<HttpReply> r = blocked.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "unblocked");
+}
+
+TEST_F(HttpServerTest, AHandlerHandedToAWorkerMayStreamOrForgetToAnswer) {
+  Start();
+  HttpConnection c(port());
+  ASSERT_TRUE(c.Send(Request("GET", "/handed/stream")));
+  std::optional<HttpReply> r = c.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->chunked);
+  EXPECT_THAT(r->chunks, ::testing::ElementsAre("chunk 0;", "chunk 1;", "chunk 2;"));
+  ASSERT_TRUE(c.Send(Request("GET", "/handed/forget")));
+  r = c.Read();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 500);
 }
 
 TEST_F(HttpServerTest, UnroutedRequestsAre404Or405) {
