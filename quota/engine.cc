@@ -21,7 +21,11 @@ absl::Duration Until(int64_t at_us, int64_t now_us) {
   return at_us > now_us ? absl::Microseconds(at_us - now_us) : absl::ZeroDuration();
 }
 
-uint64_t HashOf(std::string_view tenant) { return absl::Hash<std::string_view>{}(tenant); }
+// Abseil's own string hash (Debian's Abseil would hash a std::string_view through std::hash,
+// a slower function for short ids).
+uint64_t HashOf(std::string_view tenant) {
+  return absl::Hash<absl::string_view>{}(absl::string_view(tenant.data(), tenant.size()));
+}
 
 int Index(Meter m) { return static_cast<int>(m); }
 
@@ -98,6 +102,7 @@ struct ClassPlan {
   };
   MeterPlan meters[kMeterCount];
   int64_t max_concurrent = 0;  // 0 = none
+  int limit_count = 0;         // entries of Decision::limits: every ordered window, concurrency
 };
 
 // Per class and meter the geometry and the Meters block's layout, and per plan and class what
@@ -169,6 +174,7 @@ Engine::Engine(PlanTable plans, EngineOptions options)
       ClassPlan& cp = layout_->plans.emplace_back();
       const ClassLimits& cl = *p.Find(class_names_[c]);
       cp.max_concurrent = cl.max_concurrent;
+      cp.limit_count = cl.max_concurrent > 0 ? 1 : 0;
       for (Meter meter : kMeters) {
         const int m = Index(meter);
         const ClassGeometry& g = layout_->geometry[c][m];
@@ -180,6 +186,7 @@ Engine::Engine(PlanTable plans, EngineOptions options)
           const int index = static_cast<int>(it - g.window_us.begin());
           mp.limits[index] = w.limit;
           mp.order[mp.ordered++] = index;
+          ++cp.limit_count;
         }
       }
     }
@@ -302,50 +309,48 @@ Meters& Engine::MetersOf(Tenant& tenant, int feature_class) {
 void Engine::Describe(int plan, int feature_class, const MeterOutcomes& outcome, int64_t in_flight,
                       int64_t now_us, Decision& d) const {
   const ClassPlan& cp = layout_->at(plan, feature_class);
+  // Sized once and filled in place (growing it entry by entry, or copying temporaries in,
+  // showed up in profiles).
+  d.limits.resize(cp.limit_count);
+  LimitState* l = d.limits.data();
   for (Meter meter : kMeters) {
     const int m = Index(meter);
     if (!outcome.tried[m]) continue;
     const WindowOutcome& o = outcome.meter[m];
     const ClassPlan::MeterPlan& mp = cp.meters[m];
-    MeterState tightest;
-    bool any = false;
-    for (int i = 0; i < mp.ordered; ++i) {
+    if (mp.ordered == 0) continue;
+    const LimitState* tightest = nullptr;
+    for (int i = 0; i < mp.ordered; ++i, ++l) {
       const int w = mp.order[i];
-      const int64_t remaining = std::max<int64_t>(0, mp.limits[w] - o.windows[w].used);
-      const absl::Duration reset = Until(o.windows[w].free_at_us, now_us);
-      // Filled in place: a temporary copied in showed up in profiles (store forwarding).
-      LimitState& l = d.limits.emplace_back();
-      l.kind = KindOf(meter);
-      l.window = mp.window[w];
-      l.limit = mp.limits[w];
-      l.remaining = remaining;
-      l.reset = reset;
+      l->kind = KindOf(meter);
+      l->window = mp.window[w];
+      l->limit = mp.limits[w];
+      l->remaining = std::max<int64_t>(0, mp.limits[w] - o.windows[w].used);
+      l->reset = Until(o.windows[w].free_at_us, now_us);
       // Fewest remaining; on a tie the later in the plan's order (the longer window, as plans
       // list them), whose reset is the one that matters.
-      if (!any || remaining <= tightest.remaining) {
-        tightest = MeterState{.limit = mp.limits[w], .remaining = remaining, .reset = reset};
-        any = true;
-      }
+      if (tightest == nullptr || l->remaining <= tightest->remaining) tightest = l;
     }
-    if (!any) continue;
+    const MeterState state{
+        .limit = tightest->limit, .remaining = tightest->remaining, .reset = tightest->reset};
     if (meter == Meter::kRequests) {
-      d.limit = tightest.limit;
-      d.remaining = tightest.remaining;
-      d.reset = tightest.reset;
+      d.limit = state.limit;
+      d.remaining = state.remaining;
+      d.reset = state.reset;
     } else if (meter == Meter::kTokens) {
-      d.tokens = tightest;
+      d.tokens = state;
     } else {
-      d.spend = tightest;
+      d.spend = state;
     }
   }
   d.in_flight = in_flight;
   d.max_concurrent = cp.max_concurrent;
   if (d.max_concurrent > 0) {
-    d.limits.push_back(LimitState{.kind = LimitKind::kConcurrency,
-                                  .window = absl::ZeroDuration(),
-                                  .limit = d.max_concurrent,
-                                  .remaining = std::max<int64_t>(0, d.max_concurrent - in_flight),
-                                  .reset = absl::ZeroDuration()});
+    *l = LimitState{.kind = LimitKind::kConcurrency,
+                    .window = absl::ZeroDuration(),
+                    .limit = d.max_concurrent,
+                    .remaining = std::max<int64_t>(0, d.max_concurrent - in_flight),
+                    .reset = absl::ZeroDuration()};
   }
 }
 
@@ -377,7 +382,9 @@ absl::Status Engine::Decide(std::string_view tenant, PlanId plan, ClassId featur
       feature_class.index < 0 || feature_class.index >= class_count()) {
     return absl::InvalidArgumentError("unknown plan or feature class id");
   }
+  // Admit's cost (one request) is valid by construction.
   for (Meter meter : kMeters) {
+    if (hold == nullptr) break;
     const int64_t k = estimate.of(meter);
     const int64_t most = meter == Meter::kRequests ? kMaxRequestsPerWindow : kMaxCostPerWindow;
     if (k < 0 || k > most) {
@@ -390,6 +397,7 @@ absl::Status Engine::Decide(std::string_view tenant, PlanId plan, ClassId featur
   const ClassPlan& cp = layout_->at(plan.index, c);
   const std::array<ClassGeometry, kMeterCount>& geometry = layout_->geometry[c];
   const int64_t max_concurrent = cp.max_concurrent;
+  const int64_t cost[kMeterCount] = {estimate.requests, estimate.tokens, estimate.micro_usd};
   MeterOutcomes outcome;
   int64_t in_flight = 0;
   LimitKind refused_by = LimitKind::kRequests;
@@ -418,7 +426,7 @@ absl::Status Engine::Decide(std::string_view tenant, PlanId plan, ClassId featur
         MeterWindows* w = meters.meter(m);
         if (w == nullptr) continue;  // the class does not count this meter
         stamps[m] = w->Advance(geometry[m], now_us);
-        if (!refused && !w->Fits(layout_->limits(plan.index, c, m), estimate.of(meter))) {
+        if (!refused && !w->Fits(layout_->limits(plan.index, c, m), cost[m])) {
           refused = true;
           refused_by = KindOf(meter);
         }
@@ -427,14 +435,16 @@ absl::Status Engine::Decide(std::string_view tenant, PlanId plan, ClassId featur
         const int m = Index(meter);
         MeterWindows* w = meters.meter(m);
         if (w == nullptr) continue;
-        const int64_t k = estimate.of(meter);
+        const int64_t k = cost[m];
         if (!refused) {
-          w->Add(geometry[m], k);
+          w->Take(geometry[m], k, outcome.meter[m]);
           taken.of(meter) = k;
           if (hold != nullptr) w->reserved += k;
+        } else {
+          // Figures only, for the refusal's report (with when each window has room).
+          w->Figures(geometry[m], layout_->limits(plan.index, c, m), k, /*refused=*/true,
+                     outcome.meter[m]);
         }
-        // Refused: figures only, for the refusal's report (with when each window has room).
-        w->Figures(geometry[m], layout_->limits(plan.index, c, m), k, refused, outcome.meter[m]);
         outcome.tried[m] = true;
       }
       if (!refused) {

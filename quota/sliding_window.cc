@@ -31,7 +31,10 @@ int64_t ClassGeometry::StampAt(int64_t t_us) const {
 
 int64_t ClassGeometry::StampStartUs(int64_t s) const {
   // ceil(s * W_0 / 60) without a 128-bit product: (s / 60) W_0 + ceil((s % 60) W_0 / 60).
-  return (s / 60) * base_us + ((s % 60) * base_us + 59) / 60;
+  // Unsigned (s >= 0): the divisions by 60 become a few instructions fewer.
+  const uint64_t u = static_cast<uint64_t>(s);
+  const uint64_t w0 = static_cast<uint64_t>(base_us);
+  return static_cast<int64_t>((u / 60) * w0 + ((u % 60) * w0 + 59) / 60);
 }
 
 void ClassGeometry::Prepare() {
@@ -135,7 +138,7 @@ void MeterWindows::FindOldest(int w, int64_t b, int from) {
   for (int age = from; age >= 0; --age) {
     const int64_t j = b - age;
     if (j < 0) continue;
-    if (Get(w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow)) != 0) {
+    if (Get(Pos(w, j)) != 0) {
       oldest_[w] = static_cast<uint8_t>(age);
       return;
     }
@@ -175,7 +178,7 @@ void MeterWindows::Restore(const ClassGeometry& g,
       const int64_t m = g.ratio[w];
       const int64_t j = std::min(stamp, kMaxStamp) / m;
       if (j < last / m - (kBucketsPerWindow - 1)) continue;  // already out of the window
-      const int i = w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow);
+      const int i = Pos(w, j);
       Set(i, SaturatingAdd(Get(i), k));
       sums()[w] = SaturatingAdd(sums()[w], k);
     }
@@ -202,7 +205,7 @@ int64_t MeterWindows::Advance(const ClassGeometry& g, int64_t now_us) {
     const bool saturated = sum[w] >= kMaxCount;
     // Bucket j takes the position of bucket j - 61, which leaves the window.
     for (int64_t j = from + 1; j <= to; ++j) {
-      const int i = w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow);
+      const int i = Pos(w, j);
       const int64_t v = Get(i);
       if (v == 0) continue;
       Set(i, 0);
@@ -226,6 +229,25 @@ int64_t MeterWindows::Advance(const ClassGeometry& g, int64_t now_us) {
   return s;
 }
 
+void MeterWindows::Take(const ClassGeometry& g, int64_t amount, WindowOutcome& out) {
+  int64_t* sum = sums();
+  out.stamp = stamp_;
+  for (int w = 0; w < n_; ++w) {
+    const int64_t b = g.Bucket(w, stamp_);
+    if (amount > 0) {
+      const int i = Pos(w, b);
+      Set(i, SaturatingAdd(Get(i), amount));
+      sum[w] = SaturatingAdd(sum[w], amount);
+      if (oldest_[w] == kNoOldest) oldest_[w] = 0;
+    }
+    WindowFigures& f = out.windows[w];
+    f = WindowFigures{.used = sum[w], .free_at_us = 0, .retry_at_us = 0};
+    if (sum[w] > 0 && oldest_[w] != kNoOldest) {
+      f.free_at_us = g.StampStartUs((b - oldest_[w] + kBucketsPerWindow) * g.ratio[w]);
+    }
+  }
+}
+
 bool MeterWindows::Fits(absl::Span<const int64_t> limits, int64_t cost) const {
   const int64_t* sum = sums();
   for (int w = 0; w < n_; ++w) {
@@ -239,7 +261,7 @@ void MeterWindows::Add(const ClassGeometry& g, int64_t amount) {
   int64_t* sum = sums();
   for (int w = 0; w < n_; ++w) {
     const int64_t b = g.Bucket(w, stamp_);
-    const int i = w * kBucketsPerWindow + static_cast<int>(b % kBucketsPerWindow);
+    const int i = Pos(w, b);
     Set(i, SaturatingAdd(Get(i), amount));
     sum[w] = SaturatingAdd(sum[w], amount);
     if (oldest_[w] == kNoOldest) oldest_[w] = 0;
@@ -253,7 +275,7 @@ void MeterWindows::Subtract(const ClassGeometry& g, int64_t stamp, int64_t amoun
     const int64_t b = g.Bucket(w, stamp_);
     const int64_t j = g.Bucket(w, stamp);
     if (j < b - (kBucketsPerWindow - 1)) continue;  // that bucket has left the window
-    const int i = w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow);
+    const int i = Pos(w, j);
     const int64_t v = Get(i);
     const int64_t take = std::min(v, amount);
     if (take == 0) continue;
@@ -294,7 +316,7 @@ void MeterWindows::Figures(const ClassGeometry& g, absl::Span<const int64_t> lim
     int64_t left = used;
     for (int age = oldest; age >= 0; --age) {
       const int64_t j = b - age;
-      left -= Get(w * kBucketsPerWindow + static_cast<int>(j % kBucketsPerWindow));
+      left -= Get(Pos(w, j));
       if (left + cost <= limits[w]) {
         f.retry_at_us = g.StampStartUs((j + kBucketsPerWindow) * m);
         break;

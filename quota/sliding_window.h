@@ -120,6 +120,8 @@ class MeterWindows {
   bool Fits(absl::Span<const int64_t> limits, int64_t cost) const;
   // After Advance: counts `amount` (>= 0) in the current bucket of every window (saturating).
   void Add(const ClassGeometry& g, int64_t amount);
+  // Add() and then Figures() of an admission, in one pass.
+  void Take(const ClassGeometry& g, int64_t amount, WindowOutcome& out);
   // Gives back `amount` (>= 0) units counted at `stamp` (an earlier Advance's), from every
   // window that still holds that stamp's bucket; no more than was counted there.
   void Subtract(const ClassGeometry& g, int64_t stamp, int64_t amount);
@@ -144,6 +146,11 @@ class MeterWindows {
   uint8_t* history() { return heap_ != nullptr ? heap_ : inline_history(); }
   const uint8_t* history() const {
     return heap_ != nullptr ? heap_ : const_cast<MeterWindows*>(this)->inline_history();
+  }
+  // Ring position of window w's bucket j (j >= 0).
+  static int Pos(int w, int64_t j) {
+    return w * kBucketsPerWindow +
+           static_cast<int>(static_cast<uint64_t>(j) % uint64_t{kBucketsPerWindow});
   }
   // Count at ring position `i` (window-major: w * 61 + position).
   int64_t Get(int i) const;
