@@ -5,7 +5,9 @@
 # Usage: bench/run_engine_bench.sh [min_time_seconds=2] [repetitions=3] [reserve]
 #   -> Markdown on stdout
 # (each speed benchmark runs at least min_time per repetition; the table shows the median of the
-# repetitions, or with 1 repetition its one run). BUILD_DIR (default build) is the build tree.
+# repetitions, or with 1 repetition its one run). BUILD_DIR (default build) is the build tree;
+# QUOTA_BENCH, when set, is a quota_bench binary to run instead (nothing is built), e.g. one
+# built from an older commit, to compare two engines run by run on a loaded machine.
 # With `reserve` (issue 11) it runs instead the Reserve + Settle benchmarks next to Admit alone,
 # engine and mutex baseline, one hot tenant and 1M tenants, and prints their table.
 set -euo pipefail
@@ -14,12 +16,17 @@ min_time=${1:-2}
 reps=${2:-3}
 part=${3:-admit}
 build=${BUILD_DIR:-build}
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" --target quota_bench >/dev/null
+if [[ -n "${QUOTA_BENCH:-}" ]]; then
+  bench=$QUOTA_BENCH
+else
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build" --target quota_bench >/dev/null
+  bench="$build"/bin/quota_bench
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 if [[ "$part" == reserve ]]; then
-  "$build"/bin/quota_bench \
+  "$bench" \
     --benchmark_filter='^BM_(Engine|Mutex)(ReserveSettle)?_(HotTenant|1MTenantsRandom)/' \
     --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
     --benchmark_report_aggregates_only=true --benchmark_format=json >"$out/speed.json" 2>/dev/null
@@ -59,12 +66,12 @@ for case, label in [("HotTenant", "one hot tenant"), ("1MTenantsRandom", "1M ten
 PY
   exit 0
 fi
-"$build"/bin/quota_bench \
+"$bench" \
   --benchmark_filter='^BM_(Engine|Mutex)_(HotTenant|RefusedTenant|DistinctTenants|1MTenantsRandom)/' \
   --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
   --benchmark_report_aggregates_only=true --benchmark_format=json >"$out/speed.json" 2>/dev/null
 for b in BM_Engine_MemoryPerTenant BM_Engine_MemoryPerTenantWithHistory BM_Mutex_MemoryPerTenant; do
-  "$build"/bin/quota_bench --benchmark_filter="^$b/" --benchmark_format=json >"$out/$b.json"
+  "$bench" --benchmark_filter="^$b/" --benchmark_format=json >"$out/$b.json"
 done
 /usr/bin/python3 - "$out" "$reps" <<'PY'
 import json, sys, glob, os
