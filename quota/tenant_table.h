@@ -4,9 +4,13 @@
 // Thread safety: Find() is lock-free and may run concurrently with everything; it must be
 // called inside an EpochGuard, and the Tenant it returns stays valid until that guard ends.
 // Insert(), EvictIf(), MakeRoom() and Reclaim() take a shard's mutex, one at a time (never a
-// global one, never two at once, so they cannot deadlock). Readers see a
-// shard's slot array through an acquire load of its pointer; writers fill a slot before
-// publishing it with a release store. A removed tenant, or a replaced slot array, is retired
+// global one, never two at once, so they cannot deadlock; the callbacks of EvictIf() and
+// MakeRoom() may take a tenant's Meters lock under it, and nothing takes a shard's mutex while
+// holding a Meters lock). Readers see a shard's slot array through an acquire load of its
+// pointer; writers fill a slot before publishing it with a release store. A slot holds the
+// tenant's address and 16 bits of its hash, so that a probe reads only tenants whose tag
+// matches; the tenant's block (and its first class's Meters in it) is prefetched as soon as
+// its slot matches. A removed tenant, or a replaced slot array, is retired
 // with the epoch at which it became unreachable and freed once SafeToFree() says no reader
 // can hold it (see epoch.h). Until then an evicted tenant can be brought back by Insert(): a
 // thread that found it just before the eviction may still be counting into it, and a copy
