@@ -31,8 +31,9 @@ constexpr size_t kLarge = size_t{1} << 20;
 
 size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-// `bytes` (a multiple of kHugePage) of fresh memory aligned to kHugePage, advised huge.
-char* MapAligned(size_t bytes) {
+// `bytes` (a multiple of kHugePage) of fresh memory aligned to kHugePage, advised huge when
+// `huge`.
+char* MapAligned(size_t bytes, bool huge = true) {
   void* raw =
       mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
@@ -41,7 +42,7 @@ char* MapAligned(size_t bytes) {
   if (aligned > start) munmap(raw, aligned - start);
   const size_t tail = start + bytes + kHugePage - (aligned + bytes);
   if (tail > 0) munmap(reinterpret_cast<void*>(aligned + bytes), tail);
-  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // advice only: may fail
+  if (huge) madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // may fail: advice
   return reinterpret_cast<char*>(aligned);
 }
 
@@ -60,8 +61,11 @@ class Arena {
     if (bytes % 16 == 0)
       next_ = reinterpret_cast<char*>(RoundUp(reinterpret_cast<uintptr_t>(next_), 16));
     if (next_ == nullptr || next_ + bytes > end_) {
-      next_ = MapAligned(kRegion);
+      // The first regions in small pages: an engine with a few thousand tenants (a test, a
+      // small deployment) does not grow by a 2 MiB page at its first tenant.
+      next_ = MapAligned(kRegion, /*huge=*/regions_ >= kSmallPageRegions);
       end_ = next_ + kRegion;
+      ++regions_;
     }
     void* p = next_;
     next_ += bytes;
@@ -84,8 +88,10 @@ class Arena {
     Free* next;
   };
   std::mutex mu_;
+  static constexpr int kSmallPageRegions = 2;
   char* next_ = nullptr;
   char* end_ = nullptr;
+  int regions_ = 0;
   absl::flat_hash_map<size_t, Free*> free_;
 };
 

@@ -4,9 +4,11 @@
 // million tenants their blocks and slots span a few hundred MB: with 4 KiB pages nearly every
 // decision of a random tenant misses the TLB twice (under virtualization a miss walks two page
 // tables), with 2 MiB pages the TLB covers all of it. Freed blocks go to a free list per size
-// and are reused; regions are never given back to the system. Requests above 1 MiB get regions
-// of their own, unmapped when freed. Under AddressSanitizer or ThreadSanitizer everything goes
-// to operator new, so that the sanitizers see every allocation.
+// and are reused; regions are never given back to the system. The first two regions (16 MiB,
+// some 80k tenants) stay in small pages, so that a small engine's memory grows as malloc's
+// would. Requests above 1 MiB get regions of their own, unmapped when freed. Under
+// AddressSanitizer or ThreadSanitizer everything goes to operator new, so that the sanitizers
+// see every allocation.
 //
 // Thread safety: thread-safe (one mutex, taken only to allocate and free: a tenant's first use
 // and its reclamation, never a decision on a resident tenant).
