@@ -2,7 +2,6 @@
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security_constants.h>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
@@ -443,7 +442,6 @@ absl::Status Server::StartGrpc(const v1::ServerConfig& config, Parts& p) {
                                  .worker_threads = p.options.grpc_worker_threads},
                       .serving = [raw = &p] { return raw->Serving(); },
                   });
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   absl::Status s = ListenGrpc(
       "grpc_listen", config.grpc_listen(), "tls", config.tls(), config,
       [&](grpc::ServerBuilder& b) { p.anyai_service->AddTo(b); }, p, p.grpc, p.grpc_acceptor,

@@ -211,6 +211,8 @@ AnyAIService::AnyAIService(Gateway& gateway, Options options)
     : gateway_(gateway),
       options_(std::move(options)),
       health_(options_.serving),
+      reflection_({v1::AnyAI::service_full_name(), grpc::health::v1::Health::service_full_name(),
+                   grpc::reflection::v1alpha::ServerReflection::service_full_name()}),
       methods_(std::make_unique<Methods>(*this)),
       queues_(options_.queues) {}
 
@@ -219,6 +221,7 @@ AnyAIService::~AnyAIService() = default;
 void AnyAIService::AddTo(grpc::ServerBuilder& builder) {
   builder.RegisterService(&service_);
   builder.RegisterService(&health_);
+  builder.RegisterService(&reflection_);
   builder.RegisterAsyncGenericService(&unknown_methods_);
   queues_.AddTo(builder);
 }
@@ -227,6 +230,7 @@ void AnyAIService::Start() {
   queues_.Start([this](CallQueue& queue) {
     methods_->Arm(queue);
     health_.Arm(queue);
+    reflection_.Arm(queue);
     queue.Fill<UnknownMethodCall>(unknown_methods_);
   });
 }

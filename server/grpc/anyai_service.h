@@ -15,8 +15,10 @@
 //   ...
 //   server->Shutdown(deadline);  server->Wait();  service.Stop();
 //
-// The port's gRPC health service (health_service.h) runs on the same queues, and so do calls of
-// unknown methods (UNIMPLEMENTED).
+// The port's gRPC health service (health_service.h) and server reflection
+// (reflection_service.h) run on the same queues, and so do calls of unknown methods
+// (UNIMPLEMENTED): the port has no synchronous method, so gRPC runs no synchronous server (and
+// none of its threads) for it.
 //
 // Thread safety: AddTo, Start, BeginShutdown and Stop are called by one owner thread, in that
 // order; the calls run concurrently on gRPC's and the service's threads.
@@ -35,6 +37,7 @@
 #include "server/gateway/gateway.h"
 #include "server/grpc/async_calls.h"
 #include "server/grpc/health_service.h"
+#include "server/grpc/reflection_service.h"
 
 namespace anyai::server {
 
@@ -58,8 +61,8 @@ class AnyAIService final {
   AnyAIService(const AnyAIService&) = delete;
   AnyAIService& operator=(const AnyAIService&) = delete;
 
-  // Registers the service, the port's health service, the handler of unknown methods, and the
-  // queues.
+  // Registers the service, the port's health and reflection services, the handler of unknown
+  // methods, and the queues.
   void AddTo(grpc::ServerBuilder& builder);
   void Start();
   // The server begins to stop: health Watch streams end.
@@ -95,6 +98,7 @@ class AnyAIService final {
   const Options options_;
   v1::AnyAI::AsyncService service_;
   HealthService health_;
+  ReflectionService reflection_;
   // Every method no service of the server has (async_calls.h's UnknownMethodCall).
   grpc::AsyncGenericService unknown_methods_;
   // Declared before the queues, so that it outlives them: ~CallQueues waits for the last call.

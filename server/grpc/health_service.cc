@@ -1,5 +1,8 @@
 #include "server/grpc/health_service.h"
 
+#include <grpcpp/alarm.h>
+
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
@@ -26,8 +29,101 @@ HealthService::HealthService(std::function<bool()> serving)
 
 HealthService::~HealthService() = default;
 
+// One Watch call. Its events: kStarted, kWritten (the write or the alarm outstanding, never
+// both), kDone (the call ended: the client went, or after Finish) and kFinished.
+class HealthService::WatchCall final : public AsyncCall {
+ public:
+  WatchCall(HealthService& service, CallQueue& queue)
+      : AsyncCall(queue), service_(service), writer_(&context_) {
+    context_.AsyncNotifyWhenDone(Tag(Event::kDone));
+    AwaitDone();
+    service_.RequestWatch(&context_, &request_, &writer_, queue_.cq(), queue_.cq(),
+                          Tag(Event::kStarted));
+  }
+
+  ~WatchCall() override {
+    absl::MutexLock lock(&service_.mu_);
+    service_.watches_.erase(this);
+  }
+
+  void OnEvent(Event event, bool ok) override {
+    switch (event) {
+      case Event::kStarted:
+        if (!ok) {  // never started: gRPC sends no kDone either
+          delete this;
+          return;
+        }
+        queue_.Arm<WatchCall>(service_);
+        {
+          absl::MutexLock lock(&service_.mu_);
+          service_.watches_.insert(this);
+        }
+        Step();
+        return;
+      case Event::kWritten:
+        if (writing_ && !ok) gone_ = true;
+        writing_ = false;
+        waiting_ = false;
+        Step();
+        return;
+      case Event::kDone:
+        gone_ = true;
+        if (waiting_) {
+          absl::MutexLock lock(&service_.mu_);
+          alarm_.Cancel();  // its event comes at once, and Step finishes the call
+        }
+        Ended(event);
+        return;
+      case Event::kFinished:
+        Ended(event);
+        return;
+    }
+  }
+
+ private:
+  friend class HealthService;  // Shutdown cancels `alarm_`
+
+  // After the start, a write or an alarm: the end, a write of a changed status, or the wait
+  // for the next look.
+  void Step() {
+    if (!gone_) {
+      const HealthCheckResponse::ServingStatus now =
+          service_.StatusOf(request_.service()).value_or(HealthCheckResponse::SERVICE_UNKNOWN);
+      absl::MutexLock lock(&service_.mu_);
+      if (!service_.shutting_down_) {
+        if (sent_ != now) {
+          response_.set_status(now);
+          sent_ = now;
+          writing_ = true;
+          writer_.Write(response_, Tag(Event::kWritten));
+        } else {
+          waiting_ = true;
+          alarm_.Set(queue_.cq(), std::chrono::system_clock::now() + kLookEvery,
+                     Tag(Event::kWritten));
+        }
+        return;
+      }
+    }
+    writer_.Finish(grpc::Status::OK, Tag(Event::kFinished));
+  }
+
+  static constexpr std::chrono::seconds kLookEvery{1};
+
+  HealthService& service_;
+  grpc::ServerContext context_;
+  HealthCheckRequest request_;
+  HealthCheckResponse response_;
+  grpc::ServerAsyncWriter<HealthCheckResponse> writer_;
+  grpc::Alarm alarm_;
+  std::optional<HealthCheckResponse::ServingStatus> sent_;
+  bool writing_ = false;  // a write outstanding
+  bool waiting_ = false;  // the alarm set
+  bool gone_ = false;     // the client went (or its write failed)
+};
+
 void HealthService::Arm(CallQueue& queue) {
   queue.Fill<UnaryCall<HealthCheckRequest, HealthCheckResponse>>(*check_);
+  queue.Fill<WatchCall>(*this);
 }
 
 std::optional<HealthCheckResponse::ServingStatus> HealthService::StatusOf(
@@ -44,25 +140,11 @@ grpc::Status HealthService::Answer(grpc::ServerContext&, const HealthCheckReques
   return grpc::Status::OK;
 }
 
-grpc::Status HealthService::Watch(grpc::ServerContext* context, const HealthCheckRequest* request,
-                                  grpc::ServerWriter<HealthCheckResponse>* writer) {
-  std::optional<HealthCheckResponse::ServingStatus> sent;
-  while (!context->IsCancelled() && !shutting_down_.HasBeenNotified()) {
-    const HealthCheckResponse::ServingStatus now =
-        StatusOf(request->service()).value_or(HealthCheckResponse::SERVICE_UNKNOWN);
-    if (sent != now) {
-      HealthCheckResponse response;
-      response.set_status(now);
-      if (!writer->Write(response)) break;
-      sent = now;
-    }
-    shutting_down_.WaitForNotificationWithTimeout(absl::Seconds(1));
-  }
-  return grpc::Status::OK;
-}
-
 void HealthService::Shutdown() {
-  if (!shutting_down_.HasBeenNotified()) shutting_down_.Notify();
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+  // An alarm not set, or already fired, ignores its Cancel; a set one fires now, not ok.
+  for (WatchCall* watch : watches_) watch->alarm_.Cancel();
 }
 
 }  // namespace anyai::server
