@@ -1,7 +1,7 @@
 """HTTP/2 rapid reset (CVE-2023-44487) and metadata floods against the gRPC port (issue 12).
 
 One TCP connection (h2c, prior knowledge) sends HEADERS of a gRPC call to a method (one of each
-kind: answered inline, by a worker, a stream, health, reflection, unknown), each followed at once by RST_STREAM, for ATTACK_S seconds, reading and discarding what the
+kind: answered inline, by a worker, a stream, health Check and Watch, reflection, unknown), each followed at once by RST_STREAM, for ATTACK_S seconds, reading and discarding what the
 server sends (stopping on GOAWAY). The frames are made by hand (python3-hpack encodes the
 header block once, never indexed, so every stream reuses it) so that one Python thread sends
 them about as fast as the server can take them. The server's RSS (/proc/PID/status VmRSS) is
@@ -242,6 +242,11 @@ class RapidResetTest(unittest.TestCase):
 
     def test_rapid_reset_on_health_stays_bounded(self):
         self.attack("/grpc.health.v1.Health/Check")
+
+    def test_rapid_reset_on_health_watch_stays_bounded(self):
+        # On gRPC's synchronous server (before issue 13) this took RSS past 1 GB in 5 s and the
+        # server would not stop within 30 s of SIGTERM.
+        self.attack("/grpc.health.v1.Health/Watch")
 
     def test_rapid_reset_on_reflection_stays_bounded(self):
         self.attack("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
