@@ -103,6 +103,18 @@ std::string BaseUrlOf(const HttpRequest& request, std::string_view configured) {
   return ImageBaseUrl(request.Header("host").value_or(""));
 }
 
+// While the handler runs, a provider blocked on its upstream can tell that the client left
+// (client_presence.h).
+class ExchangeProbe {
+ public:
+  explicit ExchangeProbe(const HttpExchange& exchange)
+      : probe_([](const void* e) { return static_cast<const HttpExchange*>(e)->ClientGone(); },
+               &exchange) {}
+
+ private:
+  ScopedClientProbe probe_;
+};
+
 // The Gateway's Caller of an HTTP request; its views point into `request`.
 Caller CallerOf(const HttpRequest& request) {
   return Caller{.authorization = request.Header("authorization"),
@@ -114,21 +126,23 @@ Caller CallerOf(const HttpRequest& request) {
 }  // namespace
 
 const HttpApi::Route HttpApi::kRoutes[11] = {
+    // Starts on the I/O thread; hands itself to a worker when its body asks for a call that
+    // blocks (ChatCompletions).
     {"POST", "/chat/completions", Endpoint::kChatCompletions, &HttpApi::ChatCompletions,
-     HttpRouter::Dispatch::kWorker},
-    {"GET", "/models", Endpoint::kModels, &HttpApi::Models, HttpRouter::Dispatch::kWorker},
-    {"GET", "/models/*", Endpoint::kModels, &HttpApi::Model, HttpRouter::Dispatch::kWorker},
+     Thread::kIoThreadPerRequest},
+    {"GET", "/models", Endpoint::kModels, &HttpApi::Models, Thread::kIoThreadIfNonBlocking},
+    {"GET", "/models/*", Endpoint::kModels, &HttpApi::Model, Thread::kIoThreadIfNonBlocking},
     {"POST", "/images/generations", Endpoint::kImagesGenerations, &HttpApi::GenerateImages,
-     HttpRouter::Dispatch::kWorker},
-    {"GET", "/imagine", Endpoint::kImagine, &HttpApi::Imagine, HttpRouter::Dispatch::kWorker},
-    {"GET", "/ask", Endpoint::kAsk, &HttpApi::Ask, HttpRouter::Dispatch::kWorker},
-    {"GET", "/images/vision", Endpoint::kVision, &HttpApi::Vision, HttpRouter::Dispatch::kWorker},
-    {"GET", "/check", Endpoint::kCheck, &HttpApi::Check, HttpRouter::Dispatch::kWorker},
+     Thread::kIoThreadIfNonBlocking},
+    {"GET", "/imagine", Endpoint::kImagine, &HttpApi::Imagine, Thread::kIoThreadIfNonBlocking},
+    {"GET", "/ask", Endpoint::kAsk, &HttpApi::Ask, Thread::kIoThreadIfNonBlocking},
+    {"GET", "/images/vision", Endpoint::kVision, &HttpApi::Vision, Thread::kIoThreadIfNonBlocking},
+    {"GET", "/check", Endpoint::kCheck, &HttpApi::Check, Thread::kIoThreadIfNonBlocking},
     {"GET", "/images/files/*", Endpoint::kImageFiles, &HttpApi::ImageFile,
-     HttpRouter::Dispatch::kWorker},
+     Thread::kIoThreadIfNonBlocking},
     // Answered on the I/O thread: a probe never waits behind busy workers.
-    {"GET", "/healthz", Endpoint::kHealth, &HttpApi::Healthz, HttpRouter::Dispatch::kInline},
-    {"GET", "/readyz", Endpoint::kHealth, &HttpApi::Readyz, HttpRouter::Dispatch::kInline},
+    {"GET", "/healthz", Endpoint::kHealth, &HttpApi::Healthz, Thread::kIoThread},
+    {"GET", "/readyz", Endpoint::kHealth, &HttpApi::Readyz, Thread::kIoThread},
 };
 
 Endpoint HttpApi::EndpointOfRoute(std::string_view route) {
@@ -147,16 +161,18 @@ HttpApi::HttpApi(Gateway& gateway, std::function<bool()> ready, std::string publ
 
 absl::Status HttpApi::AddRoutes(HttpRouter& router) {
   for (const Route& r : kRoutes) {
+    // Whether an endpoint blocks does not change while the server runs (it depends on the
+    // configuration), except a chat's, which depends on the model its body names.
+    const bool io_thread = r.thread == Thread::kIoThread ||
+                           r.thread == Thread::kIoThreadPerRequest ||
+                           gateway_.AnswersWithoutBlocking(r.endpoint);
     absl::Status s = router.Add(
         r.method, r.path,
         [this, h = r.handler](HttpExchange& x) {
-          // While the handler runs, a provider blocked on its upstream can tell that the
-          // client left (client_presence.h).
-          ScopedClientProbe presence(
-              [](const void* e) { return static_cast<const HttpExchange*>(e)->ClientGone(); }, &x);
+          ExchangeProbe presence(x);
           (this->*h)(x);
         },
-        r.dispatch);
+        io_thread ? HttpRouter::Dispatch::kInline : HttpRouter::Dispatch::kWorker);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -165,16 +181,30 @@ absl::Status HttpApi::AddRoutes(HttpRouter& router) {
 void HttpApi::ChatCompletions(HttpExchange& exchange) {
   absl::StatusOr<ChatCompletionBody> body = ParseChatCompletionBody(exchange.request().body);
   if (!body.ok()) return exchange.Respond(ErrorResponse(body.status()));
+  // Parsed once, here: a chat that would block its thread (a stream, whose chunks wait for the
+  // client; a model served upstream; admissions that wait for the disk) goes on to a worker
+  // with its parsed body.
+  if (exchange.OnIoThread() &&
+      (body->stream ||
+       !gateway_.AnswersWithoutBlocking(Endpoint::kChatCompletions, body->request.model()))) {
+    return exchange.ContinueOnWorker([this, body = *std::move(body)](HttpExchange& x) {
+      ExchangeProbe presence(x);
+      AnswerChat(x, body);
+    });
+  }
+  AnswerChat(exchange, *body);
+}
+
+void HttpApi::AnswerChat(HttpExchange& exchange, const ChatCompletionBody& body) {
   const Caller caller = CallerOf(exchange.request());
-  if (!body->stream) {
-    return SendJson(exchange, gateway_.Chat(caller, body->request), &ChatCompletionJson);
+  if (!body.stream) {
+    return SendJson(exchange, gateway_.Chat(caller, body.request), &ChatCompletionJson);
   }
   EventStream events(exchange);
   std::optional<v1::ChatCompletionChunk> usage_chunk;
-  const bool include_usage = body->include_usage;
+  const bool include_usage = body.include_usage;
   const StreamOutcome outcome = gateway_.StreamChat(
-      caller, body->request,
-      [&](const std::optional<RateLimitState>& r) { return events.Start(r); },
+      caller, body.request, [&](const std::optional<RateLimitState>& r) { return events.Start(r); },
       [&](const v1::ChatCompletionChunk& chunk) {
         if (include_usage && chunk.has_usage()) usage_chunk = chunk;
         return events.Write(ChatCompletionChunkJson(chunk, include_usage));

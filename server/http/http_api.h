@@ -23,13 +23,21 @@
 //   GET     /healthz               200 while the process serves (answered on the I/O thread)
 //   GET     /readyz                200 while `ready()`, else 503
 //
+// Threads: a call the Gateway answers without blocking (Gateway::AnswersWithoutBlocking: the
+// model list, a unary chat with the builtin provider, each unless admissions wait for the
+// disk; the probes) is answered on the HTTP I/O thread that read it, saving two thread
+// hand-offs; everything else runs on the server's workers. A chat decides by its parsed body
+// (its model, `stream`): it starts on the I/O thread and hands itself, body parsed, to a
+// worker when it would block (HttpExchange::ContinueOnWorker).
+//
 // Callers: the Authorization header (a present but blank one is malformed, 401, never
 // anonymous), the peer address and X-Forwarded-For, which the Gateway believes only from a
 // trusted proxy. Every metered answer, success or not, carries x-ratelimit-*; a 429 also
 // Retry-After. A stream that fails after its head is out ends with an error event, `data:
 // {"error": {...}}`, instead of [DONE]; a client that goes away stops its provider.
 //
-// Thread safety: thread-safe; the handlers run concurrently on the HTTP server's workers.
+// Thread safety: thread-safe; the handlers run concurrently on the HTTP server's I/O threads
+// and workers.
 #ifndef ANYAI_SERVER_HTTP_HTTP_API_H_
 #define ANYAI_SERVER_HTTP_HTTP_API_H_
 
@@ -39,6 +47,7 @@
 #include "absl/status/status.h"
 #include "server/gateway/endpoint.h"
 #include "server/gateway/gateway.h"
+#include "server/http/http_json.h"
 #include "server/http/http_message.h"
 #include "server/http/http_router.h"
 
@@ -59,16 +68,23 @@ class HttpApi {
   static Endpoint EndpointOfRoute(std::string_view route);
 
  private:
+  // Where a route's handler runs.
+  enum class Thread {
+    kIoThread,               // always on the I/O thread (it never blocks)
+    kIoThreadIfNonBlocking,  // there when Gateway::AnswersWithoutBlocking(endpoint), else a worker
+    kIoThreadPerRequest,     // starts there; the handler itself hands on to a worker
+  };
   struct Route {
     const char* method;
     const char* path;  // without "/v1"
     Endpoint endpoint;
     void (HttpApi::*handler)(HttpExchange&);
-    HttpRouter::Dispatch dispatch;
+    Thread thread;
   };
   static const Route kRoutes[11];
 
   void ChatCompletions(HttpExchange& exchange);
+  void AnswerChat(HttpExchange& exchange, const ChatCompletionBody& body);
   void Models(HttpExchange& exchange);
   void Model(HttpExchange& exchange);
   void GenerateImages(HttpExchange& exchange);
