@@ -289,6 +289,57 @@ std::string Dump(const OrderedJson& json) {
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// Appends `s` as a JSON string, byte for byte as Dump writes it: '"' and '\\' escaped, the
+// control characters as \b \t \n \f \r or \u00xx, everything else as is. A string with a
+// byte above 0x7f goes through Dump itself, which also replaces invalid UTF-8 (U+FFFD): the
+// writers below, for the answers sent on every call, build no JSON tree.
+void AppendJsonString(std::string* out, std::string_view s) {
+  for (const char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      out->append(Dump(OrderedJson(std::string(s))));
+      return;
+    }
+  }
+  out->push_back('"');
+  size_t plain = 0;  // the start of the run of bytes that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      default: {
+        static constexpr char kHex[] = "0123456789abcdef";
+        const char escape[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+        out->append(escape, sizeof(escape));
+      }
+    }
+  }
+  out->append(s.data() + plain, s.size() - plain);
+  out->push_back('"');
+}
+
 }  // namespace
 
 absl::StatusOr<ChatCompletionBody> ParseChatCompletionBody(std::string_view body) {
@@ -384,31 +435,44 @@ absl::StatusOr<v1::GenerateImagesRequest> ParseGenerateImagesBody(std::string_vi
 }
 
 std::string ChatCompletionJson(const v1::ChatCompletion& completion) {
-  OrderedJson out;
-  out["id"] = completion.id();
-  out["object"] = completion.object().empty() ? "chat.completion" : completion.object();
-  out["created"] = completion.created();
-  out["model"] = completion.model();
-  out["system_fingerprint"] = completion.system_fingerprint();
-  OrderedJson choices = OrderedJson::array();
+  // Written directly (the same bytes as a dumped nlohmann::ordered_json of these fields in
+  // this order): this is every chat call's answer.
+  std::string out;
+  size_t contents = 0;
   for (const v1::ChatCompletionChoice& c : completion.choices()) {
-    OrderedJson choice;
-    choice["index"] = c.index();
-    OrderedJson message;
-    message["role"] = c.message().role().empty() ? "assistant" : c.message().role();
-    message["content"] = c.message().content();
-    choice["message"] = std::move(message);
-    choice["logprobs"] = nullptr;
-    if (c.finish_reason().empty()) {
-      choice["finish_reason"] = nullptr;
-    } else {
-      choice["finish_reason"] = c.finish_reason();
-    }
-    choices.push_back(std::move(choice));
+    contents += c.message().content().size() + 96;
   }
-  out["choices"] = std::move(choices);
-  out["usage"] = UsageJson(completion.usage());
-  return Dump(out);
+  out.reserve(256 + completion.id().size() + completion.model().size() + contents);
+  out.append(R"({"id":)");
+  AppendJsonString(&out, completion.id());
+  out.append(R"(,"object":)");
+  AppendJsonString(&out, completion.object().empty() ? "chat.completion" : completion.object());
+  absl::StrAppend(&out, R"(,"created":)", completion.created(), R"(,"model":)");
+  AppendJsonString(&out, completion.model());
+  out.append(R"(,"system_fingerprint":)");
+  AppendJsonString(&out, completion.system_fingerprint());
+  out.append(R"(,"choices":[)");
+  bool first = true;
+  for (const v1::ChatCompletionChoice& c : completion.choices()) {
+    if (!first) out.push_back(',');
+    first = false;
+    absl::StrAppend(&out, R"({"index":)", c.index(), R"(,"message":{"role":)");
+    AppendJsonString(&out, c.message().role().empty() ? "assistant" : c.message().role());
+    out.append(R"(,"content":)");
+    AppendJsonString(&out, c.message().content());
+    out.append(R"(},"logprobs":null,"finish_reason":)");
+    if (c.finish_reason().empty()) {
+      out.append("null");
+    } else {
+      AppendJsonString(&out, c.finish_reason());
+    }
+    out.push_back('}');
+  }
+  const v1::CompletionUsage& usage = completion.usage();
+  absl::StrAppend(&out, R"(],"usage":{"prompt_tokens":)", usage.prompt_tokens(),
+                  R"(,"completion_tokens":)", usage.completion_tokens(), R"(,"total_tokens":)",
+                  usage.total_tokens(), "}}");
+  return out;
 }
 
 std::string ChatCompletionChunkJson(const v1::ChatCompletionChunk& chunk, bool usage_field) {

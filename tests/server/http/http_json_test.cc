@@ -225,6 +225,62 @@ TEST(ChatCompletionJson, HasTheSeedShapeAndKeyOrder) {
             R"("completion_tokens":12,"total_tokens":21}})");
 }
 
+TEST(ChatCompletionJson, WritesEveryStringAsNlohmannJsonDumpsIt) {
+  // The answer is written without a JSON tree: each string must come out as the dump of one
+  // (error_handler replace) would write it, whatever the provider put in it.
+  const std::string strings[] = {
+      "",
+      "plain text",
+      R"(quotes " and \ backslashes \" )",
+      "controls \b\t\n\f\r \x01\x1f\x7f end",
+      std::string("nul \0 inside", 12),
+      "UTF-8: caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+      "invalid UTF-8: \xff \xc3 \xe2\x82 \xed\xa0\x80 end",
+      "mixed \"\xc3\xa9\" \n\x02",
+  };
+  for (const std::string& text : strings) {
+    v1::ChatCompletion c;
+    c.set_id(text);
+    c.set_model(text);
+    c.set_system_fingerprint(text);
+    c.set_created(-5);
+    v1::ChatCompletionChoice* choice = c.add_choices();
+    choice->set_index(3);
+    choice->mutable_message()->set_role(text);
+    choice->mutable_message()->set_content(text);
+    c.add_choices()->set_finish_reason(text);  // a second choice, role and content defaulted
+    c.mutable_usage()->set_total_tokens(7);
+    nlohmann::ordered_json expected;
+    expected["id"] = text;
+    expected["object"] = "chat.completion";
+    expected["created"] = -5;
+    expected["model"] = text;
+    expected["system_fingerprint"] = text;
+    nlohmann::ordered_json first, second;
+    first["index"] = 3;
+    first["message"]["role"] = text.empty() ? "assistant" : text;
+    first["message"]["content"] = text;
+    first["logprobs"] = nullptr;
+    first["finish_reason"] = nullptr;
+    second["index"] = 0;
+    second["message"]["role"] = "assistant";
+    second["message"]["content"] = "";
+    second["logprobs"] = nullptr;
+    if (text.empty()) {
+      second["finish_reason"] = nullptr;
+    } else {
+      second["finish_reason"] = text;
+    }
+    expected["choices"] = nlohmann::ordered_json::array({first, second});
+    expected["usage"]["prompt_tokens"] = 0;
+    expected["usage"]["completion_tokens"] = 0;
+    expected["usage"]["total_tokens"] = 7;
+    EXPECT_EQ(ChatCompletionJson(c),
+              expected.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+        << text;
+  }
+}
+
 TEST(ChatCompletionChunkJson, HasOpenAisChunkShape) {
   v1::ChatCompletionChunk chunk;
   chunk.set_id("chatcmpl-1");
