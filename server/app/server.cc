@@ -314,7 +314,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
     for (grpc::Server* server : {p->grpc.get(), p->admin.get()}) {
       if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
     }
-    // Its calls are gone once the server is: none may touch it (or re-arm) after.
+    // Their calls are gone once the servers are: none may touch them (or re-arm) after.
+    if (p->admin != nullptr) p->admin_service->Stop();
     if (p->grpc != nullptr) p->anyai_service->Stop();
     p->http->BeginShutdown();
     p->http->Shutdown(absl::Now());
@@ -454,10 +455,12 @@ absl::Status Server::StartAdmin(const v1::ServerConfig& config, Parts& p) {
   p.admin_service = std::make_unique<AdminService>(*p.gateway);
   const std::string listen =
       config.admin_listen().empty() ? DefaultConfig().admin_listen() : config.admin_listen();
-  return ListenGrpc(
+  absl::Status s = ListenGrpc(
       "admin_listen", listen, "admin_tls", config.admin_tls(), config,
-      [&](grpc::ServerBuilder& b) { b.RegisterService(p.admin_service.get()); }, p, p.admin,
-      p.admin_acceptor, p.admin_address);
+      [&](grpc::ServerBuilder& b) { p.admin_service->AddTo(b); }, p, p.admin, p.admin_acceptor,
+      p.admin_address);
+  if (s.ok()) p.admin_service->Start();
+  return s;
 }
 
 absl::Status Server::ListenGrpc(absl::string_view field, const std::string& listen,
@@ -586,6 +589,7 @@ void Server::Shutdown(absl::Duration drain_delay, absl::Duration grace) {
     server->Shutdown(absl::ToChronoTime(deadline));
     server->Wait();
   }
+  parts_->admin_service->Stop();
   parts_->anyai_service->Stop();
   grpc_completion_queue_shutdown(notified);
   while (grpc_completion_queue_next(notified, gpr_inf_future(GPR_CLOCK_REALTIME), nullptr).type !=

@@ -550,6 +550,20 @@ TEST_F(GrpcServerTest, AdminIsNotServedOnThePublicPort) {
   EXPECT_NE(server_->admin_address(), server_->grpc_address());
 }
 
+// The Admin port serves the Admin service alone: the AnyAI service asked there is UNIMPLEMENTED
+// (answered at once, not left waiting), and the port still serves Admin after it.
+TEST_F(GrpcServerTest, TheAdminPortServesOnlyTheAdminService) {
+  auto models_on_admin = v1::AnyAI::NewStub(admin_channel_);
+  grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListModelsResponse models;
+  EXPECT_EQ(models_on_admin->ListModels(&c, {}, &models).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  auto admin = Context(kAdminToken);
+  v1::ListKeysResponse keys;
+  EXPECT_TRUE(admin_->ListKeys(admin.get(), {}, &keys).ok());
+}
+
 TEST_F(GrpcServerTest, HealthIsServingForTheServerAndTheServiceAndNotFoundForOthers) {
   auto health = grpc::health::v1::Health::NewStub(channel_);
   for (const std::string service : {"", "anyai.v1.AnyAI"}) {
