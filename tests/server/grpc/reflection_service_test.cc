@@ -2,7 +2,7 @@
 // health_service.h), over real servers and channels with gRPC's generated stubs: a server of
 // just the two services on CallQueues, to see their answers and that such a server runs no
 // thread of gRPC's synchronous server; and the whole anyai-server Server, to see what its
-// public port lists and describes.
+// public port lists and describes, and that the process runs no such thread either.
 #include "server/grpc/reflection_service.h"
 
 #include <dirent.h>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "anyai/v1/admin.grpc.pb.h"
 #include "anyai/v1/anyai.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -369,6 +370,34 @@ TEST_F(PublicPortTest, ListsExactlyThePublicServicesAndDescribesAnyAI) {
   EXPECT_EQ(unknown.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(stream->WritesDone());
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(PublicPortTest, TheServerRunsNoThreadOfTheSynchronousServer) {
+  // Neither port has a synchronous method (the Admin service is on completion queues too), so
+  // after a call of each kind no thread of gRPC's synchronous server runs in the process.
+  auto reflection = ServerReflection::NewStub(channel_);
+  auto c = Context();
+  std::unique_ptr<ReflectionStream> stream = reflection->ServerReflectionInfo(c.get());
+  Ask(*stream, ListServices());
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  auto watch_context = Context();
+  auto watch = health->Watch(watch_context.get(), {});
+  HealthCheckResponse status;
+  EXPECT_TRUE(watch->Read(&status));
+  auto anyai = v1::AnyAI::NewStub(channel_);
+  auto list = Context();
+  v1::ListModelsResponse models;
+  EXPECT_TRUE(anyai->ListModels(list.get(), {}, &models).ok());
+  auto admin_channel =
+      grpc::CreateChannel(server_->admin_address(), grpc::InsecureChannelCredentials());
+  auto keys = Context();
+  keys->AddMetadata("authorization", "Bearer test-admin-token");
+  v1::ListKeysResponse listed;
+  EXPECT_TRUE(v1::Admin::NewStub(admin_channel)->ListKeys(keys.get(), {}, &listed).ok());
+  EXPECT_EQ(SyncServerThreads(), 0);
+  watch_context->TryCancel();
+  stream->WritesDone();
+  stream->Finish();
 }
 
 }  // namespace
