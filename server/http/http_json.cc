@@ -289,6 +289,8 @@ std::string Dump(const OrderedJson& json) {
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+}  // namespace
+
 // Appends `s` as a JSON string, byte for byte as Dump writes it: '"' and '\\' escaped, the
 // control characters as \b \t \n \f \r or \u00xx, everything else as is. A string with a
 // byte above 0x7f goes through Dump itself, which also replaces invalid UTF-8 (U+FFFD): the
@@ -339,8 +341,6 @@ void AppendJsonString(std::string* out, std::string_view s) {
   out->append(s.data() + plain, s.size() - plain);
   out->push_back('"');
 }
-
-}  // namespace
 
 absl::StatusOr<ChatCompletionBody> ParseChatCompletionBody(std::string_view body) {
   absl::StatusOr<Json> json = ParseObject(body);

@@ -57,6 +57,10 @@ absl::StatusOr<ChatCompletionBody> ParseChatCompletionBody(std::string_view body
 // POST /v1/images/generations.
 absl::StatusOr<v1::GenerateImagesRequest> ParseGenerateImagesBody(std::string_view body);
 
+// Appends `s` to `out` as a JSON string, the bytes nlohmann's dump() (error_handler replace)
+// writes for it: for the bodies answered on every call, without building a JSON tree.
+void AppendJsonString(std::string* out, std::string_view s);
+
 // {"id", "object", "created", "model", "system_fingerprint", "choices": [{"index", "message":
 // {"role", "content"}, "logprobs": null, "finish_reason"}], "usage": {"prompt_tokens",
 // "completion_tokens", "total_tokens"}}

@@ -5,31 +5,38 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
-#include "nlohmann/json.hpp"
 #include "server/gateway/error_kind.h"
 #include "server/gateway/errors.h"
 #include "server/gateway/proto_time.h"
+#include "server/http/http_json.h"
 
 namespace anyai::server {
 namespace {
 
-nlohmann::json NullIfEmpty(std::string_view s) {
-  if (s.empty()) return nullptr;
-  return std::string(s);
-}
-
-// OpenAI's error body; an empty `param` or `code` is JSON null.
+// OpenAI's error body; an empty `param` or `code` is JSON null. Written directly (the bytes a
+// dumped nlohmann tree of it would be): a 429 flood answers one per call.
 std::string OpenAiErrorBody(std::string_view message, std::string_view type, std::string_view param,
                             std::string_view code) {
-  nlohmann::ordered_json error;
-  error["message"] = std::string(message);
-  error["type"] = std::string(type);
-  error["param"] = NullIfEmpty(param);
-  error["code"] = NullIfEmpty(code);
-  nlohmann::ordered_json body;
-  body["error"] = std::move(error);
-  // Messages are ASCII-safe (errors.h), but never let a stray byte make dump() throw.
-  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string body;
+  body.reserve(64 + message.size() + type.size() + param.size() + code.size());
+  body.append(R"({"error":{"message":)");
+  AppendJsonString(&body, message);
+  body.append(R"(,"type":)");
+  AppendJsonString(&body, type);
+  body.append(R"(,"param":)");
+  if (param.empty()) {
+    body.append("null");
+  } else {
+    AppendJsonString(&body, param);
+  }
+  body.append(R"(,"code":)");
+  if (code.empty()) {
+    body.append("null");
+  } else {
+    AppendJsonString(&body, code);
+  }
+  body.append("}}");
+  return body;
 }
 
 }  // namespace

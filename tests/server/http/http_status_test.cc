@@ -28,6 +28,22 @@ TEST(ErrorResponse, HasOpenAisErrorShape) {
             R"("type":"invalid_request_error","param":"messages[1].content","code":null}})");
 }
 
+TEST(ProtocolError, WritesItsBodyAsNlohmannJsonDumpsIt) {
+  // The body is written without a JSON tree; a message may quote what the client sent.
+  for (const std::string& message :
+       {std::string("plain"), std::string("\"quoted\" \\ \t\n\x01\x7f"),
+        std::string("caf\xc3\xa9 and \xff")}) {
+    nlohmann::ordered_json expected;
+    expected["error"]["message"] = message;
+    expected["error"]["type"] = "invalid_request_error";
+    expected["error"]["param"] = nullptr;
+    expected["error"]["code"] = "a\"code";
+    EXPECT_EQ(ProtocolError(400, message, "a\"code").body,
+              expected.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+        << message;
+  }
+}
+
 TEST(ErrorResponse, MapsEveryCode) {
   const struct {
     absl::Status status;
