@@ -114,20 +114,35 @@ HttpRequest ToHttpRequest(http::request<http::string_body>& message, std::string
   r.path = r.target.substr(0, q);
   if (q != std::string::npos) r.query = r.target.substr(q + 1);
   r.version = message.version() == 10 ? 10 : 11;
-  // A request has a handful of fields: a linear search for a repeated name costs less than
-  // an index.
+  // A request has a handful of fields: up to kLinearFields distinct names a linear search for
+  // a repeated one costs less than an index. Past them (a head may be thousands of tiny fields
+  // within max_header_bytes, which would make the search quadratic) an index of names keeps it
+  // linear. Its views point into r.headers, which never reallocates (reserved for every field).
+  constexpr size_t kLinearFields = 16;
+  absl::flat_hash_map<std::string_view, size_t> index;
   r.headers.reserve(head_fields);
   size_t seen = 0;
   for (const auto& field : message) {
     if (seen++ == head_fields) break;
     std::string name = absl::AsciiStrToLower(Str(field.name_string()));
     const beast::string_view value = field.value();
-    auto same = std::find_if(r.headers.begin(), r.headers.end(),
-                             [&](const auto& header) { return header.first == name; });
-    if (same == r.headers.end()) {
-      r.headers.emplace_back(std::move(name), Str(value));
+    size_t at = r.headers.size();  // where `name` already is; size(): nowhere yet
+    if (r.headers.size() < kLinearFields) {
+      at = static_cast<size_t>(
+          std::find_if(r.headers.begin(), r.headers.end(),
+                       [&](const auto& header) { return header.first == name; }) -
+          r.headers.begin());
     } else {
-      absl::StrAppend(&same->second, ", ", absl::string_view(value.data(), value.size()));
+      if (index.empty()) {
+        for (size_t i = 0; i < r.headers.size(); ++i) index.emplace(r.headers[i].first, i);
+      }
+      if (auto it = index.find(name); it != index.end()) at = it->second;
+    }
+    if (at == r.headers.size()) {
+      r.headers.emplace_back(std::move(name), Str(value));
+      if (!index.empty()) index.emplace(r.headers.back().first, at);
+    } else {
+      absl::StrAppend(&r.headers[at].second, ", ", absl::string_view(value.data(), value.size()));
     }
   }
   r.body = std::move(message.body());
@@ -819,6 +834,8 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   // buffered is then started from the strand's queue rather than recursively.
   void Written(beast::error_code ec, bool at_once) {
     body_ = std::string();
+    // A TLS answer's body was copied into head_: a connection keeps no more than a usual head.
+    if (head_.capacity() > kKeptHeadCapacity) head_ = std::string();
     Record(status_);
     if (ec || cutting_) {
       Close();
@@ -1174,6 +1191,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   // answer to the next), or a stream's head and serializer.
   std::string head_;
   std::string body_;
+  static constexpr size_t kKeptHeadCapacity = 16 << 10;
   std::optional<http::response<http::empty_body>> stream_head_;
   std::optional<http::response_serializer<http::empty_body>> stream_serializer_;
   bool chunked_ = false;

@@ -229,6 +229,29 @@ TEST_F(HttpServerTest, GivesHandlersThePeerQueryAndJoinedHeaders) {
   EXPECT_EQ(r.body, "127.0.0.1 a=1&b=2 a, b");
 }
 
+// Past a handful of fields the repeated names are found through an index: a name repeated
+// before and after that point is still one header, joined in order; and a head of thousands of
+// tiny distinct fields (within max_header_bytes) is answered.
+TEST_F(HttpServerTest, JoinsRepeatedHeadersAmongManyFields) {
+  Start();
+  std::vector<std::pair<std::string, std::string>> headers = {{"X-Twice", "a"}};
+  for (int i = 0; i < 40; ++i) headers.emplace_back(absl::StrCat("x-f", i), "v");
+  headers.emplace_back("x-twice", "b");
+  headers.emplace_back("X-TWICE", "c");
+  HttpReply r = Fetch(port(), "GET", "/whoami", "", headers);
+  EXPECT_EQ(r.body, "127.0.0.1  a, b, c");
+
+  std::string many = "GET /hello HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 2500; ++i) absl::StrAppend(&many, "a", i, ":\r\n");
+  absl::StrAppend(&many, "\r\n");
+  ASSERT_LT(many.size(), 16u << 10);
+  HttpConnection c(port());
+  ASSERT_TRUE(c.Send(many));
+  std::optional<HttpReply> reply = c.Read();
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->status, 200);
+}
+
 TEST_F(HttpServerTest, ClosesWhenTheClientAsks) {
   Start();
   HttpConnection c(port());
