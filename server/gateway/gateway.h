@@ -181,13 +181,17 @@ class Gateway {
   // anonymous tenant's. A bad `key` is UNAUTHENTICATED and counts nothing.
   Outcome<v1::CheckKeyResponse> CheckKey(const Caller& caller, std::string_view key);
 
-  // Whether a call of `endpoint` (a chat: of `chat_model`, an id or alias) runs without blocking
-  // its thread, so that a front may answer it on the thread that read it (a gRPC polling thread,
-  // the HTTP I/O thread) instead of handing it to a worker: true for /models, and for a unary
-  // chat whose model's provider answers from memory (Provider::ChatsWithoutBlocking) or that will
-  // be refused as unknown, as long as admissions do not wait for the disk
-  // (GatewayParts::admissions_wait_for_disk). Such a call may still read a key that is not cached
-  // from the local key store. False for every other endpoint (streams, images, /check).
+  // Whether a call of `endpoint` (a chat: of `chat_model`, an id or alias) runs without waiting
+  // on the network or a sync to disk, so that a front may answer it on the thread that read it
+  // (a gRPC polling thread, the HTTP I/O thread) instead of handing it to a worker: true for
+  // /models, and for a unary chat whose model's provider answers from memory
+  // (Provider::ChatsWithoutBlocking) or that will be refused as unknown, as long as admissions
+  // do not wait for the disk (GatewayParts::admissions_wait_for_disk). False for every other
+  // endpoint (streams, images, /check). Such a call still touches the local RocksDB: it reads a
+  // key that is not cached and a tenant's usage at its first use, and its admission's write may
+  // wait behind a write group that syncs (Admin's key writes) or a RocksDB write stall. Those are
+  // short on a healthy disk; a stalled disk stalls the thread (and, with it, the other calls
+  // read there) for as long.
   bool AnswersWithoutBlocking(Endpoint endpoint, std::string_view chat_model = {}) const;
 
   // A stored image by its file name ("<id>.png"), for anyone holding its URL: no key, nothing
