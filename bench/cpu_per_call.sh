@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The server's own CPU per gRPC call (utime + stime of its process over the run, divided by the
+# calls; the driver's CPU left out), for builds of anyai-server run one after the other, and for
+# the empty completion-queue service: on 2 shared cores a closed-loop rate mostly says who got
+# the CPU, CPU per call says what a call costs. bench/grpc_load at 64 in flight,
+# CreateChatCompletion: admitted (a premium key on bench/bench-config.textproto's raised limits,
+# default durability) and refused (anonymous on the default free plan: all but 10 calls get
+# RESOURCE_EXHAUSTED). One line per run.
+# Usage: bench/cpu_per_call.sh [seconds=5] [reps=2] BUILD_DIR...
+#   bench/cpu_per_call.sh 5 2 /tmp/before/build build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5} reps=${2:-2}
+shift 2
+driver=${1}/bin/grpc_load
+source bench/bench_lib.sh
+bench_build_anchor
+"$anchor_build/client" --dump-grpc-body="$work/anchor.bin" 2>/dev/null
+hz=$(getconf CLK_TCK)
+
+# $1 = port; the rest: grpc_load's flags. Prints grpc_load's summary and the CPU per call of $pid.
+measure() {
+  local port=$1 t0 t1 out calls
+  shift
+  t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  out=$("$driver" --target="127.0.0.1:$port" --inflight=64 --duration="$secs" --warmup=0 "$@")
+  t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  calls=$(sed -n 's/.*calls=\([0-9]*\).*/\1/p' <<<"$out")
+  awk -v c="$calls" -v d=$((t1 - t0)) -v hz="$hz" -v o="$out" \
+    'BEGIN { printf "%s cpu_us_per_call=%.1f\n", o, d * 1e6 / hz / c }'
+}
+
+anyai() {  # $1 = build dir, $2 = admitted | refused
+  local port admin cfg=() md=()
+  port=$(free_port); admin=$(free_port)
+  if [[ $2 == admitted ]]; then
+    { cat bench/bench-config.textproto; echo "durability: DURABILITY_PROCESS_CRASH"; } >"$work/c.textproto"
+    cfg=(--config="$work/c.textproto")
+  fi
+  ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-server" "${cfg[@]}" --data_dir="$work/data-$RANDOM" \
+    --grpc_listen="127.0.0.1:$port" --http_listen=127.0.0.1:0 --admin_listen="127.0.0.1:$admin" \
+    >/dev/null 2>&1 & pid=$!
+  wait_port "$port"; wait_port "$admin"
+  if [[ $2 == admitted ]]; then
+    local key
+    key=$(ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-admin" --server="127.0.0.1:$admin" keys create \
+          --plan=premium --label=bench | grep '^sk-anyai-')
+    md=(--metadata="authorization:Bearer $key")
+  fi
+  measure "$port" --request=anyai_chat "${md[@]}"
+  stop
+}
+
+for rep in $(seq "$reps"); do
+  port=$(free_port)
+  "$anchor_build/server" --port="$port" --mode=async 2>/dev/null & pid=$!
+  wait_port "$port"
+  echo "rep $rep empty service: $(measure "$port" --method=/anchor.Echo/Complete --request="@$work/anchor.bin")"
+  stop
+  for build in "$@"; do
+    for kind in admitted refused; do echo "rep $rep $build $kind: $(anyai "$build" "$kind")"; done
+  done
+done
