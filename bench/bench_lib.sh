@@ -3,6 +3,7 @@
 #   source bench/bench_lib.sh   # from the repository root; sets work, pid, the EXIT trap
 #   bench_build_anchor          # sets anchor_build (env ANCHORS, ANCHOR_BUILD_DIR)
 #   port=$(free_port); ... & pid=$!; wait_port "$port"; ...; stop
+#   start_grpc_anyai BUILD_DIR admitted|refused   # sets pid, port and call_metadata
 
 work=$(mktemp -d)
 pid=""
@@ -21,4 +22,27 @@ bench_build_anchor() {
   cmake -S "${ANCHORS:-bench/anchors}/grpc-empty" -B "$anchor_build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$anchor_build" >/dev/null
+}
+
+# Starts BUILD_DIR's anyai-server for gRPC CreateChatCompletion runs, and sets port (its gRPC
+# port) and call_metadata (grpc_load's flags for the caller). admitted: bench/bench-config.textproto's
+# raised limits, default durability, and a premium key made through the Admin port; refused: the
+# default config, anonymous (the free plan: all but its first 10 calls RESOURCE_EXHAUSTED).
+start_grpc_anyai() {
+  local admin cfg=()
+  port=$(free_port); admin=$(free_port); call_metadata=()
+  if [[ $2 == admitted ]]; then
+    { cat bench/bench-config.textproto; echo "durability: DURABILITY_PROCESS_CRASH"; } >"$work/c.textproto"
+    cfg=(--config="$work/c.textproto")
+  fi
+  ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-server" "${cfg[@]}" --data_dir="$work/data-$RANDOM" \
+    --grpc_listen="127.0.0.1:$port" --http_listen=127.0.0.1:0 --admin_listen="127.0.0.1:$admin" \
+    >/dev/null 2>&1 & pid=$!
+  wait_port "$port"; wait_port "$admin"
+  if [[ $2 == admitted ]]; then
+    local key
+    key=$(ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-admin" --server="127.0.0.1:$admin" keys create \
+          --plan=premium --label=bench | grep '^sk-anyai-')
+    call_metadata=(--metadata="authorization:Bearer $key")
+  fi
 }

@@ -28,25 +28,8 @@ anchor() {
 }
 
 anyai() {  # $1 = build dir, $2 = admitted | refused
-  local port admin cfg=()
-  port=$(free_port); admin=$(free_port)
-  if [[ $2 == admitted ]]; then
-    { cat bench/bench-config.textproto; echo "durability: DURABILITY_PROCESS_CRASH"; } >"$work/c.textproto"
-    cfg=(--config="$work/c.textproto")
-  fi
-  ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-server" "${cfg[@]}" --data_dir="$work/data-$RANDOM" \
-    --grpc_listen="127.0.0.1:$port" --http_listen=127.0.0.1:0 --admin_listen="127.0.0.1:$admin" \
-    >/dev/null 2>&1 & pid=$!
-  wait_port "$port"
-  wait_port "$admin"
-  if [[ $2 == admitted ]]; then
-    local key
-    key=$(ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-admin" --server="127.0.0.1:$admin" keys create \
-          --plan=premium --label=bench | grep '^sk-anyai-')
-    load "$port" --request=anyai_chat --metadata="authorization:Bearer $key"
-  else
-    load "$port" --request=anyai_chat
-  fi
+  start_grpc_anyai "$1" "$2"
+  load "$port" --request=anyai_chat "${call_metadata[@]}"
   stop
 }
 
