@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "rocksdb/db.h"
@@ -36,43 +37,44 @@ absl::StatusOr<std::unique_ptr<UsageStore>> UsageStore::Open(Database& db,
 }
 
 UsageStore::UsageStore(Database& db, std::shared_ptr<const UsageRetention> retention)
-    : db_(db), retention_(std::move(retention)) {
+    : db_(db),
+      retention_(std::move(retention)),
+      commit_(db, db.write_options(), "recording usage") {
   db_.SetUsageRetention(retention_);
 }
 
 UsageStore::~UsageStore() { db_.SetUsageRetention(nullptr); }
 
 absl::Status UsageStore::Record(absl::Span<const quota::Admission> changes) {
-  // Everything is checked before anything is written: a batch is stored whole or not at all.
+  // Everything is checked and encoded before anything is written, outside the group's lock: a
+  // call's changes are stored whole or not at all.
   for (size_t i = 0; i < changes.size(); ++i) {
     if (absl::Status s = ValidateChange(changes[i]); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("usage change ", i, ": ", s.message()));
     }
   }
-  rocksdb::WriteBatch batch;
+  struct Row {
+    std::string key;
+    std::string count;
+  };
+  absl::InlinedVector<Row, 4> rows;
   for (const quota::Admission& change : changes) {
     if (change.cost == 0) continue;
-    const std::string key = EncodeUsageRowKey(
-        change.tenant, schema().at(change.feature_class.index).name, change.meter, change.bucket);
-    if (absl::Status s = FromRocksDb(batch.Merge(db_.usage(), key, EncodeCount(change.cost)),
-                                     "building a usage batch");
-        !s.ok()) {
-      return s;
+    rows.push_back({EncodeUsageRowKey(change.tenant, schema().at(change.feature_class.index).name,
+                                      change.meter, change.bucket),
+                    EncodeCount(change.cost)});
+  }
+  if (rows.empty()) return absl::OkStatus();
+  return commit_.Write(rows.size(), [&](rocksdb::WriteBatch& batch) {
+    for (const Row& row : rows) {
+      if (absl::Status s =
+              FromRocksDb(batch.Merge(db_.usage(), row.key, row.count), "building a usage batch");
+          !s.ok()) {
+        return s;
+      }
     }
-  }
-  if (batch.Count() == 0) return absl::OkStatus();
-
-  const WriteMeter::TimePoint started = write_meter_.Start();
-  absl::Status status = db_.CheckInjectedFailure(/*write=*/true);
-  if (status.ok()) {
-    status =
-        db_.Write(db_.write_options(), batch,
-                  absl::StrCat("recording usage of tenant \"", Printable(changes[0].tenant), "\"",
-                               changes.size() > 1 ? absl::StrCat(" (", changes.size(), " changes)")
-                                                  : std::string()));
-  }
-  write_meter_.Finish(started, status.ok());
-  return status;
+    return absl::OkStatus();
+  });
 }
 
 absl::Status UsageStore::ValidateChange(const quota::Admission& change) const {

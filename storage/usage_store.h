@@ -7,11 +7,13 @@
 //   auto usage = UsageStore::Open(**db, classes);  // classes[i] describes ClassId{i}
 //   EngineOptions options{.sink = usage->get(), .loader = usage->get()};
 //
-// Record() writes one RocksDB WriteBatch holding one Merge per change, which adds the change's
-// cost (negative for a refund) to the row (tenant, class, meter, sub-bucket) (layout in
-// usage_row.h). The batch is one write with the Database's Durability, so a call's changes are
-// stored all together or not at all, across a crash too: in the default kProcessCrash mode an
-// acknowledged batch survives kill -9; in kFsync it survives power loss. Load() is one prefix
+// Record() adds one Merge per change, which adds the change's cost (negative for a refund) to the
+// row (tenant, class, meter, sub-bucket) (layout in usage_row.h), and returns once they are
+// written with the Database's Durability. Concurrent calls share writes (group_commit.h): the
+// changes of every call that arrives while a write runs go into the next one, a single RocksDB
+// WriteBatch, so a call's changes are stored all together or not at all, across a crash too: in
+// the default kProcessCrash mode an acknowledged call's changes survive kill -9; in kFsync they
+// survive power loss. Load() is one prefix
 // scan of the tenant's rows. Rows expire by compaction, per class and meter: once a row's
 // sub-bucket ended more than (the meter's longest window + one sub-bucket) ago, the next
 // compaction that touches it drops it (usage_schema.h, which also says what is kept);
@@ -24,7 +26,7 @@
 // injectable failures.
 //
 // Thread safety: thread-safe; Record, Load and CompactNow may be called concurrently from any
-// number of threads (RocksDB serialises writes internally and groups concurrent WAL writes).
+// number of threads (Record's calls are grouped into one write at a time).
 // One UsageStore per Database at a time: it installs its retention rule in the Database on
 // Open and removes it when destroyed.
 #ifndef ANYAI_STORAGE_USAGE_STORE_H_
@@ -41,6 +43,7 @@
 #include "absl/types/span.h"
 #include "quota/engine.h"
 #include "storage/database.h"
+#include "storage/group_commit.h"
 #include "storage/usage_schema.h"
 #include "storage/write_stats.h"
 
@@ -83,9 +86,10 @@ class UsageStore final : public quota::UsageSink, public quota::UsageLoader {
   absl::Status CompactNow();
 
   const UsageSchema& schema() const { return *retention_->schema; }
-  // Counters of Record()'s writes (see write_stats.h): one per batch that reached the write,
-  // none for a batch refused by validation or with nothing to write.
-  WriteStats write_stats() const { return write_meter_.Snapshot(); }
+  // Counters of Record()'s writes (see write_stats.h): `writes` counts RocksDB writes (one per
+  // group), `calls` the Record() calls they carried; a call refused by validation or with nothing
+  // to write counts in neither.
+  WriteStats write_stats() const { return commit_.stats(); }
 
  private:
   UsageStore(Database& db, std::shared_ptr<const UsageRetention> retention);
@@ -94,7 +98,7 @@ class UsageStore final : public quota::UsageSink, public quota::UsageLoader {
 
   Database& db_;
   const std::shared_ptr<const UsageRetention> retention_;
-  WriteMeter write_meter_;
+  GroupCommit commit_;
 };
 
 }  // namespace anyai::storage

@@ -126,11 +126,16 @@ class Metrics::ScrapeCollector : public prometheus::Collectable {
     if (!sources_.storage.empty()) {
       auto writes = Family("anyai_storage_writes_total",
                            "RocksDB writes acknowledged or failed, by store.", MetricType::Counter);
+      auto calls = Family("anyai_storage_write_calls_total",
+                          "Calls whose changes RocksDB writes carried, by store (group commit: "
+                          "over anyai_storage_writes_total, calls per write).",
+                          MetricType::Counter);
       auto errors = Family("anyai_storage_write_errors_total",
                            "RocksDB writes that failed, by store.", MetricType::Counter);
       auto backlog =
           Family("anyai_storage_writes_in_flight",
-                 "RocksDB writes started and not yet acknowledged (the backlog), by store.",
+                 "Calls waiting for their RocksDB write to be acknowledged (the backlog), by "
+                 "store.",
                  MetricType::Gauge);
       auto latency =
           Family("anyai_storage_write_seconds",
@@ -140,6 +145,7 @@ class Metrics::ScrapeCollector : public prometheus::Collectable {
         const storage::WriteStats s = read();
         std::vector<prometheus::ClientMetric::Label> labels = {{"store", name}};
         writes.metric.push_back(Value(static_cast<double>(s.writes), MetricType::Counter, labels));
+        calls.metric.push_back(Value(static_cast<double>(s.calls), MetricType::Counter, labels));
         errors.metric.push_back(
             Value(static_cast<double>(s.write_errors), MetricType::Counter, labels));
         backlog.metric.push_back(
@@ -151,6 +157,7 @@ class Metrics::ScrapeCollector : public prometheus::Collectable {
         latency.metric.push_back(std::move(m));
       }
       out.push_back(std::move(writes));
+      out.push_back(std::move(calls));
       out.push_back(std::move(errors));
       out.push_back(std::move(backlog));
       out.push_back(std::move(latency));

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 
@@ -31,6 +32,23 @@ class FaultyFileSystem final : public rocksdb::FileSystemWrapper {
 
   void SetFault(Fault fault) { fault_.store(fault, std::memory_order_release); }
   int64_t injected() const { return injected_.load(std::memory_order_relaxed); }
+
+  void SetHold(bool hold) {
+    absl::MutexLock lock(&hold_mu_);
+    hold_ = hold;
+  }
+  int held() const {
+    absl::MutexLock lock(&hold_mu_);
+    return held_;
+  }
+  // Blocks while appends are held.
+  void WaitWhileHeld() {
+    absl::MutexLock lock(&hold_mu_);
+    ++held_;
+    hold_mu_.Await(absl::Condition(
+        +[](bool* hold) { return !*hold; }, &hold_));
+    --held_;
+  }
 
   // What a write (or a sync) should return now: OK to pass it to the real file.
   rocksdb::IOStatus WriteFault() {
@@ -95,6 +113,9 @@ class FaultyFileSystem final : public rocksdb::FileSystemWrapper {
 
   std::atomic<Fault> fault_{Fault::kNone};
   std::atomic<int64_t> injected_{0};
+  mutable absl::Mutex hold_mu_;
+  bool hold_ ABSL_GUARDED_BY(hold_mu_) = false;
+  int held_ ABSL_GUARDED_BY(hold_mu_) = 0;
   rocksdb::Env* env_ = nullptr;  // the Env made of this file system; set once, before use
 };
 
@@ -107,18 +128,21 @@ class FaultyWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
+    fs_.WaitWhileHeld();
     if (rocksdb::IOStatus s = fs_.WriteFault(); !s.ok()) return s;
     return target()->Append(data, options, dbg);
   }
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
+    fs_.WaitWhileHeld();
     if (rocksdb::IOStatus s = fs_.WriteFault(); !s.ok()) return s;
     return target()->Append(data, options, info, dbg);
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
                                      const rocksdb::IOOptions& options,
                                      rocksdb::IODebugContext* dbg) override {
+    fs_.WaitWhileHeld();
     if (rocksdb::IOStatus s = fs_.WriteFault(); !s.ok()) return s;
     return target()->PositionedAppend(data, offset, options, dbg);
   }
@@ -126,6 +150,7 @@ class FaultyWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
                                      const rocksdb::IOOptions& options,
                                      const rocksdb::DataVerificationInfo& info,
                                      rocksdb::IODebugContext* dbg) override {
+    fs_.WaitWhileHeld();
     if (rocksdb::IOStatus s = fs_.WriteFault(); !s.ok()) return s;
     return target()->PositionedAppend(data, offset, options, info, dbg);
   }
@@ -196,5 +221,11 @@ FaultyStorage::~FaultyStorage() = default;
 void FaultyStorage::SetFault(Fault fault) { fs_->SetFault(fault); }
 
 int64_t FaultyStorage::injected() const { return fs_->injected(); }
+
+void FaultyStorage::HoldAppends() { fs_->SetHold(true); }
+
+void FaultyStorage::ReleaseAppends() { fs_->SetHold(false); }
+
+int FaultyStorage::held_appends() const { return fs_->held(); }
 
 }  // namespace anyai::storage::testing

@@ -10,8 +10,8 @@
 //   storage.SetFault(Fault::kNoSpace);   // writes fail from now on
 //   storage.SetFault(Fault::kNone);      // and succeed again
 //
-// Thread safety: SetFault and injected() may be called from any thread while RocksDB's threads
-// use the file system; a change is seen by the next file operation.
+// Thread safety: every method may be called from any thread while RocksDB's threads use the file
+// system; a change is seen by the next file operation.
 #ifndef ANYAI_TESTS_STORAGE_FAULTY_FILE_SYSTEM_H_
 #define ANYAI_TESTS_STORAGE_FAULTY_FILE_SYSTEM_H_
 
@@ -51,6 +51,13 @@ class FaultyStorage {
   void SetFault(Fault fault);
   // How many file operations have been failed on purpose so far.
   int64_t injected() const;
+
+  // While held, every append to a file (the WAL's among them) waits inside the file system until
+  // released: a write that reached the device stays in flight, as on a slow disk.
+  void HoldAppends();
+  void ReleaseAppends();
+  // How many appends are waiting on the hold now.
+  int held_appends() const;
 
   // The Env to give RocksDB (DatabaseOptions::env); valid as long as this object.
   rocksdb::Env* env() const { return env_.get(); }
