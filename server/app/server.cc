@@ -352,6 +352,7 @@ absl::Status Server::OpenStorage(const v1::ServerConfig& config, const quota::Pl
   p.cached_keys = *std::move(cached);
   // The usage store must exist before the engine that writes to it, and describes the
   // engine's classes: a sink-less engine on the same plans gives their layout.
+  if (config.durability() == v1::DURABILITY_MEMORY) return absl::OkStatus();  // no usage store
   absl::StatusOr<std::unique_ptr<quota::Engine>> layout = quota::Engine::Create(plans, {});
   if (!layout.ok()) return layout.status();
   absl::StatusOr<std::unique_ptr<storage::UsageStore>> usage = storage::UsageStore::Open(
@@ -372,8 +373,10 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
   p.providers = *std::move(providers);
 
   MetricsSources sources;
-  sources.storage = {{"usage", [usage = p.usage.get()] { return usage->write_stats(); }},
-                     {"keys", [keys = p.keys.get()] { return keys->write_stats(); }}};
+  sources.storage = {{"keys", [keys = p.keys.get()] { return keys->write_stats(); }}};
+  if (p.usage != nullptr) {
+    sources.storage.push_back({"usage", [usage = p.usage.get()] { return usage->write_stats(); }});
+  }
   for (const auto& [name, provider] : p.providers.ByName()) sources.providers.push_back(name);
   p.metrics = Metrics::Create(*p.engine, std::move(sources));
   absl::flat_hash_map<std::string, Provider*> metered;

@@ -298,7 +298,9 @@ std::vector<std::pair<int64_t, int64_t>> LlmUsed(
   return out;
 }
 
-void KillMidLoadAndRestart(const std::string& durability) {
+// `usage_survives`: false for DURABILITY_MEMORY, whose restart must forget every count (and
+// still keep the key).
+void KillMidLoadAndRestart(const std::string& durability, bool usage_survives = true) {
   const char* binary = std::getenv("ANYAI_SERVER_BINARY");
   ASSERT_TRUE(binary != nullptr && *binary != '\0')
       << "ANYAI_SERVER_BINARY is not set (ctest sets it to the anyai-server binary)";
@@ -418,6 +420,10 @@ void KillMidLoadAndRestart(const std::string& durability) {
     ASSERT_EQ(used.size(), window_seconds.size()) << source << ": llm windows";
     for (std::size_t w = 0; w < used.size(); ++w) {
       EXPECT_EQ(used[w].first, window_seconds[w]) << source;
+      if (!usage_survives) {
+        EXPECT_EQ(used[w].second, 0) << source << ": memory durability kept usage over a restart";
+        continue;
+      }
       EXPECT_GE(used[w].second, succeeded)
           << source << ", " << used[w].first << " s window: admissions that clients saw "
           << "succeed were lost by the kill";
@@ -461,6 +467,10 @@ TEST(RestartAfterKill, KeepsEveryAcknowledgedAdmissionWithDefaultDurability) {
 
 TEST(RestartAfterKill, KeepsEveryAcknowledgedAdmissionWithFsyncDurability) {
   KillMidLoadAndRestart("DURABILITY_FSYNC");
+}
+
+TEST(RestartAfterKill, ForgetsUsageButKeepsKeysWithMemoryDurability) {
+  KillMidLoadAndRestart("DURABILITY_MEMORY", /*usage_survives=*/false);
 }
 
 }  // namespace
