@@ -4,6 +4,7 @@
 #   bench_build_anchor          # sets anchor_build (env ANCHORS, ANCHOR_BUILD_DIR)
 #   port=$(free_port); ... & pid=$!; wait_port "$port"; ...; stop
 #   start_grpc_anyai BUILD_DIR admitted|refused   # sets pid, port and call_metadata
+#   measure_cpu_per_call GRPC_LOAD SECS PORT FLAGS...  # grpc_load's summary + cpu_us_per_call of $pid
 
 work=$(mktemp -d)
 pid=""
@@ -26,13 +27,14 @@ bench_build_anchor() {
 
 # Starts BUILD_DIR's anyai-server for gRPC CreateChatCompletion runs, and sets port (its gRPC
 # port) and call_metadata (grpc_load's flags for the caller). admitted: bench/bench-config.textproto's
-# raised limits, default durability, and a premium key made through the Admin port; refused: the
+# raised limits, durability $DURABILITY (default DURABILITY_PROCESS_CRASH), and a premium key made
+# through the Admin port; refused: the
 # default config, anonymous (the free plan: all but its first 10 calls RESOURCE_EXHAUSTED).
 start_grpc_anyai() {
   local admin cfg=()
   port=$(free_port); admin=$(free_port); call_metadata=()
   if [[ $2 == admitted ]]; then
-    { cat bench/bench-config.textproto; echo "durability: DURABILITY_PROCESS_CRASH"; } >"$work/c.textproto"
+    { cat bench/bench-config.textproto; echo "durability: ${DURABILITY:-DURABILITY_PROCESS_CRASH}"; } >"$work/c.textproto"
     cfg=(--config="$work/c.textproto")
   fi
   ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-server" "${cfg[@]}" --data_dir="$work/data-$RANDOM" \
@@ -45,4 +47,19 @@ start_grpc_anyai() {
           --plan=premium --label=bench | grep '^sk-anyai-')
     call_metadata=(--metadata="authorization:Bearer $key")
   fi
+}
+
+# $1 = grpc_load binary, $2 = seconds, $3 = port; the rest: grpc_load's flags. Runs grpc_load at
+# 64 in flight and prints its summary line and the CPU per call of the process $pid (its utime +
+# stime over the run, divided by the calls; the driver's own CPU left out).
+measure_cpu_per_call() {
+  local driver=$1 secs=$2 port=$3 t0 t1 out calls hz
+  shift 3
+  hz=$(getconf CLK_TCK)
+  t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  out=$("$driver" --target="127.0.0.1:$port" --inflight=64 --duration="$secs" --warmup=0 "$@")
+  t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  calls=$(sed -n 's/.*calls=\([0-9]*\).*/\1/p' <<<"$out")
+  awk -v c="$calls" -v d=$((t1 - t0)) -v hz="$hz" -v o="$out" \
+    'BEGIN { printf "%s cpu_us_per_call=%.1f\n", o, d * 1e6 / hz / c }'
 }

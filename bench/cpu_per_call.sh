@@ -16,19 +16,7 @@ driver=${1}/bin/grpc_load
 source bench/bench_lib.sh
 bench_build_anchor
 "$anchor_build/client" --dump-grpc-body="$work/anchor.bin" 2>/dev/null
-hz=$(getconf CLK_TCK)
-
-# $1 = port; the rest: grpc_load's flags. Prints grpc_load's summary and the CPU per call of $pid.
-measure() {
-  local port=$1 t0 t1 out calls
-  shift
-  t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  out=$("$driver" --target="127.0.0.1:$port" --inflight=64 --duration="$secs" --warmup=0 "$@")
-  t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  calls=$(sed -n 's/.*calls=\([0-9]*\).*/\1/p' <<<"$out")
-  awk -v c="$calls" -v d=$((t1 - t0)) -v hz="$hz" -v o="$out" \
-    'BEGIN { printf "%s cpu_us_per_call=%.1f\n", o, d * 1e6 / hz / c }'
-}
+measure() { measure_cpu_per_call "$driver" "$secs" "$@"; }
 
 anyai() {  # $1 = build dir, $2 = admitted | refused
   start_grpc_anyai "$1" "$2"
