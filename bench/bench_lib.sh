@@ -3,7 +3,7 @@
 #   source bench/bench_lib.sh   # from the repository root; sets work, pid, the EXIT trap
 #   bench_build_anchor          # sets anchor_build (env ANCHORS, ANCHOR_BUILD_DIR)
 #   port=$(free_port); ... & pid=$!; wait_port "$port"; ...; stop
-#   start_grpc_anyai BUILD_DIR admitted|refused   # sets pid, port and call_metadata
+#   start_grpc_anyai BUILD_DIR admitted|refused   # sets pid, port, http_port and call_metadata
 #   measure_cpu_per_call GRPC_LOAD SECS PORT FLAGS...  # grpc_load's summary + cpu_us_per_call of $pid
 
 work=$(mktemp -d)
@@ -32,13 +32,13 @@ bench_build_anchor() {
 # default config, anonymous (the free plan: all but its first 10 calls RESOURCE_EXHAUSTED).
 start_grpc_anyai() {
   local admin cfg=()
-  port=$(free_port); admin=$(free_port); call_metadata=()
+  port=$(free_port); admin=$(free_port); http_port=$(free_port); call_metadata=()
   if [[ $2 == admitted ]]; then
     { cat bench/bench-config.textproto; echo "durability: ${DURABILITY:-DURABILITY_PROCESS_CRASH}"; } >"$work/c.textproto"
     cfg=(--config="$work/c.textproto")
   fi
   ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-server" "${cfg[@]}" --data_dir="$work/data-$RANDOM" \
-    --grpc_listen="127.0.0.1:$port" --http_listen=127.0.0.1:0 --admin_listen="127.0.0.1:$admin" \
+    --grpc_listen="127.0.0.1:$port" --http_listen="127.0.0.1:$http_port" --admin_listen="127.0.0.1:$admin" \
     >/dev/null 2>&1 & pid=$!
   wait_port "$port"; wait_port "$admin"
   if [[ $2 == admitted ]]; then
