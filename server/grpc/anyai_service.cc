@@ -235,7 +235,10 @@ void AnyAIService::Start() {
   });
 }
 
-void AnyAIService::BeginShutdown() { health_.Shutdown(); }
+void AnyAIService::BeginShutdown() {
+  health_.Shutdown();
+  reflection_.Shutdown();
+}
 
 void AnyAIService::Stop() { queues_.Stop(); }
 

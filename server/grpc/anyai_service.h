@@ -65,7 +65,7 @@ class AnyAIService final {
   // methods, and the queues.
   void AddTo(grpc::ServerBuilder& builder);
   void Start();
-  // The server begins to stop: health Watch streams end.
+  // The server begins to stop: health Watch and reflection streams end.
   void BeginShutdown();
   // After the server's Shutdown() and Wait() returned.
   void Stop();

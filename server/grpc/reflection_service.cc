@@ -55,6 +55,9 @@ class ReflectionService::InfoCall final : public AsyncCall {
     service_.RequestServerReflectionInfo(&context_, &stream_, queue_.cq(), queue_.cq(),
                                          Tag(Event::kStarted));
   }
+  ~InfoCall() override { service_.Close(this); }
+
+  void Cancel() { context_.TryCancel(); }
 
   void OnEvent(Event event, bool ok) override {
     switch (event) {
@@ -64,7 +67,8 @@ class ReflectionService::InfoCall final : public AsyncCall {
           return;
         }
         queue_.Arm<InfoCall>(service_);
-        Read();
+        if (!service_.Open(this)) context_.TryCancel();
+        Read();  // after a cancel, it fails at once and the stream finishes
         return;
       case Event::kWritten:
         if (!ok) {  // the client half-closed, reset or went
@@ -104,6 +108,26 @@ ReflectionService::ReflectionService(std::vector<std::string> services)
 ReflectionService::~ReflectionService() = default;
 
 void ReflectionService::Arm(CallQueue& queue) { queue.Fill<InfoCall>(*this); }
+
+bool ReflectionService::Open(InfoCall* call) {
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return false;
+  open_.insert(call);
+  return true;
+}
+
+void ReflectionService::Close(InfoCall* call) {
+  absl::MutexLock lock(&mu_);
+  open_.erase(call);
+}
+
+void ReflectionService::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
+  // Under the lock, so no stream is destroyed meanwhile; a cancelled stream finishes on its
+  // polling thread, whose Close() waits for this loop to end.
+  for (InfoCall* call : open_) call->Cancel();
+}
 
 ServerReflectionResponse ReflectionService::Answer(const ServerReflectionRequest& request) const {
   const DescriptorPool& pool = *DescriptorPool::generated_pool();

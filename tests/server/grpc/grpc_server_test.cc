@@ -20,6 +20,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/app/server.h"
 #include "server/config/config.h"
@@ -597,6 +598,26 @@ TEST_F(GrpcServerTest, WatchSendsTheStatusAndEndsWhenTheServerStops) {
   while (watch->Read(&resp)) {
   }
   EXPECT_TRUE(watch->Finish().ok());
+}
+
+TEST_F(GrpcServerTest, AnOpenReflectionStreamEndsWhenTheServerStops) {
+  namespace reflection = grpc::reflection::v1alpha;
+  auto stub = reflection::ServerReflection::NewStub(channel_);
+  grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub->ServerReflectionInfo(&c);
+  reflection::ServerReflectionRequest req;
+  req.set_list_services("");
+  ASSERT_TRUE(stream->Write(req));
+  reflection::ServerReflectionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));  // open, answered, and left open as an idle grpcurl would
+  // Shutdown cancels it (else it would wait out the whole grace period).
+  const absl::Time began = absl::Now();
+  server_->Shutdown(absl::ZeroDuration(), absl::Seconds(20));
+  EXPECT_LT(absl::Now() - began, absl::Seconds(15));
+  while (stream->Read(&resp)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 TEST_F(GrpcServerTest, AnUnreadableTlsFileFailsTheStartNamingTheField) {
