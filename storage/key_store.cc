@@ -2,6 +2,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "storage/secure_random.h"
 #include "storage/sha256.h"
 
 namespace anyai::storage {
@@ -39,6 +40,60 @@ std::string MaskKey(std::string_view key) {
   if (!IsWellFormedKey(key)) return absl::StrCat(kPrefix, kEllipsis);
   const absl::string_view random(key.data() + kPrefix.size(), key.size() - kPrefix.size());
   return absl::StrCat(kPrefix, random.substr(0, 4), kEllipsis, random.substr(random.size() - 4));
+}
+
+absl::Status ValidatePlan(std::string_view plan) {
+  if (plan.empty()) return absl::InvalidArgumentError("plan is empty");
+  if (plan.size() > kMaxPlanNameSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("plan is ", plan.size(), " bytes, more than ", kMaxPlanNameSize));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLabel(std::string_view label) {
+  if (label.size() > kMaxLabelSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("label is ", label.size(), " bytes, more than ", kMaxLabelSize));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateKeyId(std::string_view key_id) {
+  if (!IsWellFormedKeyId(key_id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key_id \"", absl::CHexEscape(std::string(key_id)), "\" is not 16 lowercase hex digits"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> ValidatePageRequest(int page_size, std::string_view page_token) {
+  if (page_size < 0 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size ", page_size, " is outside [0, ", kMaxPageSize, "]"));
+  }
+  if (!page_token.empty() && !IsWellFormedKeyId(page_token)) {
+    return absl::InvalidArgumentError("page_token is not one that ListKeys returned");
+  }
+  return page_size == 0 ? kDefaultPageSize : page_size;
+}
+
+absl::StatusOr<CreatedKey> NewKey(std::string_view plan, std::string_view label, absl::Time now) {
+  if (absl::Status s = ValidatePlan(plan); !s.ok()) return s;
+  if (absl::Status s = ValidateLabel(label); !s.ok()) return s;
+  absl::StatusOr<std::string> random = SecureRandomBytes(kKeyRandomBytes);
+  if (!random.ok()) return random.status();
+  CreatedKey created;
+  created.key = absl::StrCat(kKeyPrefix, absl::BytesToHexString(*random));
+  KeyRecord& record = created.record;
+  record.key_hash = Sha256(created.key);
+  record.key_id = KeyIdOf(record.key_hash);
+  record.plan = std::string(plan);
+  record.label = std::string(label);
+  record.masked_key = MaskKey(created.key);
+  // Stored with microsecond precision: return what a later Get will read.
+  record.created = absl::FromUnixMicros(absl::ToUnixMicros(now));
+  return created;
 }
 
 absl::StatusOr<KeyRecord> Authenticate(KeyStore& store, std::string_view key) {

@@ -12,7 +12,9 @@
 //   show_once(created->key);
 //   absl::StatusOr<KeyRecord> record = Authenticate(store, bearer_token);  // on each request
 //
-// Implementations: RocksDbKeyStore (rocksdb_key_store.h), the single-node default.
+// Implementations: RocksDbKeyStore (rocksdb_key_store.h), the single-node default, and
+// PostgresKeyStore (postgres_key_store.h), the shared registry of cluster mode. Both use the
+// validation and key generation below, so they accept and produce exactly the same things.
 // Thread safety: every implementation is thread-safe; all methods may be called concurrently.
 #ifndef ANYAI_STORAGE_KEY_STORE_H_
 #define ANYAI_STORAGE_KEY_STORE_H_
@@ -120,6 +122,25 @@ bool IsWellFormedKeyId(std::string_view key_id);
 // tell keys apart, far too few to guess one). A string that is not a well-formed key is
 // masked to "sk-anyai-…".
 std::string MaskKey(std::string_view key);
+
+// The argument checks every KeyStore applies, with the same INVALID_ARGUMENT messages: a plan is
+// non-empty and at most kMaxPlanNameSize bytes; a label at most kMaxLabelSize bytes; a key_id
+// IsWellFormedKeyId.
+absl::Status ValidatePlan(std::string_view plan);
+absl::Status ValidateLabel(std::string_view label);
+absl::Status ValidateKeyId(std::string_view key_id);
+// List()'s arguments: `page_size` in [0, kMaxPageSize] (0 becomes kDefaultPageSize) and a
+// page_token that is empty or a key_id (the last key_id of the previous page). Returns the page
+// size to use.
+absl::StatusOr<int> ValidatePageRequest(int page_size, std::string_view page_token);
+
+// A fresh key for Create(): the clear key from the kernel's CSPRNG and its record (hash, key_id,
+// masked key, `created` truncated to microseconds as stored, not revoked). Validates plan and
+// label first. UNAVAILABLE-free: only INVALID_ARGUMENT, or INTERNAL if randomness fails.
+absl::StatusOr<CreatedKey> NewKey(std::string_view plan, std::string_view label, absl::Time now);
+// How many times Create() generates a key whose key_id is taken before it gives up: with 64-bit
+// ids this essentially never happens, but it must never overwrite another key.
+inline constexpr int kCreateAttempts = 4;
 
 // Checks a key presented by a client: UNAUTHENTICATED (with the same message whatever the
 // reason, so a caller learns nothing from it) if it is malformed, unknown or revoked; the

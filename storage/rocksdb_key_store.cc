@@ -10,7 +10,6 @@
 #include "rocksdb/db.h"
 #include "rocksdb/snapshot.h"
 #include "rocksdb/write_batch.h"
-#include "storage/secure_random.h"
 #include "storage/sha256.h"
 
 namespace anyai::storage {
@@ -20,9 +19,6 @@ constexpr char kRecordTag = 'h';
 constexpr char kIndexTag = 'i';
 constexpr uint8_t kRecordVersion = 1;
 constexpr uint8_t kRevokedFlag = 1;
-// A freshly generated key whose key_id is already taken is regenerated; with 64-bit ids this
-// essentially never happens, but it must never overwrite another key's index row.
-constexpr int kCreateAttempts = 4;
 
 std::string RecordRowKey(std::string_view key_hash) {
   std::string row(1, kRecordTag);
@@ -117,31 +113,6 @@ absl::StatusOr<KeyRecord> DecodeRecord(std::string_view key_hash, std::string_vi
   return record;
 }
 
-absl::Status ValidatePlan(std::string_view plan) {
-  if (plan.empty()) return absl::InvalidArgumentError("plan is empty");
-  if (plan.size() > kMaxPlanNameSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("plan is ", plan.size(), " bytes, more than ", kMaxPlanNameSize));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateLabel(std::string_view label) {
-  if (label.size() > kMaxLabelSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("label is ", label.size(), " bytes, more than ", kMaxLabelSize));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateKeyId(std::string_view key_id) {
-  if (!IsWellFormedKeyId(key_id)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "key_id \"", absl::CHexEscape(std::string(key_id)), "\" is not 16 lowercase hex digits"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RocksDbKeyStore>> RocksDbKeyStore::Open(Database& db) {
@@ -176,22 +147,12 @@ absl::StatusOr<CreatedKey> RocksDbKeyStore::Create(std::string_view plan, std::s
   if (absl::Status s = ValidateLabel(label); !s.ok()) return s;
   absl::MutexLock lock(&write_mu_);
   for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
-    absl::StatusOr<std::string> random = SecureRandomBytes(kKeyRandomBytes);
-    if (!random.ok()) return random.status();
-    CreatedKey created;
-    created.key = absl::StrCat(kKeyPrefix, absl::BytesToHexString(*random));
-    KeyRecord& record = created.record;
-    record.key_hash = Sha256(created.key);
-    record.key_id = KeyIdOf(record.key_hash);
-    absl::StatusOr<KeyRecord> existing = Get(record.key_id);
+    absl::StatusOr<CreatedKey> created = NewKey(plan, label, now);
+    if (!created.ok()) return created.status();
+    absl::StatusOr<KeyRecord> existing = Get(created->record.key_id);
     if (existing.ok()) continue;
     if (!absl::IsNotFound(existing.status())) return existing.status();
-    record.plan = std::string(plan);
-    record.label = std::string(label);
-    record.masked_key = MaskKey(created.key);
-    // Stored with microsecond precision: return what a later Get will read.
-    record.created = absl::FromUnixMicros(absl::ToUnixMicros(now));
-    if (absl::Status s = WriteRecord(record, /*with_index=*/true); !s.ok()) return s;
+    if (absl::Status s = WriteRecord(created->record, /*with_index=*/true); !s.ok()) return s;
     return created;
   }
   return absl::InternalError("could not generate a key with an unused key_id");
@@ -216,14 +177,9 @@ absl::StatusOr<KeyRecord> RocksDbKeyStore::Get(std::string_view key_id) {
 }
 
 absl::StatusOr<KeyPage> RocksDbKeyStore::List(int page_size, std::string_view page_token) {
-  if (page_size < 0 || page_size > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size ", page_size, " is outside [0, ", kMaxPageSize, "]"));
-  }
-  if (page_size == 0) page_size = kDefaultPageSize;
-  if (!page_token.empty() && !IsWellFormedKeyId(page_token)) {
-    return absl::InvalidArgumentError("page_token is not one that ListKeys returned");
-  }
+  absl::StatusOr<int> checked_size = ValidatePageRequest(page_size, page_token);
+  if (!checked_size.ok()) return checked_size.status();
+  page_size = *checked_size;
   if (absl::Status s = db_.CheckInjectedFailure(/*write=*/false); !s.ok()) return s;
 
   // One snapshot for the index scan and the record reads, so the page is consistent.
