@@ -122,6 +122,9 @@ absl::StatusOr<std::unique_ptr<PostgresPool::Connection>> PostgresPool::Connect(
   if (PQstatus(conn) != CONNECTION_OK) {
     return Unavailable("cannot connect", PQerrorMessage(conn));
   }
+  // NOTICEs ("relation already exists, skipping") are not worth a log line.
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   return connection;
 }
 
