@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   libabsl-dev librocksdb-dev prometheus-cpp-dev zlib1g-dev
   libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libssl-dev libpng-dev
+  libpq-dev  # cluster mode's PostgreSQL key registry and hand-off state (storage/postgres_*)
   # The build configures its tests and benchmarks too, so these are needed to build at all.
   libgtest-dev libgmock-dev libbenchmark-dev
 )
@@ -19,6 +20,7 @@ if [[ "${1:-}" == "--tests" ]]; then
     python3 python3-grpcio python3-protobuf
     nodejs npm nginx-core prometheus wrk curl procps python3-yaml clang-format-16
     chromium  # e2e_usage_page: the /check page in headless Chromium
+    postgresql  # storage_postgres, the cluster tests: a throwaway server (postgres_instance.py)
     # Hardening tests: an HTTP/2 client that can reset streams, self-signed certificates, and
     # the clang build (libFuzzer targets, -Wthread-safety).
     python3-h2 openssl clang-16 libclang-rt-16-dev
