@@ -44,6 +44,11 @@ ABSL_FLAG(std::optional<std::string>, tls_key_file, std::nullopt,
           "PEM private key for --tls_cert_file");
 ABSL_FLAG(std::optional<std::string>, tls_client_ca_file, std::nullopt,
           "PEM CA bundle: clients must present a certificate it signs (mutual TLS)");
+ABSL_FLAG(std::optional<std::string>, postgres_dsn, std::nullopt,
+          "Cluster mode: libpq DSN of the shared PostgreSQL (key records, hand-off state); "
+          "prefer the config file or a secret, a DSN with a password shows in `ps`");
+ABSL_FLAG(std::optional<std::string>, handoff_flush_interval, std::nullopt,
+          "Cluster mode: how often window counts are flushed to PostgreSQL, e.g. 1s (default 1s)");
 ABSL_FLAG(bool, print_config, false,
           "Print the effective config (secrets redacted) as textproto and exit");
 
@@ -93,7 +98,9 @@ int main(int argc, char** argv) {
                             .admin_listen = absl::GetFlag(FLAGS_admin_listen),
                             .tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file),
                             .tls_key_file = absl::GetFlag(FLAGS_tls_key_file),
-                            .tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file)});
+                            .tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file),
+                            .postgres_dsn = absl::GetFlag(FLAGS_postgres_dsn),
+                            .handoff_flush_interval = absl::GetFlag(FLAGS_handoff_flush_interval)});
   if (!config.ok()) return Fail(config.status());
   if (absl::GetFlag(FLAGS_print_config)) {
     std::cout << server::RedactedConfigText(*config);

@@ -39,6 +39,9 @@
 #include "server/providers/provider_registry.h"
 #include "storage/caching_key_store.h"
 #include "storage/database.h"
+#include "storage/handoff_usage.h"
+#include "storage/postgres_connection.h"
+#include "storage/postgres_key_store.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/usage_schema.h"
 #include "storage/usage_store.h"
@@ -216,10 +219,20 @@ void BoundGrpc(const v1::ServerConfig& config, grpc::ServerBuilder& builder) {
 struct Server::Parts {
   ServerOptions options;
   std::unique_ptr<storage::Database> database;
-  std::unique_ptr<storage::RocksDbKeyStore> keys;
+  // Cluster mode (postgres_dsn): the connections to the shared PostgreSQL; else null.
+  std::unique_ptr<storage::PostgresPool> postgres;
+  // The key records: a RocksDbKeyStore (single node) or a PostgresKeyStore (cluster mode);
+  // rocksdb_keys is the former, for its write statistics, or null.
+  std::unique_ptr<storage::KeyStore> keys;
+  storage::RocksDbKeyStore* rocksdb_keys = nullptr;
   // `keys` as the Gateway sees them: Lookup answered from memory (key_cache_ttl).
   std::unique_ptr<storage::CachingKeyStore> cached_keys;
   std::unique_ptr<storage::UsageStore> usage;
+  // Cluster mode: `usage` wrapped to share window counts through PostgreSQL; else null.
+  std::unique_ptr<storage::HandoffUsage> handoff;
+  // What the engine writes to and loads from: `handoff` if set, else `usage`.
+  quota::UsageSink* usage_sink = nullptr;
+  quota::UsageLoader* usage_loader = nullptr;
   std::unique_ptr<quota::Engine> engine;
   std::unique_ptr<Catalogue> catalogue;
   ProviderRegistry providers;
@@ -275,11 +288,6 @@ Server::~Server() {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& config,
                                                       ServerOptions options) {
   if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
-  if (!config.postgres_dsn().empty()) {
-    return absl::UnimplementedError(
-        "postgres_dsn: cluster mode (key records in PostgreSQL, SPEC §9) is not implemented in "
-        "this build; leave it empty to keep keys in the embedded RocksDB");
-  }
   auto p = std::make_unique<Parts>();
   p->options = std::move(options);
   const v1::ServerConfig defaults = DefaultConfig();
@@ -290,8 +298,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   if (!plans.ok()) return plans.status();
   if (absl::Status s = OpenStorage(config, *plans, *p); !s.ok()) return s;
   quota::EngineOptions engine_options{
-      .sink = p->usage.get(),
-      .loader = p->usage.get(),
+      .sink = p->usage_sink,
+      .loader = p->usage_loader,
       // 0 (unset): the default cap, as every other limit.
       .max_resident_tenants = config.max_resident_tenants() > 0 ? config.max_resident_tenants()
                                                                 : defaults.max_resident_tenants()};
@@ -335,11 +343,31 @@ absl::Status Server::OpenStorage(const v1::ServerConfig& config, const quota::Pl
                                                  : storage::Durability::kProcessCrash});
   if (!db.ok()) return db.status();
   p.database = *std::move(db);
-  absl::StatusOr<std::unique_ptr<storage::RocksDbKeyStore>> keys =
-      storage::RocksDbKeyStore::Open(*p.database);
-  if (!keys.ok()) return keys.status();
-  p.keys = *std::move(keys);
   const v1::ServerConfig defaults = DefaultConfig();
+  if (config.postgres_dsn().empty()) {
+    absl::StatusOr<std::unique_ptr<storage::RocksDbKeyStore>> keys =
+        storage::RocksDbKeyStore::Open(*p.database);
+    if (!keys.ok()) return keys.status();
+    p.rocksdb_keys = keys->get();
+    p.keys = *std::move(keys);
+  } else {
+    // Cluster mode (SPEC §9). PostgreSQL being down does not stop the start: calls that need it
+    // (an uncached key, a tenant's first use) fail UNAVAILABLE under the storage-failure policy,
+    // and the pool reconnects once it is back (storage/postgres_key_store.h).
+    absl::StatusOr<std::unique_ptr<storage::PostgresPool>> pool =
+        storage::PostgresPool::Create({.dsn = config.postgres_dsn(),
+                                       .max_connections = 8,
+                                       .acquire_timeout = absl::Seconds(5),
+                                       .connect_timeout = absl::Seconds(5),
+                                       .statement_timeout = absl::Seconds(10),
+                                       .what = "key registry"});
+    if (!pool.ok()) return pool.status();
+    p.postgres = *std::move(pool);
+    absl::StatusOr<std::unique_ptr<storage::PostgresKeyStore>> keys =
+        storage::PostgresKeyStore::Open(*p.postgres);
+    if (!keys.ok()) return keys.status();
+    p.keys = *std::move(keys);
+  }
   absl::StatusOr<std::unique_ptr<storage::CachingKeyStore>> cached =
       storage::CachingKeyStore::Create(
           *p.keys,
@@ -359,6 +387,23 @@ absl::Status Server::OpenStorage(const v1::ServerConfig& config, const quota::Pl
       *p.database, storage::UsageClassesOf(**layout), {.clock = p.options.clock});
   if (!usage.ok()) return usage.status();
   p.usage = *std::move(usage);
+  p.usage_sink = p.usage.get();
+  p.usage_loader = p.usage.get();
+  if (p.postgres != nullptr) {
+    absl::StatusOr<std::unique_ptr<storage::HandoffUsage>> handoff = storage::HandoffUsage::Create(
+        *p.usage, *p.postgres,
+        {.flush_interval =
+             FromProto(config.has_handoff_flush_interval() ? config.handoff_flush_interval()
+                                                           : defaults.handoff_flush_interval()),
+         .prune_interval = absl::Minutes(1),
+         .max_pending_rows = 1'000'000,
+         .clock = p.options.clock,
+         .start_writer = true});
+    if (!handoff.ok()) return handoff.status();
+    p.handoff = *std::move(handoff);
+    p.usage_sink = p.handoff.get();
+    p.usage_loader = p.handoff.get();
+  }
   return absl::OkStatus();
 }
 
@@ -373,9 +418,23 @@ absl::Status Server::BuildGateway(const v1::ServerConfig& config, Parts& p) {
   p.providers = *std::move(providers);
 
   MetricsSources sources;
-  sources.storage = {{"keys", [keys = p.keys.get()] { return keys->write_stats(); }}};
   if (p.usage != nullptr) {
     sources.storage.push_back({"usage", [usage = p.usage.get()] { return usage->write_stats(); }});
+  }
+  if (p.rocksdb_keys != nullptr) {
+    sources.storage.emplace_back("keys", [keys = p.rocksdb_keys] { return keys->write_stats(); });
+  }
+  if (p.handoff != nullptr) {
+    // Each flush of window counts to PostgreSQL as one write of store="handoff".
+    sources.storage.emplace_back("handoff", [handoff = p.handoff.get()] {
+      const storage::HandoffStats h = handoff->stats();
+      return storage::WriteStats{.writes = static_cast<uint64_t>(h.flushes + h.flush_failures),
+                                 .write_errors = static_cast<uint64_t>(h.flush_failures),
+                                 .calls = static_cast<uint64_t>(h.flushes + h.flush_failures),
+                                 .in_flight = 0,
+                                 .total_latency = h.total_flush_latency,
+                                 .last_latency = h.last_flush_latency};
+    });
   }
   for (const auto& [name, provider] : p.providers.ByName()) sources.providers.push_back(name);
   p.metrics = Metrics::Create(*p.engine, std::move(sources));

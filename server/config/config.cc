@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -75,6 +76,8 @@ constexpr int64_t kDefaultMaxResidentTenants = 1'000'000;
 constexpr absl::Duration kDefaultDrainDelay = absl::ZeroDuration();
 constexpr absl::Duration kDefaultShutdownGrace = absl::Seconds(5);
 constexpr absl::Duration kMaxKeyCacheTtl = absl::Hours(1);
+constexpr absl::Duration kDefaultHandoffFlushInterval = absl::Seconds(1);
+constexpr absl::Duration kMaxHandoffFlushInterval = absl::Hours(1);
 constexpr int64_t kDefaultKeyCacheCapacity = 1'000'000;
 // A plan's default_token_reserve when the config gives none: a typical chat answer's length,
 // so that a request without max_tokens reserves a realistic estimate in token and spend
@@ -717,6 +720,7 @@ v1::ServerConfig DefaultConfig() {
   *config.mutable_drain_delay() = ToProto(kDefaultDrainDelay);
   *config.mutable_shutdown_grace() = ToProto(kDefaultShutdownGrace);
   config.set_key_cache_capacity(kDefaultKeyCacheCapacity);
+  *config.mutable_handoff_flush_interval() = ToProto(kDefaultHandoffFlushInterval);
   return config;
 }
 
@@ -801,6 +805,13 @@ absl::Status ApplyFlagOverrides(v1::ServerConfig& config, const FlagOverrides& f
   if (flags.data_dir.has_value() && flags.data_dir->empty()) {
     return Invalid("--data_dir", "may not be empty");
   }
+  absl::Duration flush_interval;
+  if (flags.handoff_flush_interval.has_value() &&
+      !absl::ParseDuration(*flags.handoff_flush_interval, &flush_interval)) {
+    return Invalid("--handoff_flush_interval",
+                   absl::StrCat("\"", absl::CHexEscape(*flags.handoff_flush_interval),
+                                "\" is not a duration such as 1s or 500ms"));
+  }
   if (flags.grpc_listen.has_value()) config.set_grpc_listen(*flags.grpc_listen);
   if (flags.http_listen.has_value()) config.set_http_listen(*flags.http_listen);
   if (flags.data_dir.has_value()) config.set_data_dir(*flags.data_dir);
@@ -809,6 +820,10 @@ absl::Status ApplyFlagOverrides(v1::ServerConfig& config, const FlagOverrides& f
   if (flags.tls_key_file.has_value()) config.mutable_tls()->set_key_file(*flags.tls_key_file);
   if (flags.tls_client_ca_file.has_value()) {
     config.mutable_tls()->set_client_ca_file(*flags.tls_client_ca_file);
+  }
+  if (flags.postgres_dsn.has_value()) config.set_postgres_dsn(*flags.postgres_dsn);
+  if (flags.handoff_flush_interval.has_value()) {
+    *config.mutable_handoff_flush_interval() = ToProto(flush_interval);
   }
   return absl::OkStatus();
 }
@@ -890,7 +905,8 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
         {"first_byte_timeout", false},
         {"header_timeout", false},
         {"drain_delay", true},
-        {"shutdown_grace", true}}) {
+        {"shutdown_grace", true},
+        {"handoff_flush_interval", false}}) {
     if (absl::Status s = CheckPositiveDuration(config, d->FindFieldByName(field), zero_allowed);
         !s.ok()) {
       return s;
@@ -901,6 +917,14 @@ absl::Status ValidateConfig(const v1::ServerConfig& config) {
     return Invalid("key_cache_ttl",
                    absl::StrCat("must be at most ", absl::FormatDuration(kMaxKeyCacheTtl), ", got ",
                                 absl::FormatDuration(FromProto(config.key_cache_ttl()))));
+  }
+  // At most an hour: the bound of what a tenant's new owner may miss on failover.
+  if (config.has_handoff_flush_interval() &&
+      FromProto(config.handoff_flush_interval()) > kMaxHandoffFlushInterval) {
+    return Invalid(
+        "handoff_flush_interval",
+        absl::StrCat("must be at most ", absl::FormatDuration(kMaxHandoffFlushInterval), ", got ",
+                     absl::FormatDuration(FromProto(config.handoff_flush_interval()))));
   }
   if (config.max_body_bytes() < 0) {
     return Invalid("max_body_bytes",

@@ -6,7 +6,8 @@
 // How `anyai-server` builds its config, in order (LoadServerConfig does all of it):
 //   1. DefaultConfig(): every field set explicitly, models and plans included.
 //   2. --config=FILE: LoadConfigFile() merges the file over the defaults (see below).
-//   3. --grpc_listen, --http_listen, --admin_listen, --data_dir, --tls_*: ApplyFlagOverrides();
+//   3. --grpc_listen, --http_listen, --admin_listen, --data_dir, --tls_*, --postgres_dsn,
+//      --handoff_flush_interval: ApplyFlagOverrides();
 //      flags win over the file.
 //   4. ANYAI_ADMIN_TOKEN: ApplyEnvironment(); the environment wins over the file.
 //   5. ValidateConfig(): the first bad field, named by its path, stops the start.
@@ -90,13 +91,15 @@ absl::StatusOr<v1::ServerConfig> LoadConfigFile(const std::string& path);
 
 // The command-line flags that override the file; an absent flag leaves the setting alone.
 struct FlagOverrides {
-  std::optional<std::string> grpc_listen;         // --grpc_listen=HOST:PORT
-  std::optional<std::string> http_listen;         // --http_listen=HOST:PORT
-  std::optional<std::string> data_dir;            // --data_dir=DIR
-  std::optional<std::string> admin_listen;        // --admin_listen=HOST:PORT
-  std::optional<std::string> tls_cert_file;       // --tls_cert_file=PEM (tls.cert_file)
-  std::optional<std::string> tls_key_file;        // --tls_key_file=PEM (tls.key_file)
-  std::optional<std::string> tls_client_ca_file;  // --tls_client_ca_file=PEM (mutual TLS)
+  std::optional<std::string> grpc_listen;             // --grpc_listen=HOST:PORT
+  std::optional<std::string> http_listen;             // --http_listen=HOST:PORT
+  std::optional<std::string> data_dir;                // --data_dir=DIR
+  std::optional<std::string> admin_listen;            // --admin_listen=HOST:PORT
+  std::optional<std::string> tls_cert_file;           // --tls_cert_file=PEM (tls.cert_file)
+  std::optional<std::string> tls_key_file;            // --tls_key_file=PEM (tls.key_file)
+  std::optional<std::string> tls_client_ca_file;      // --tls_client_ca_file=PEM (mutual TLS)
+  std::optional<std::string> postgres_dsn;            // --postgres_dsn=DSN (cluster mode)
+  std::optional<std::string> handoff_flush_interval;  // --handoff_flush_interval=1s
 };
 
 // Sets the fields of the present flags. InvalidArgument naming the flag ("--grpc_listen: ...")
