@@ -169,6 +169,8 @@ TEST(DefaultConfigTest, EverySettingHasItsDocumentedDefault) {
   EXPECT_EQ(c.postgres_dsn(), "");
   EXPECT_EQ(c.key_cache_ttl().seconds(), 5);
   EXPECT_EQ(c.key_cache_capacity(), 1000000);
+  EXPECT_EQ(c.handoff_flush_interval().seconds(), 1);
+  EXPECT_EQ(c.handoff_flush_interval().nanos(), 0);
   EXPECT_OK(ValidateConfig(c));
 }
 
@@ -658,6 +660,20 @@ TEST(ValidateConfigTest, RefusesNonPositiveTimeoutsAndSizes) {
               StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("max_messages")));
 }
 
+TEST(ValidateConfigTest, HandoffFlushIntervalIsPositiveAndAtMostAnHour) {
+  EXPECT_OK(ValidateText("handoff_flush_interval { nanos: 100000000 }"));
+  EXPECT_OK(ValidateText("handoff_flush_interval { seconds: 3600 }"));
+  EXPECT_THAT(ValidateText("handoff_flush_interval { seconds: 0 }"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       StartsWith("handoff_flush_interval: must be positive")));
+  EXPECT_THAT(ValidateText("handoff_flush_interval { seconds: -1 }"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       StartsWith("handoff_flush_interval: must be positive")));
+  EXPECT_THAT(ValidateText("handoff_flush_interval { seconds: 3600 nanos: 1 }"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       StartsWith("handoff_flush_interval: must be at most 1h")));
+}
+
 TEST(ValidateConfigTest, KeyCacheTtlIsBetweenZeroAndAnHour) {
   EXPECT_OK(ValidateText("key_cache_ttl { seconds: 0 }"));
   EXPECT_OK(ValidateText("key_cache_ttl { nanos: 250000000 }"));
@@ -984,6 +1000,24 @@ TEST(OverrideTest, FlagsWinOverTheFile) {
   EXPECT_EQ(c.grpc_listen(), "127.0.0.1:0");
   EXPECT_EQ(c.http_listen(), "127.0.0.1:2222") << "absent flag: the file's value stays";
   EXPECT_EQ(c.data_dir(), "from-flag");
+}
+
+TEST(OverrideTest, ClusterFlagsSetTheDsnAndTheFlushInterval) {
+  v1::ServerConfig c = DefaultConfig();
+  FlagOverrides flags;
+  flags.postgres_dsn = "host=db dbname=anyai";
+  flags.handoff_flush_interval = "250ms";
+  ASSERT_OK(ApplyFlagOverrides(c, flags));
+  EXPECT_EQ(c.postgres_dsn(), "host=db dbname=anyai");
+  EXPECT_EQ(c.handoff_flush_interval().seconds(), 0);
+  EXPECT_EQ(c.handoff_flush_interval().nanos(), 250000000);
+
+  flags = FlagOverrides();
+  flags.postgres_dsn = "host=other";
+  flags.handoff_flush_interval = "soon";
+  EXPECT_THAT(ApplyFlagOverrides(c, flags),
+              StatusIs(absl::StatusCode::kInvalidArgument, StartsWith("--handoff_flush_interval")));
+  EXPECT_EQ(c.postgres_dsn(), "host=db dbname=anyai") << "a bad flag changes nothing";
 }
 
 TEST(OverrideTest, ABadFlagIsNamedAndChangesNothing) {
