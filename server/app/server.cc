@@ -193,7 +193,13 @@ void BoundGrpc(const v1::ServerConfig& config, grpc::ServerBuilder& builder) {
   // And the HPACK decoder keeps no dynamic table (SETTINGS_HEADER_TABLE_SIZE 0) once the
   // client has the server's settings, so that even a block over the ceiling cannot put later
   // calls out of step; requests' headers are then sent unindexed (a few hundred bytes a call).
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, 0);
+  // Not in cluster mode (postgres_dsn), where the replicas sit behind HAProxy: HAProxy 2.6 never
+  // sends the dynamic table size update that gRPC 1.51 then demands at the start of a header
+  // block, so every call through it failed ("Failed parsing HTTP/2"); and HAProxy's own header
+  // limit (tune.bufsize, 16 KiB) keeps blocks far below the ceiling above.
+  if (config.postgres_dsn().empty()) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, 0);
+  }
   // One read takes at most 64 KiB off a connection: gRPC parses a whole read before it frees
   // the streams reset in it, so a read of megabytes of HEADERS + RST_STREAM pairs (after the
   // connection's writes stalled, the kernel had buffered them) briefly held ~70k streams.
