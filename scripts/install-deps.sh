@@ -21,6 +21,7 @@ if [[ "${1:-}" == "--tests" ]]; then
     nodejs npm nginx-core prometheus wrk curl procps python3-yaml clang-format-16
     chromium  # e2e_usage_page: the /check page in headless Chromium
     postgresql  # storage_postgres, the cluster tests: a throwaway server (postgres_instance.py)
+    haproxy  # cluster_test: deploy/haproxy/anyai.cfg in front of 3 replicas
     # Hardening tests: an HTTP/2 client that can reset streams, self-signed certificates, and
     # the clang build (libFuzzer targets, -Wthread-safety).
     python3-h2 openssl clang-16 libclang-rt-16-dev
@@ -28,7 +29,8 @@ if [[ "${1:-}" == "--tests" ]]; then
 fi
 optional=()
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(nghttp2-client wrk nginx-core redis-server redis-tools gnuplot-nox python3 curl procps)
+  packages+=(nghttp2-client wrk nginx-core redis-server redis-tools gnuplot-nox python3 curl procps
+             haproxy postgresql python3-grpcio python3-protobuf)  # bench/cluster_bench.sh
   optional+=(linux-perf)
 fi
 
