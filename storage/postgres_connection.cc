@@ -154,6 +154,16 @@ absl::StatusOr<std::unique_ptr<PostgresPool::Connection>> PostgresPool::Acquire(
   return connection;
 }
 
+void PostgresPool::DropIdle() {
+  std::vector<std::unique_ptr<Connection>> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    dropped.swap(idle_);
+    open_ -= static_cast<int>(dropped.size());
+  }
+  // Closed here, outside the lock.
+}
+
 void PostgresPool::Release(std::unique_ptr<Connection> connection) {
   absl::MutexLock lock(&mu_);
   if (connection != nullptr && PQstatus(connection->conn) == CONNECTION_OK &&
@@ -161,7 +171,7 @@ void PostgresPool::Release(std::unique_ptr<Connection> connection) {
     idle_.push_back(std::move(connection));
     return;
   }
-  --open_;  // dropped (closed when `connection` goes out of scope, outside... here is fine)
+  --open_;  // dropped: closed when `connection` goes out of scope
 }
 
 absl::StatusOr<PgResult> PostgresPool::Exec(std::string_view sql,
@@ -207,8 +217,13 @@ absl::StatusOr<PgResult> PostgresPool::Exec(std::string_view sql,
     std::string detail = res != nullptr ? PQresultErrorMessage(res) : "";
     if (detail.empty()) detail = PQerrorMessage((*connection)->conn);
     if (res != nullptr) PQclear(res);
-    Release(*std::move(connection));                 // drops it if broken
-    if (broken && reused && attempt == 0) continue;  // died while idle: once more, fresh
+    Release(*std::move(connection));  // drops it if broken
+    if (broken && reused && attempt == 0) {
+      // It died while idle (PostgreSQL restarted, the network was cut): the other idle ones
+      // most likely did too. Drop them all and try once more on a fresh connection.
+      DropIdle();
+      continue;
+    }
     return Unavailable(broken ? "connection lost" : "statement failed", detail);
   }
 }

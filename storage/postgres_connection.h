@@ -8,9 +8,9 @@
 //
 // Connections are opened on demand, at most `max_connections` at a time; a caller that finds
 // them all busy waits up to `acquire_timeout`. A connection that breaks (PostgreSQL restarted,
-// the network cut) is dropped, and Exec retries the statement once on a fresh connection when
-// the broken one came from the pool (it may have died while idle); so after an outage the first
-// call heals without a restart. Statements must therefore be idempotent or safe to repeat
+// the network cut) is dropped; when the broken one came from the pool (it died while idle) Exec
+// drops every idle connection and retries the statement once on a fresh one, so after an outage
+// the first call heals without a restart. Statements must therefore be idempotent or safe to repeat
 // (every statement of the stores is: inserts with ON CONFLICT, updates to a fixed value).
 //
 // Errors: every failure (cannot connect, a statement fails, PostgreSQL shuts down, the pool stays
@@ -101,6 +101,8 @@ class PostgresPool {
   // A connection to use: an idle one (`reused` set), else a new one if below the cap, else waits.
   absl::StatusOr<std::unique_ptr<Connection>> Acquire(bool& reused) ABSL_LOCKS_EXCLUDED(mu_);
   void Release(std::unique_ptr<Connection> connection) ABSL_LOCKS_EXCLUDED(mu_);
+  // Closes every idle connection.
+  void DropIdle() ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::unique_ptr<Connection>> Connect();
   absl::Status Unavailable(std::string_view kind, std::string_view detail) const;
 

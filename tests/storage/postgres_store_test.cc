@@ -240,6 +240,23 @@ TEST_F(PostgresKeyStoreTest, AnOutageIsUnavailableWithoutWhereAndHealsWithoutANe
   EXPECT_OK(store_->Create("free", "", kCreated));
 }
 
+// Every pooled connection dies with a restart; the next calls notice and reconnect at once.
+TEST_F(PostgresKeyStoreTest, ARestartOfPostgresBetweenCallsFailsNoCall) {
+  CreatedKey created = MustCreate();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {  // fills the pool with idle connections
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) EXPECT_OK(store_->Lookup(created.record.key_hash));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_GE(pool_->open_connections(), 2);
+
+  ASSERT_TRUE(anyai::testing::PostgresControl("stop"));
+  ASSERT_TRUE(anyai::testing::PostgresControl("start"));
+  for (int i = 0; i < 8; ++i) EXPECT_OK(store_->Lookup(created.record.key_hash)) << "call " << i;
+}
+
 TEST(PostgresKeyStoreOpenTest, OpenSucceedsWhilePostgresIsDownAndTheSchemaIsMadeLater) {
   std::unique_ptr<PostgresPool> pool = MustPool();
   DropTables(*pool);
