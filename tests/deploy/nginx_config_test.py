@@ -1,6 +1,8 @@
-"""deploy_nginx_config: deploy/nginx/anyai.conf, the tenant-hashing proxy of SPEC §9, is a valid
-nginx config (`nginx -t`, inside a minimal nginx.conf whose http {} includes it, as
-/etc/nginx/conf.d does), and it hashes both fronts on the tenant.
+"""deploy_nginx_config: deploy/nginx/anyai.conf, nginx in front of ONE replica, is a valid nginx
+config (`nginx -t`, inside a minimal nginx.conf whose http {} includes it, as /etc/nginx/conf.d
+does). It hashes nothing: nginx's consistent hash rings are built from address:port, so it
+cannot keep one tenant's HTTP and gRPC calls on one replica (deploy/haproxy/anyai.cfg does, and
+cluster_test checks it). The tenant map it keeps for HTTP-only deployments is the server's.
 
 Usage: nginx_config_test.py --nginx=/usr/sbin/nginx
 """
@@ -42,15 +44,23 @@ class NginxConfigTest(unittest.TestCase):
             self.assertEqual(result.returncode, 0, result.stdout)
             self.assertIn("test is successful", result.stdout)
 
-    def test_http_and_grpc_upstreams_hash_consistently_on_the_tenant(self):
+    def test_one_replica_and_no_hash(self):
         blocks = upstreams(self.text)
         self.assertEqual(set(blocks), {"anyai_http", "anyai_grpc"})
         for name, body in blocks.items():
             with self.subTest(upstream=name):
-                self.assertRegex(body, r"hash\s+\$anyai_tenant\s+consistent;")
+                # A hash over several replicas here would split a tenant's HTTP and gRPC calls.
+                self.assertNotRegex(body, r"\bhash\b")
                 servers = re.findall(r"server\s+(\S+)", body)
-                self.assertEqual(len(servers), 3, servers)
-                self.assertTrue(all(s.startswith("127.0.0.1:") for s in servers), servers)
+                self.assertEqual(len(servers), 1, servers)
+                self.assertTrue(servers[0].startswith("127.0.0.1:"), servers)
+
+    def test_comment_says_why_and_points_at_haproxy(self):
+        with open(CONF) as f:
+            header = f.read().split("\n\n", 1)[0]
+        self.assertIn("ONE anyai-server replica", header)
+        self.assertIn("deploy/haproxy/anyai.cfg", header)
+        self.assertIn("address:port", header)
 
     def test_tenant_is_the_bearer_token_else_the_client_ip(self):
         maps = dict(re.findall(r"(?ms)^map\s+\S+\s+(\$\S+)\s*\{(.*?)^\}", self.text))
@@ -73,7 +83,7 @@ class NginxConfigTest(unittest.TestCase):
         self.assertIn("proxy_pass http://anyai_http;", self.text)
         self.assertIn("grpc_pass grpc://anyai_grpc;", self.text)
         self.assertRegex(self.text, r"listen\s+\S*50051\s+http2;")
-        # A tenant must never be moved to another replica, which would count it afresh.
+        # No retry elsewhere (there is no elsewhere; and with a hash a retry would move a tenant).
         self.assertIn("proxy_next_upstream off;", self.text)
         self.assertIn("grpc_next_upstream off;", self.text)
 
