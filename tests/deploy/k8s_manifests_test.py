@@ -76,6 +76,16 @@ class K8sManifestsTest(unittest.TestCase):
     def of_kind(self, kind):
         return [d for _, d in self.docs if d.get("kind") == kind]
 
+    def gateway_services(self):
+        """The Services over the anyai-server pods (not HAProxy's anyai-proxy)."""
+        return [s for s in self.of_kind("Service")
+                if s["spec"]["selector"].get("app.kubernetes.io/component") == "gateway"]
+
+    def named(self, kind, name):
+        found = [d for d in self.of_kind(kind) if d["metadata"]["name"] == name]
+        self.assertEqual(len(found), 1, "expected one %s %s" % (kind, name))
+        return found[0]
+
     def one(self, kind):
         found = self.of_kind(kind)
         self.assertEqual(len(found), 1, "expected exactly one %s" % kind)
@@ -126,7 +136,7 @@ class K8sManifestsTest(unittest.TestCase):
 
     def config_map_config(self):
         config_path = flag(self.server_args(), "config")
-        data = self.one("ConfigMap")["data"]
+        data = self.named("ConfigMap", "anyai-config")["data"]
         self.assertIn(os.path.basename(config_path), data)
         return data[os.path.basename(config_path)]
 
@@ -145,13 +155,14 @@ class K8sManifestsTest(unittest.TestCase):
         kinds = sorted(d["kind"] for _, d in self.docs)
         for kind in ("StatefulSet", "ConfigMap", "ServiceMonitor", "Kustomization"):
             self.assertIn(kind, kinds)
-        self.assertEqual(kinds.count("Service"), 2, kinds)
+        self.assertEqual(len(self.gateway_services()), 2, kinds)
         self.assertEqual(self.one("ServiceMonitor")["apiVersion"], "monitoring.coreos.com/v1")
 
     def test_kustomization_lists_every_manifest_but_the_service_monitor(self):
         resources = set(self.one("Kustomization")["resources"])
-        expected = {os.path.basename(p) for p in self.files} - {"kustomization.yaml",
-                                                                "servicemonitor.yaml"}
+        # The Secret example is not applied: each installation creates its own Secret.
+        expected = {os.path.basename(p) for p in self.files} - {
+            "kustomization.yaml", "servicemonitor.yaml", "postgres-secret.example.yaml"}
         self.assertEqual(resources, expected)
 
     # --- Ports ----------------------------------------------------------------------------------
@@ -195,7 +206,7 @@ class K8sManifestsTest(unittest.TestCase):
 
     def test_services_select_the_pods_and_expose_the_container_ports(self):
         pod_labels = self.statefulset["spec"]["template"]["metadata"]["labels"]
-        for service in self.of_kind("Service"):
+        for service in self.gateway_services():
             with self.subTest(service=service["metadata"]["name"]):
                 for key, value in service["spec"]["selector"].items():
                     self.assertEqual(pod_labels.get(key), value)
@@ -252,7 +263,7 @@ class K8sManifestsTest(unittest.TestCase):
     def test_config_flag_points_into_the_mounted_config_map(self):
         config_path = flag(self.server_args(), "config")
         volumes = {v["name"]: v for v in self.pod["volumes"]}
-        config_map = self.one("ConfigMap")["metadata"]["name"]
+        config_map = "anyai-config"
         mount = [m for m in self.container["volumeMounts"]
                  if volumes.get(m["name"], {}).get("configMap", {}).get("name") == config_map]
         self.assertEqual(len(mount), 1)
@@ -322,6 +333,60 @@ class K8sManifestsTest(unittest.TestCase):
         service_ports = {p["name"]: p for p in selected[0]["spec"]["ports"]}
         self.assertEqual(self.resolve_port(service_ports[endpoint["port"]]["targetPort"]),
                          self.container_port("http"))
+
+    # --- Cluster mode (README "Running several replicas") ----------------------------------------
+
+    def test_three_replicas_in_cluster_mode(self):
+        self.assertEqual(self.statefulset["spec"]["replicas"], 3)
+        args = self.server_args()
+        self.assertEqual(flag(args, "postgres_dsn"), "$(ANYAI_POSTGRES_DSN)")
+        self.assertRegex(flag(args, "handoff_flush_interval"), r"^\d+(ms|s)$")
+        env = {e["name"]: e for e in self.container["env"]}
+        dsn = env["ANYAI_POSTGRES_DSN"]["valueFrom"]["secretKeyRef"]
+        self.assertEqual((dsn["name"], dsn["key"]), ("anyai-postgres", "dsn"))
+        self.assertFalse(dsn.get("optional", False))  # else $(ANYAI_POSTGRES_DSN) stays literal
+        password = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
+        self.assertEqual(password["name"], "anyai-postgres")
+        self.assertRegex(self.config_map_config(), r"(?m)^key_cache_ttl \{")
+        # The flags parse: the server accepts them (a DSN it cannot reach fails later, at start).
+        self.print_config("--handoff_flush_interval=" + flag(args, "handoff_flush_interval"))
+
+    def test_secret_example_names_the_postgres_service(self):
+        secret = self.named("Secret", "anyai-postgres")
+        self.assertRegex(secret["stringData"]["dsn"], r"\bhost=anyai-postgres\b")
+        self.assertNotIn("password", secret["stringData"]["dsn"])
+        with open(os.path.join(DEPLOY, "README.md")) as f:
+            readme = f.read()
+        self.assertIn("anyai-postgres", readme)
+
+    def test_haproxy_config_map_is_the_shipped_config_with_pod_addresses(self):
+        with open(os.path.join(DEPLOY, "haproxy", "anyai.cfg")) as f:
+            shipped = f.read()
+        k8s = self.named("ConfigMap", "anyai-haproxy")["data"]["haproxy.cfg"]
+
+        def lines(text):
+            return [re.sub(r"\s+#.*$", "", l).strip() for l in text.splitlines()
+                    if l.strip() and not l.strip().startswith("#")]
+
+        expected = []
+        for line in lines(shipped):
+            line = re.sub(r"^bind 127\.0\.0\.1:", "bind :", line)
+            m = re.match(r"^(server anyai-(\d) )127\.0\.0\.1:(\d+)( .*)$", line)
+            if m:
+                port = 8080 if m.group(3).startswith("808") else 50051
+                line = "%sanyai-%s.anyai-headless:%d%s" % (m.group(1), m.group(2), port,
+                                                         m.group(4))
+            line = re.sub(r"^default-server ",
+                          "default-server resolvers kubedns init-addr last,libc,none ", line)
+            expected.append(line)
+        got = lines(k8s)
+        start = got.index("defaults")
+        self.assertEqual(got[start:], expected)
+        self.assertEqual(self.statefulset["spec"]["replicas"],
+                         sum(1 for l in got if l.startswith("server ") and " check" in l))
+        service = self.named("Service", "anyai-proxy")
+        self.assertEqual({p["name"]: p["port"] for p in service["spec"]["ports"]},
+                         {"grpc": self.container_port("grpc"), "http": self.container_port("http")})
 
     # --- The config really works ----------------------------------------------------------------
 
