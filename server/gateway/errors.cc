@@ -5,9 +5,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
@@ -23,6 +25,7 @@
 #include "google/rpc/status.pb.h"
 #include "server/gateway/proto_time.h"
 #include "server/gateway/rate_limit.h"
+#include "server/gateway/render_memo.h"
 
 namespace anyai::server {
 namespace {
@@ -111,8 +114,35 @@ absl::Status UnknownModel(std::string field, std::string model) {
   return status;
 }
 
-absl::Status RateLimited(const RateLimitInfo& info) {
+RateLimitInfo RateLimitKey(RateLimitInfo key) {
   using quota::LimitKind;
+  // Concurrency has no window; a request or a call asks one of it, said only when it never fits.
+  if (key.kind == LimitKind::kConcurrency) key.window = absl::ZeroDuration();
+  if (key.kind != LimitKind::kTokens && key.kind != LimitKind::kSpend && !key.never_fits) {
+    key.requested = 0;
+  }
+  key.retry_after = key.never_fits ? absl::ZeroDuration()
+                                   : std::max(absl::Ceil(key.retry_after, absl::Milliseconds(1)),
+                                              absl::ZeroDuration());
+  return key;
+}
+
+absl::Status RateLimited(RateLimitInfo info) {
+  // Each thread its own: no lock on the refusal path. 64 slots hold the refusals of many
+  // tenants, classes and plans at once (a slot is a few hundred bytes).
+  thread_local RenderMemo<RateLimitInfo, absl::Status, 64> memo;
+  const RateLimitInfo key = RateLimitKey(std::move(info));
+  const size_t hash = absl::Hash<
+      std::tuple<const std::string&, const std::string&, quota::LimitKind, absl::Duration, int64_t,
+                 int64_t, bool, absl::Duration, const std::string&>>()(
+      std::tie(key.feature_class, key.plan, key.kind, key.window, key.limit, key.requested,
+               key.never_fits, key.retry_after, key.tenant_description));
+  return memo.Get(key, hash, [](const RateLimitInfo& k) { return RateLimitedUncached(k); });
+}
+
+absl::Status RateLimitedUncached(const RateLimitInfo& raw) {
+  using quota::LimitKind;
+  const RateLimitInfo info = RateLimitKey(raw);
   // An amount in the limit's unit: "1 request", "20000 tokens", "$1.50", "4 calls".
   const auto amount = [&info](int64_t n) -> std::string {
     switch (info.kind) {
@@ -182,7 +212,7 @@ absl::Status RateLimited(const RateLimitInfo& info) {
 
   if (!info.never_fits) {
     google::rpc::RetryInfo retry;
-    *retry.mutable_retry_delay() = ToProto(std::max(info.retry_after, absl::ZeroDuration()));
+    *retry.mutable_retry_delay() = ToProto(info.retry_after);  // whole ms, at least 0 (the key)
     Attach(status, kRetryInfoTypeUrl, retry);
   }
 

@@ -24,7 +24,8 @@
 // Messages are safe to show to the caller and to put in JSON: user-supplied text echoed in
 // them (a model id) is truncated and escaped to printable ASCII.
 //
-// Thread-safe: pure functions with no shared state.
+// Thread-safe: pure functions; RateLimited's memo is per thread (so no lock), and the statuses it
+// shares between calls are immutable (absl::Status copies on write).
 #ifndef ANYAI_SERVER_GATEWAY_ERRORS_H_
 #define ANYAI_SERVER_GATEWAY_ERRORS_H_
 
@@ -95,6 +96,8 @@ struct RateLimitInfo {
   // Optional, shown in the message in parentheses, e.g. "key sk-ab…wxyz". Must never be a raw
   // API key: messages reach logs.
   std::string tenant_description;
+
+  friend bool operator==(const RateLimitInfo&, const RateLimitInfo&) = default;
 };
 
 // RESOURCE_EXHAUSTED, naming the limit that refused and the real wait (the retry in whole
@@ -115,13 +118,30 @@ struct RateLimitInfo {
 // Payloads:
 //   QuotaFailure{violations [{subject: "feature_class:llm", description: the limit as above,
 //                e.g. "10 requests per 1m on the free plan"}]}
-//   RetryInfo{retry_delay: retry_after, exact, at least 0} (not when never_fits)
+//   RetryInfo{retry_delay: retry_after rounded up to whole milliseconds, at least 0} (not when
+//             never_fits): a client that waits this long finds room, as with the
+//             x-ratelimit-reset-* headers (rate_limit.h, FormatReset)
 //   ErrorInfo{reason: "RATE_LIMIT_EXCEEDED", domain: "anyai.v1", metadata {feature_class, plan,
 //             limit_kind ("requests", "tokens", "spend", "concurrency"), limit (in its unit:
 //             requests, tokens, micro-USD, calls), window_seconds ("60", or "1.5" for a
 //             fractional window; not for concurrency), requested (tokens and spend only: the
 //             call's estimate), never_fits ("true", only when set)}}
-absl::Status RateLimited(const RateLimitInfo& info);
+//
+// Built once per refusal state (RateLimitKey: every field that reaches the client) and kept in
+// a small per-thread memo (render_memo.h) while the state repeats: a 429 flood gets copies of
+// one status (a refcount each), which the fronts recognise and render once too
+// (grpc_status.h, http_status.h).
+absl::Status RateLimited(RateLimitInfo info);
+
+// RateLimited built afresh, never from the memo: what it must equal (tests).
+absl::Status RateLimitedUncached(const RateLimitInfo& info);
+
+// What of `info` reaches the client, the key of RateLimited's memo: `info` with the retry
+// rounded up to whole milliseconds and at least 0, and with what no form of the refusal shows
+// cleared: the retry when it never fits, the window of the concurrency limit, `requested` of a
+// request or concurrency limit unless it never fits. Two infos with the same key have the same
+// RateLimited, byte for byte; two with different keys, different ones.
+RateLimitInfo RateLimitKey(RateLimitInfo info);
 
 // UNAUTHENTICATED with message `why` (e.g. "unknown or revoked API key"); payload ErrorInfo
 // {reason: "API_KEY_INVALID"}. `why` must not contain the key.

@@ -4,7 +4,8 @@
 // ratelimit-policy, ratelimit, the same values as the HTTP front's headers).
 // The one place this mapping lives.
 //
-// Thread safety: pure functions.
+// Thread safety: pure functions (ToGrpcStatus keeps a per-thread memo of what it rendered of a
+// RESOURCE_EXHAUSTED status, render_memo.h, so that copies of one refusal are serialized once).
 #ifndef ANYAI_SERVER_GRPC_GRPC_STATUS_H_
 #define ANYAI_SERVER_GRPC_GRPC_STATUS_H_
 

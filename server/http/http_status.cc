@@ -8,6 +8,7 @@
 #include "server/gateway/error_kind.h"
 #include "server/gateway/errors.h"
 #include "server/gateway/proto_time.h"
+#include "server/gateway/render_memo.h"
 #include "server/http/http_json.h"
 
 namespace anyai::server {
@@ -39,9 +40,7 @@ std::string OpenAiErrorBody(std::string_view message, std::string_view type, std
   return body;
 }
 
-}  // namespace
-
-HttpResponse ErrorResponse(const absl::Status& status) {
+HttpResponse Render(const absl::Status& status) {
   const ErrorKind kind = ErrorKindOf(status);
   HttpResponse response;
   response.status = kind.http_status;
@@ -59,6 +58,18 @@ HttpResponse ErrorResponse(const absl::Status& status) {
     }
   }
   return response;
+}
+
+}  // namespace
+
+HttpResponse ErrorResponse(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    // A 429 flood hands out copies of one status while its refusal repeats (errors.h,
+    // RateLimited): its body and Retry-After are written once, each call copies them.
+    thread_local StatusRenderings<HttpResponse> memo;
+    return memo.Get(status, Render);
+  }
+  return Render(status);
 }
 
 HttpResponse ProtocolError(int status, std::string_view message, std::string_view code) {

@@ -9,7 +9,8 @@
 // RateLimit). The transport (http_server.h) uses ProtocolError for
 // what it refuses itself.
 //
-// Thread safety: pure functions.
+// Thread safety: pure functions (ErrorResponse keeps a per-thread memo of what it rendered of a
+// RESOURCE_EXHAUSTED status, render_memo.h, so that copies of one refusal are written once).
 #ifndef ANYAI_SERVER_HTTP_HTTP_STATUS_H_
 #define ANYAI_SERVER_HTTP_HTTP_STATUS_H_
 
