@@ -140,9 +140,12 @@ absl::Status RateLimited(RateLimitInfo info) {
   return memo.Get(key, hash, [](const RateLimitInfo& k) { return RateLimitedUncached(k); });
 }
 
-absl::Status RateLimitedUncached(const RateLimitInfo& raw) {
+absl::Status RateLimitedUncached(const RateLimitInfo& info) {
   using quota::LimitKind;
-  const RateLimitInfo info = RateLimitKey(raw);
+  // The one rounding of the contract; every other field as given, so that a test comparing this
+  // with the memo's (built from RateLimitKey) finds a key that drops what the client sees.
+  const absl::Duration retry_after =
+      std::max(absl::Ceil(info.retry_after, absl::Milliseconds(1)), absl::ZeroDuration());
   // An amount in the limit's unit: "1 request", "20000 tokens", "$1.50", "4 calls".
   const auto amount = [&info](int64_t n) -> std::string {
     switch (info.kind) {
@@ -200,7 +203,7 @@ absl::Status RateLimitedUncached(const RateLimitInfo& raw) {
       absl::StrAppend(&aside, aside.empty() ? "" : "; ", info.tenant_description);
     }
     if (!aside.empty()) absl::StrAppend(&message, " (", aside, ")");
-    absl::StrAppend(&message, "; retry after ", RetryAfterSeconds(info.retry_after), "s");
+    absl::StrAppend(&message, "; retry after ", RetryAfterSeconds(retry_after), "s");
   }
   absl::Status status(absl::StatusCode::kResourceExhausted, message);
 
@@ -212,7 +215,7 @@ absl::Status RateLimitedUncached(const RateLimitInfo& raw) {
 
   if (!info.never_fits) {
     google::rpc::RetryInfo retry;
-    *retry.mutable_retry_delay() = ToProto(info.retry_after);  // whole ms, at least 0 (the key)
+    *retry.mutable_retry_delay() = ToProto(retry_after);
     Attach(status, kRetryInfoTypeUrl, retry);
   }
 

@@ -31,7 +31,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -47,13 +46,14 @@ class RenderMemo {
   // from now on in place of whatever its slot held.
   template <typename Render>
   const Value& Get(const Key& key, size_t hash, Render render) {
-    std::optional<Entry>& slot = slots_[hash % kSlots];
-    if (!slot.has_value() || !(slot->key == key)) {
+    Entry& slot = slots_[hash % kSlots];
+    if (!slot.filled || !(slot.key == key)) {
       ++misses_;
-      slot.reset();  // the old entry's memory goes before the new one's is taken
-      slot.emplace(Entry{key, render(key)});
+      slot.value = render(key);
+      slot.key = key;
+      slot.filled = true;
     }
-    return slot->value;
+    return slot.value;
   }
 
   // How many Gets rendered, for tests.
@@ -61,10 +61,11 @@ class RenderMemo {
 
  private:
   struct Entry {
-    Key key;
-    Value value;
+    bool filled = false;
+    Key key{};
+    Value value{};
   };
-  std::array<std::optional<Entry>, kSlots> slots_;
+  std::array<Entry, kSlots> slots_;
   int64_t misses_ = 0;
 };
 
@@ -79,13 +80,14 @@ class StatusRenderings {
   Value Get(const absl::Status& status, Render render) {
     const char* const identity = status.message().data();
     if (status.message().empty() || identity == nullptr) return render(status);
-    std::optional<Entry>& slot = slots_[(reinterpret_cast<uintptr_t>(identity) >> 4) % kSlots];
-    if (!slot.has_value() || slot->status.message().data() != identity) {
+    Entry& slot = slots_[(reinterpret_cast<uintptr_t>(identity) >> 4) % kSlots];
+    // An empty slot's status is OK, whose message is empty: never `identity`.
+    if (slot.status.message().data() != identity) {
       ++misses_;
-      slot.reset();
-      slot.emplace(Entry{status, render(status)});
+      slot.value = render(status);
+      slot.status = status;
     }
-    return slot->value;
+    return slot.value;
   }
 
   // How many Gets rendered, for tests.
@@ -94,9 +96,9 @@ class StatusRenderings {
  private:
   struct Entry {
     absl::Status status;  // a copy: holds the representation whose message address is the key
-    Value value;
+    Value value{};
   };
-  std::array<std::optional<Entry>, kSlots> slots_;
+  std::array<Entry, kSlots> slots_;
   int64_t misses_ = 0;
 };
 
