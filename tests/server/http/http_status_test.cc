@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/gateway/errors.h"
+#include "tests/server/gateway/random_refusals.h"
 
 namespace anyai::server {
 namespace {
@@ -189,6 +190,47 @@ TEST(ProtocolError, IsAnInvalidRequestWithACode) {
   EXPECT_EQ(r.status, 413);
   EXPECT_EQ(r.body, R"({"error":{"message":"too big","type":"invalid_request_error",)"
                     R"("param":null,"code":"request_too_large"}})");
+}
+
+// The whole response of a refusal, as the transport writes it (status, headers, body).
+std::string Describe(const HttpResponse& r) {
+  std::string out = std::to_string(r.status) + "\n";
+  for (const auto& [n, v] : r.headers) out += n + ": " + v + "\n";
+  return out + r.body;
+}
+
+TEST(ErrorResponse, ARefusalFromTheMemoIsAnsweredAsAFreshOne) {
+  testing::RandomRefusals random(5);
+  for (int i = 0; i < 20000; ++i) {
+    const RateLimitInfo info = random.Next();
+    const std::string memoized = Describe(ErrorResponse(RateLimited(info)));
+    ASSERT_EQ(memoized, Describe(ErrorResponse(RateLimitedUncached(info)))) << i;
+    ASSERT_EQ(memoized, Describe(ErrorResponse(RateLimited(info)))) << i;
+  }
+}
+
+TEST(ErrorResponse, RefusalsTheClientCanTellApartAreAnsweredApart) {
+  testing::RandomRefusals random(6);
+  for (int i = 0; i < 2000; ++i) {
+    const RateLimitInfo base = random.Next();
+    for (int field = 0; field < testing::RandomRefusals::kFields; ++field) {
+      RateLimitInfo variant = base;
+      random.Redraw(field, variant);
+      const std::string a = Describe(ErrorResponse(RateLimited(base)));
+      const std::string b = Describe(ErrorResponse(RateLimited(variant)));
+      ASSERT_EQ(b, Describe(ErrorResponse(RateLimitedUncached(variant)))) << "field " << field;
+      // The body leaves out RetryInfo's milliseconds (Retry-After is whole seconds): states
+      // apart only there may share a response.
+      RateLimitInfo base_s = RateLimitKey(base), variant_s = RateLimitKey(variant);
+      base_s.retry_after = absl::Seconds(RetryAfterSeconds(base_s.retry_after));
+      variant_s.retry_after = absl::Seconds(RetryAfterSeconds(variant_s.retry_after));
+      if (base_s == variant_s) {
+        EXPECT_EQ(a, b) << "field " << field;
+      } else {
+        EXPECT_NE(a, b) << "field " << field;
+      }
+    }
+  }
 }
 
 }  // namespace
