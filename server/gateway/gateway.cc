@@ -451,7 +451,7 @@ StreamOutcome Gateway::StreamChat(const Caller& caller, const v1::ChatCompletion
                                   StartStream start,
                                   absl::FunctionRef<bool(const v1::ChatCompletionChunk&)> emit) {
   std::optional<v1::ChatCompletionRequest> resolved;
-  std::optional<StreamUsage> usage;  // from admission on
+  std::optional<StreamUsage> usage;  // from the stream's start on
   // Every chunk names the model as the request did; each one the client got is counted.
   const auto echo = [&](const v1::ChatCompletionChunk& chunk) {
     bool delivered;
@@ -465,14 +465,19 @@ StreamOutcome Gateway::StreamChat(const Caller& caller, const v1::ChatCompletion
     if (delivered) usage->Delivered(chunk);
     return delivered;
   };
+  const ModelInfo* model = nullptr;
   return ServeStream(
       caller,
       [&](const Principal& who) {
         absl::StatusOr<Route> r = ChatRoute(who, request, resolved);
-        if (r.ok()) usage.emplace(*r->model, PromptTokens(request));
+        if (r.ok()) model = r->model;
         return r;
       },
-      start,
+      // Counted once admitted: a refused stream counts its prompt only for the estimate.
+      [&](const std::optional<RateLimitState>& rate_limit) {
+        usage.emplace(*model, PromptTokens(request));
+        return start(rate_limit);
+      },
       [&](Provider& provider) { return provider.StreamChat(resolved ? *resolved : request, echo); },
       [&](const absl::Status& status) -> Used {
         // Cut by its upstream before any output: a failure. Otherwise (ended, cancelled, the
