@@ -193,27 +193,20 @@ for f in "${fractions[@]}"; do
 done
 stop
 
-# --- 3. anyai-server, fsync durability -----------------------------------------------------
-log "anyai-server, fsync"
-start_anyai DURABILITY_FSYNC
-gport=${grpc##*:}
-chat_url="http://$grpc/anyai.v1.AnyAI/CreateChatCompletion"
-auth_p=(-H "authorization: Bearer $key_premium")
-R[fsync_h2]=$(h2grpc "anyai fsync h2load admitted" "$chat_url" "$work/chat.bin" -c2 -m64 -t1 "${auth_p[@]}")
-read -r R[fsync_c64] _ _ < <(gload "anyai fsync grpc_load 64" "$gport" 64 \
-  --request=anyai_chat --metadata="authorization:Bearer $key_premium")
-stop
-
-# --- 3b. anyai-server, usage in memory only (no persistence) --------------------------------
-log "anyai-server, memory"
-start_anyai DURABILITY_MEMORY
-gport=${grpc##*:}
-chat_url="http://$grpc/anyai.v1.AnyAI/CreateChatCompletion"
-auth_p=(-H "authorization: Bearer $key_premium")
-R[memory_h2]=$(h2grpc "anyai memory h2load admitted" "$chat_url" "$work/chat.bin" -c2 -m64 -t1 "${auth_p[@]}")
-read -r R[memory_c64] _ _ < <(gload "anyai memory grpc_load 64" "$gport" 64 \
-  --request=anyai_chat --metadata="authorization:Bearer $key_premium")
-stop
+# --- 3. anyai-server in the other durability modes: fsync, and usage in memory only ----------
+# admitted_in MODE NAME: R[NAME_h2] (h2load -c2 -m64) and R[NAME_c64] (grpc_load 64), admitted.
+admitted_in() {
+  log "anyai-server, $2"
+  start_anyai "$1"
+  local gport=${grpc##*:} url="http://$grpc/anyai.v1.AnyAI/CreateChatCompletion"
+  R[$2_h2]=$(h2grpc "anyai $2 h2load admitted" "$url" "$work/chat.bin" -c2 -m64 -t1 \
+               -H "authorization: Bearer $key_premium")
+  read -r R[$2_c64] _ _ < <(gload "anyai $2 grpc_load 64" "$gport" 64 \
+    --request=anyai_chat --metadata="authorization:Bearer $key_premium")
+  stop
+}
+admitted_in DURABILITY_FSYNC fsync
+admitted_in DURABILITY_MEMORY memory
 
 # --- 4. nginx limit_req + static body ----------------------------------------------------------
 log "nginx"
