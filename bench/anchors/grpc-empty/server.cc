@@ -3,6 +3,14 @@
 //   server --port=50051 --mode=callback        (default; CallbackServerContext +
 //   ServerUnaryReactor) server --port=50051 --mode=async --cqs=2   (completion-queue async API, one
 //   thread per CQ)
+//   server ... --metadata=FILE   (async mode) every call also answers what FILE holds, as
+//   anyai-server answers a chat call: one `initial NAME HEX` or `trailing NAME HEX` line per
+//   metadata entry (HEX: the value's bytes in hexadecimal, so binary -bin values fit), and at
+//   most one `status CODE HEX-MESSAGE HEX-DETAILS` line, which makes the call fail with that
+//   status (its details in grpc-status-details-bin) instead of answering the fixed response.
+//   bench/grpc_reply_like.py writes such a file from a live anyai-server call, so that the
+//   framework's own cost of anyai's metadata and error details is measured apart from anyai's
+//   code (bench/grpc_metadata_cost.sh).
 //
 // Stops cleanly on SIGINT/SIGTERM.
 #include <grpcpp/grpcpp.h>
@@ -12,9 +20,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "echo.grpc.pb.h"
@@ -41,6 +53,45 @@ const anchor::EchoResponse& Fixed() {
   static const anchor::EchoResponse kFixed = MakeFixedResponse();
   return kFixed;
 }
+
+// What --metadata=FILE makes every async call answer besides (or instead of) the response.
+struct Reply {
+  std::vector<std::pair<std::string, std::string>> initial;
+  std::vector<std::pair<std::string, std::string>> trailing;
+  std::optional<grpc::Status> status;  // set: the call fails with it
+};
+
+std::string FromHex(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+bool LoadReply(const std::string& path, Reply& reply) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string kind, a, b, c;
+    fields >> kind >> a >> b >> c;
+    if (kind == "initial") {
+      reply.initial.emplace_back(a, FromHex(b));
+    } else if (kind == "trailing") {
+      reply.trailing.emplace_back(a, FromHex(b));
+    } else if (kind == "status") {
+      reply.status = grpc::Status(static_cast<grpc::StatusCode>(std::atoi(a.c_str())), FromHex(b),
+                                  FromHex(c));
+    } else if (!kind.empty()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+const Reply* g_reply = nullptr;  // set once in main before any call
 
 // ---------------------------------------------------------------- callback API
 class CallbackEcho final : public anchor::Echo::CallbackService {
@@ -70,6 +121,15 @@ class CallData {
       }
       new CallData(svc_, cq_);  // re-arm before doing any work
       state_ = kFinishing;
+      if (g_reply != nullptr) {
+        // As anyai-server does it: one std::string pair copied in per entry.
+        for (const auto& [name, value] : g_reply->initial) ctx_.AddInitialMetadata(name, value);
+        for (const auto& [name, value] : g_reply->trailing) ctx_.AddTrailingMetadata(name, value);
+        if (g_reply->status.has_value()) {
+          responder_.FinishWithError(*g_reply->status, this);
+          return;
+        }
+      }
       resp_.CopyFrom(Fixed());
       responder_.Finish(resp_, grpc::Status::OK, this);
     } else {
@@ -109,6 +169,15 @@ int main(int argc, char** argv) {
   const std::string mode = Flag(argc, argv, "--mode", "callback");
   const int cqs = std::atoi(Flag(argc, argv, "--cqs", "2"));
   const int prepost = std::atoi(Flag(argc, argv, "--prepost", "256"));
+  const std::string metadata = Flag(argc, argv, "--metadata", "");
+  Reply reply;
+  if (!metadata.empty()) {
+    if (mode != "async" || !LoadReply(metadata, reply)) {
+      std::fprintf(stderr, "--metadata=%s: unreadable, or not --mode=async\n", metadata.c_str());
+      return 2;
+    }
+    g_reply = &reply;
+  }
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
