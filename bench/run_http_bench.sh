@@ -61,7 +61,18 @@ chat=$(ANYAI_KEY=$key wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/wrk_cha
        "http://$http/v1/chat/completions" | summary)
 refused=$(ANYAI_KEY=$key_free wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/wrk_chat.lua \
           "http://$http/v1/chat/completions" | summary)
+# anyai's own answers to that POST, for nginx to give back byte for byte (its ANSWER).
+chat_body=$(sed -n "s/^wrk.body = '\(.*\)' ..$/\1/p; s/^ *'\(.*\)'$/\1/p" bench/wrk_chat.lua | tr -d '\n')
+for kind in admitted refused; do
+  k=$key; [[ $kind == refused ]] && k=$key_free
+  curl -si -H 'Content-Type: application/json' -H "Authorization: Bearer $k" -d "$chat_body" \
+    "http://$http/v1/chat/completions" >"$work/$kind.http"
+done
 stop
+same_admitted=$(ANSWER="$work/admitted.http" WRK_SCRIPT=bench/wrk_chat.lua \
+  bash "$anchors/nginx-limit-req.sh" "$conns" "$secs" | summary)
+same_refused=$(ANSWER="$work/refused.http" WRK_SCRIPT=bench/wrk_chat.lua \
+  bash "$anchors/nginx-limit-req.sh" "$conns" "$secs" | summary)
 
 anchor2=$(bash "$anchors/nginx-limit-req.sh" "$conns" "$secs" | summary)
 
@@ -77,6 +88,16 @@ for row in "GET /v1/models (key, 8 KB JSON, meta class)|$models" \
   name=${row%%|*}; read -r rps p50 p99 _ <<<"${row#*|}"
   printf '| anyai-server %s | %s | %.2f | %s | %s |\n' "$name" "$rps" \
     "$(awk -v x="$rps" -v y="$a_rps" 'BEGIN{print x/y}')" "$p50" "$p99"
+done
+echo
+# The same answers from nginx: what HTTP itself costs at anyai's answer size.
+echo "| answering the same POST with anyai's own answer (headers and body) | nginx requests/s | anyai requests/s | anyai / nginx |"
+echo "|---|---|---|---|"
+for row in "admitted ($(sed -n 's/^Content-Length: //Ip' "$work/admitted.http" | tr -d '\r')-byte body)|$same_admitted|$chat" \
+           "refused: 429 ($(sed -n 's/^Content-Length: //Ip' "$work/refused.http" | tr -d '\r')-byte body)|$same_refused|$refused"; do
+  IFS='|' read -r name n a <<<"$row"
+  read -r n_rps _ <<<"$n"; read -r a_rps _ <<<"$a"
+  printf '| %s | %s | %s | %.2f |\n' "$name" "$n_rps" "$a_rps" "$(awk -v x="$a_rps" -v y="$n_rps" 'BEGIN{print x/y}')"
 done
 echo
 echo "non-2xx responses: models ${models##* }, admitted ${chat##* }, refused ${refused##* } (durability $durability)"
