@@ -104,7 +104,19 @@ void Run(benchmark::State& state, Decide decide, int64_t step_us = kStepUs) {
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// The engine benchmarks decide into one Decision per thread, reused (Engine::Admit's in-place
+// overload), as a server's call site would; BM_Engine_HotTenantStatusOr is the StatusOr one.
+bool EngineAdmit(Fixture& f, std::string_view tenant, quota::PlanId plan, int64_t now,
+                 quota::Decision& d) {
+  return f.engine->Admit(tenant, plan, f.cls, absl::FromUnixMicros(now), d).ok() && d.admitted;
+}
+
 void BM_Engine_HotTenant(benchmark::State& state) {
+  Fixture& f = Fixture::Get();
+  quota::Decision d;
+  Run(state, [&](int64_t now) { return EngineAdmit(f, "hot", f.plan, now, d); });
+}
+void BM_Engine_HotTenantStatusOr(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   Run(state, [&](int64_t now) {
     return f.engine->Admit("hot", f.plan, f.cls, absl::FromUnixMicros(now))->admitted;
@@ -119,12 +131,9 @@ void BM_Mutex_HotTenant(benchmark::State& state) {
 // also computes when to retry. What a 429 flood costs.
 void BM_Engine_RefusedTenant(benchmark::State& state) {
   Fixture& f = Fixture::Get();
+  quota::Decision d;
   Run(
-      state,
-      [&](int64_t now) {
-        return f.engine->Admit("flood", f.tight, f.cls, absl::FromUnixMicros(now))->admitted;
-      },
-      0);
+      state, [&](int64_t now) { return EngineAdmit(f, "flood", f.tight, now, d); }, 0);
 }
 void BM_Mutex_RefusedTenant(benchmark::State& state) {
   Fixture& f = Fixture::Get();
@@ -136,9 +145,8 @@ void BM_Mutex_RefusedTenant(benchmark::State& state) {
 void BM_Engine_DistinctTenants(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   const std::string tenant = absl::StrCat("hot-", state.thread_index());
-  Run(state, [&](int64_t now) {
-    return f.engine->Admit(tenant, f.plan, f.cls, absl::FromUnixMicros(now))->admitted;
-  });
+  quota::Decision d;
+  Run(state, [&](int64_t now) { return EngineAdmit(f, tenant, f.plan, now, d); });
 }
 void BM_Mutex_DistinctTenants(benchmark::State& state) {
   Fixture& f = Fixture::Get();
@@ -150,9 +158,8 @@ void BM_Engine_1MTenantsRandom(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   std::mt19937 gen(state.thread_index() + 1);
   std::uniform_int_distribution<int> pick(0, kManyTenants - 1);
-  Run(state, [&](int64_t now) {
-    return f.engine->Admit(f.names[pick(gen)], f.plan, f.cls, absl::FromUnixMicros(now))->admitted;
-  });
+  quota::Decision d;
+  Run(state, [&](int64_t now) { return EngineAdmit(f, f.names[pick(gen)], f.plan, now, d); });
 }
 void BM_Mutex_1MTenantsRandom(benchmark::State& state) {
   Fixture& f = Fixture::Get();
@@ -212,12 +219,18 @@ struct CostFixture {
 
 // True when the call was admitted and its settlement gave back what it did not use (the
 // benchmarks count the calls where that failed in `unexpected`, which should stay 0).
-bool EngineReserveSettle(CostFixture& f, std::string_view tenant, int64_t now) {
-  absl::StatusOr<quota::Reservation> r = f.engine->Reserve(
-      tenant, f.plan, f.cls, {.requests = 1, .tokens = kReserveTokens}, absl::FromUnixMicros(now));
-  if (!r.ok() || !r->admitted()) return false;
+// `r` is the thread's one Reservation, reused (Engine::Reserve's in-place overload).
+bool EngineReserveSettle(CostFixture& f, std::string_view tenant, int64_t now,
+                         quota::Reservation& r) {
+  if (!f.engine
+           ->Reserve(tenant, f.plan, f.cls, {.requests = 1, .tokens = kReserveTokens},
+                     absl::FromUnixMicros(now), r)
+           .ok() ||
+      !r.admitted()) {
+    return false;
+  }
   absl::StatusOr<quota::Settlement> s =
-      f.engine->Settle(*r, {.requests = 1, .tokens = kUsedTokens}, absl::FromUnixMicros(now));
+      f.engine->Settle(r, {.requests = 1, .tokens = kUsedTokens}, absl::FromUnixMicros(now));
   return s.ok() && s->refunded.tokens == kReserveTokens - kUsedTokens;
 }
 bool MutexReserveSettle(CostFixture& f, std::string_view tenant, int64_t now) {
@@ -240,7 +253,8 @@ void RunCounted(benchmark::State& state, Decide decide) {
 
 void BM_EngineReserveSettle_HotTenant(benchmark::State& state) {
   CostFixture& f = CostFixture::Get();
-  RunCounted(state, [&](int64_t now) { return EngineReserveSettle(f, "hot", now); });
+  quota::Reservation r;
+  RunCounted(state, [&](int64_t now) { return EngineReserveSettle(f, "hot", now, r); });
 }
 void BM_MutexReserveSettle_HotTenant(benchmark::State& state) {
   CostFixture& f = CostFixture::Get();
@@ -251,7 +265,8 @@ void BM_EngineReserveSettle_1MTenantsRandom(benchmark::State& state) {
   const std::vector<std::string>& names = Fixture::Get().names;
   std::mt19937 gen(state.thread_index() + 1);
   std::uniform_int_distribution<int> pick(0, kManyTenants - 1);
-  RunCounted(state, [&](int64_t now) { return EngineReserveSettle(f, names[pick(gen)], now); });
+  quota::Reservation r;
+  RunCounted(state, [&](int64_t now) { return EngineReserveSettle(f, names[pick(gen)], now, r); });
 }
 void BM_MutexReserveSettle_1MTenantsRandom(benchmark::State& state) {
   CostFixture& f = CostFixture::Get();
@@ -265,6 +280,7 @@ void BM_MutexReserveSettle_1MTenantsRandom(benchmark::State& state) {
 // bench/run_engine_bench.sh sets the run length.
 #define THREADS ->Threads(1)->Threads(2)->UseRealTime()
 BENCHMARK(BM_Engine_HotTenant) THREADS;
+BENCHMARK(BM_Engine_HotTenantStatusOr) THREADS;
 BENCHMARK(BM_Mutex_HotTenant) THREADS;
 BENCHMARK(BM_Engine_RefusedTenant) THREADS;
 BENCHMARK(BM_Mutex_RefusedTenant) THREADS;

@@ -358,11 +358,21 @@ absl::StatusOr<Reservation> Engine::Reserve(std::string_view tenant, PlanId plan
                                             ClassId feature_class, const Cost& estimate,
                                             absl::Time now) {
   Reservation r;
-  if (absl::Status s = Decide(tenant, plan, feature_class, estimate, now, &r, r.decision_);
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = Reserve(tenant, plan, feature_class, estimate, now, r); !s.ok()) return s;
   return r;
+}
+
+absl::Status Engine::Reserve(std::string_view tenant, PlanId plan, ClassId feature_class,
+                             const Cost& estimate, absl::Time now, Reservation& out) {
+  if (out.open()) out.engine_->Release(out);
+  // What a refused (or failed) reservation reports: nothing held. Decide fills the rest when
+  // it admits.
+  out.engine_ = nullptr;
+  out.plan_ = {};
+  out.class_ = {};
+  out.reserved_ = Cost{.requests = 0};
+  std::fill(std::begin(out.stamps_), std::end(out.stamps_), 0);
+  return Decide(tenant, plan, feature_class, estimate, now, &out, out.decision_);
 }
 
 absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan, ClassId feature_class,
@@ -370,10 +380,13 @@ absl::StatusOr<Decision> Engine::Admit(std::string_view tenant, PlanId plan, Cla
   // Default-initialized, not value-initialized (`StatusOr(in_place)` would zero all of it
   // first, a third of a hot decision's time).
   Decision d;
-  if (absl::Status s = Decide(tenant, plan, feature_class, Cost{}, now, nullptr, d); !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = Admit(tenant, plan, feature_class, now, d); !s.ok()) return s;
   return d;
+}
+
+absl::Status Engine::Admit(std::string_view tenant, PlanId plan, ClassId feature_class,
+                           absl::Time now, Decision& out) {
+  return Decide(tenant, plan, feature_class, Cost{}, now, nullptr, out);
 }
 
 absl::Status Engine::Decide(std::string_view tenant, PlanId plan, ClassId feature_class,
@@ -492,8 +505,22 @@ absl::Status Engine::Decide(std::string_view tenant, PlanId plan, ClassId featur
       }
     }
   }
-  Describe(plan.index, c, outcome, in_flight, now_us, d);
+  // `d` may be a reused one (Admit(..., Decision&)): every field but those Describe sets is
+  // reset here.
   d.admitted = !refused;
+  d.limit = 0;
+  d.remaining = 0;
+  d.reset = absl::ZeroDuration();
+  d.tokens.reset();
+  d.spend.reset();
+  d.refused_class = ClassId{};
+  d.refused_kind = LimitKind::kRequests;
+  d.refused_window = absl::ZeroDuration();
+  d.refused_limit = 0;
+  d.requested = 0;
+  d.retry_after = absl::ZeroDuration();
+  d.never_fits = false;
+  Describe(plan.index, c, outcome, in_flight, now_us, d);
   if (refused) {
     d.refused_class = feature_class;
     d.refused_kind = refused_by;
