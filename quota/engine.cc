@@ -319,20 +319,24 @@ void Engine::Describe(int plan, int feature_class, const MeterOutcomes& outcome,
     const WindowOutcome& o = outcome.meter[m];
     const ClassPlan::MeterPlan& mp = cp.meters[m];
     if (mp.ordered == 0) continue;
-    const LimitState* tightest = nullptr;
+    // The tightest so far, kept in locals: reading it back from the entry just written (a
+    // 16-byte load over two narrower stores) stalled on store-to-load forwarding in profiles.
+    MeterState state;
     for (int i = 0; i < mp.ordered; ++i, ++l) {
       const int w = mp.order[i];
-      l->kind = KindOf(meter);
-      l->window = mp.window[w];
-      l->limit = mp.limits[w];
-      l->remaining = std::max<int64_t>(0, mp.limits[w] - o.windows[w].used);
-      l->reset = Until(o.windows[w].free_at_us, now_us);
+      const int64_t remaining = std::max<int64_t>(0, mp.limits[w] - o.windows[w].used);
+      const absl::Duration reset = Until(o.windows[w].free_at_us, now_us);
+      *l = LimitState{.kind = KindOf(meter),
+                      .window = mp.window[w],
+                      .limit = mp.limits[w],
+                      .remaining = remaining,
+                      .reset = reset};
       // Fewest remaining; on a tie the later in the plan's order (the longer window, as plans
       // list them), whose reset is the one that matters.
-      if (tightest == nullptr || l->remaining <= tightest->remaining) tightest = l;
+      if (i == 0 || remaining <= state.remaining) {
+        state = MeterState{.limit = mp.limits[w], .remaining = remaining, .reset = reset};
+      }
     }
-    const MeterState state{
-        .limit = tightest->limit, .remaining = tightest->remaining, .reset = tightest->reset};
     if (meter == Meter::kRequests) {
       d.limit = state.limit;
       d.remaining = state.remaining;
