@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -56,6 +57,80 @@ Ids IdsOf(const Engine& e) { return {*e.FindPlan("p"), *e.FindClass("llm")}; }
 
 int64_t TokensUsed(Engine& e, absl::Time now, int window = 0) {
   return e.Usage("t", IdsOf(e).plan, now)->classes[0].token_windows[window].used;
+}
+
+// Every field of a decision (Decision has no operator==: it is a report, not a value).
+void ExpectSameDecision(const Decision& a, const Decision& b) {
+  EXPECT_EQ(a.admitted, b.admitted);
+  EXPECT_EQ(a.limit, b.limit);
+  EXPECT_EQ(a.remaining, b.remaining);
+  EXPECT_EQ(a.reset, b.reset);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.spend, b.spend);
+  EXPECT_EQ(a.in_flight, b.in_flight);
+  EXPECT_EQ(a.max_concurrent, b.max_concurrent);
+  EXPECT_TRUE(a.limits == b.limits);
+  EXPECT_EQ(a.refused_class.index, b.refused_class.index);
+  EXPECT_EQ(a.refused_kind, b.refused_kind);
+  EXPECT_EQ(a.refused_window, b.refused_window);
+  EXPECT_EQ(a.refused_limit, b.refused_limit);
+  EXPECT_EQ(a.requested, b.requested);
+  EXPECT_EQ(a.retry_after, b.retry_after);
+  EXPECT_EQ(a.never_fits, b.never_fits);
+}
+
+// Admit(..., Decision&) and Reserve(..., Reservation&) into one object reused across calls
+// (refusals, admissions, plans with and without token, spend and concurrency limits) decide
+// exactly as the StatusOr versions into fresh objects: nothing of an earlier decision is left.
+TEST(ReservationTest, DecidingInPlaceIntoAReusedObjectEqualsAFreshDecision) {
+  PlanTable plans = Plans(/*requests=*/3, /*tokens=*/100, /*spend=*/50, /*concurrent=*/2);
+  plans.plans.push_back(
+      Plan{.name = "bare",
+           .max_message_chars = 10,
+           .classes = {{"llm", {{absl::Seconds(1), 4}, {absl::Seconds(5), 2000}}}}});
+  auto fresh = MakeEngine(plans);
+  auto reused = MakeEngine(plans);
+  const ClassId llm = *fresh->FindClass("llm");
+  const PlanId ids[] = {*fresh->FindPlan("p"), *fresh->FindPlan("bare")};
+  absl::BitGen gen;
+  std::optional<Reservation> held;  // the fresh engine's open reservation, if any
+  Reservation in_place;
+  Decision decision;
+  absl::Time now = kT0;
+  int admitted = 0, refused = 0;
+  for (int i = 0; i < 2000; ++i) {
+    now += absl::Milliseconds(absl::Uniform(gen, 0, 300));
+    const PlanId plan = ids[absl::Uniform(gen, 0, 2)];
+    const std::string tenant = absl::StrCat("t", absl::Uniform(gen, 0, 3));
+    if (absl::Bernoulli(gen, 0.5)) {
+      absl::StatusOr<Decision> a = fresh->Admit(tenant, plan, llm, now);
+      ASSERT_THAT(a, IsOk());
+      ASSERT_OK(reused->Admit(tenant, plan, llm, now, decision));
+      ExpectSameDecision(*a, decision);
+      (a->admitted ? admitted : refused) += 1;
+    } else {
+      const Cost cost{.requests = 1,
+                      .tokens = absl::Uniform(gen, 0, 130),
+                      .micro_usd = absl::Uniform(gen, 0, 60)};
+      // Reserve(..., in_place) first releases what in_place still holds.
+      held.reset();
+      absl::StatusOr<Reservation> a = fresh->Reserve(tenant, plan, llm, cost, now);
+      ASSERT_THAT(a, IsOk());
+      held = *std::move(a);
+      ASSERT_OK(reused->Reserve(tenant, plan, llm, cost, now, in_place));
+      ExpectSameDecision(held->decision(), in_place.decision());
+      EXPECT_EQ(held->open(), in_place.open());
+      EXPECT_EQ(held->reserved(), in_place.reserved());
+      if (absl::Bernoulli(gen, 0.5) && held->open()) {
+        const Cost used{.requests = 1, .tokens = absl::Uniform(gen, 0, 130), .micro_usd = 0};
+        ASSERT_THAT(fresh->Settle(*held, used, now), IsOk());
+        ASSERT_THAT(reused->Settle(in_place, used, now), IsOk());
+      }
+    }
+  }
+  // Both outcomes were exercised.
+  EXPECT_GT(admitted, 100);
+  EXPECT_GT(refused, 100);
 }
 
 TEST(ReservationTest, SettlingBelowTheEstimateGivesTheRestBack) {
