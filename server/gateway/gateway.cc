@@ -286,26 +286,28 @@ absl::StatusOr<Gateway::Admission> Gateway::Count(const Principal& principal, co
                                                   std::optional<RateLimitState>& rate_limit) {
   quota::Engine& engine = *parts_.engine;
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<quota::Reservation> r = engine.Reserve(
-      principal.tenant, principal.plan, route.feature_class, route.estimate, parts_.clock());
-  if (parts_.observer != nullptr && r.ok()) {
-    parts_.observer->ObserveDecision(principal.plan, r->decision(), route.feature_class,
+  // Decided in place (no Reservation moved out of a StatusOr); moved once, into the Admission.
+  quota::Reservation r;
+  const absl::Status decided = engine.Reserve(principal.tenant, principal.plan, route.feature_class,
+                                              route.estimate, parts_.clock(), r);
+  if (parts_.observer != nullptr && decided.ok()) {
+    parts_.observer->ObserveDecision(principal.plan, r.decision(), route.feature_class,
                                      absl::FromChrono(std::chrono::steady_clock::now() - start));
   }
-  if (!r.ok()) {
-    if (r.status().code() == absl::StatusCode::kResourceExhausted) return r.status();
-    if (r.status().code() != absl::StatusCode::kUnavailable) {
-      LogRateLimited("admission", absl::StrCat("admission failed: ", r.status().message()));
+  if (!decided.ok()) {
+    if (decided.code() == absl::StatusCode::kResourceExhausted) return decided;
+    if (decided.code() != absl::StatusCode::kUnavailable) {
+      LogRateLimited("admission", absl::StrCat("admission failed: ", decided.message()));
       return absl::InternalError("the request could not be counted; try again later");
     }
     if (parts_.storage_failure_policy == StorageFailurePolicy::kFailClosed) {
-      return StorageFailure("usage storage", r.status());
+      return StorageFailure("usage storage", decided);
     }
     // Fail open: answered without figures (no rate-limit headers) and nothing held.
     return Admission{principal, std::nullopt, route.provider, quota::Reservation(),
                      route.feature_class};
   }
-  const quota::Decision& d = r->decision();
+  const quota::Decision& d = r.decision();
   rate_limit = RateLimitOf(d);
   if (!d.admitted) {
     return RateLimited(RateLimitInfo{
@@ -320,7 +322,7 @@ absl::StatusOr<Gateway::Admission> Gateway::Count(const Principal& principal, co
         .tenant_description = principal.key ? absl::StrCat("key ", principal.key->masked_key)
                                             : std::string("anonymous")});
   }
-  return Admission{principal, rate_limit, route.provider, *std::move(r), route.feature_class};
+  return Admission{principal, rate_limit, route.provider, std::move(r), route.feature_class};
 }
 
 void Gateway::Finish(Admission& admission, const Used& used, const absl::Status& status,
