@@ -82,8 +82,8 @@ bool LoadReply(const std::string& path, Reply& reply) {
     } else if (kind == "trailing") {
       reply.trailing.emplace_back(a, FromHex(b));
     } else if (kind == "status") {
-      reply.status = grpc::Status(static_cast<grpc::StatusCode>(std::atoi(a.c_str())), FromHex(b),
-                                  FromHex(c));
+      reply.status =
+          grpc::Status(static_cast<grpc::StatusCode>(std::atoi(a.c_str())), FromHex(b), FromHex(c));
     } else if (!kind.empty()) {
       return false;
     }
