@@ -191,7 +191,37 @@ for f in "${fractions[@]}"; do
   L[http,$f]=$(h2open "anyai HTTP open loop $f%" "$http_url" "$work/chat.json" \
                $((R[http_h1] * f / 100)) 64 "${h1[@]}")
 done
+# anyai's own answers (the free key's plan is used up by now), for the anchors to give back:
+# the empty service (its --metadata file) and nginx (its ANSWER) answering exactly as anyai does.
+py=/usr/bin/python3; [[ -x $py ]] || py=python3
+for kind in admitted refused; do
+  k=$key_premium; [[ $kind == refused ]] && k=$key_free
+  no_grpc_proxy=127.0.0.1 "$py" bench/grpc_reply_like.py --target="$grpc" --body="$work/chat.bin" \
+    --metadata="authorization:Bearer $k" --out="$work/$kind.reply"
+  curl -si -H 'Content-Type: application/json' -H "Authorization: Bearer $k" \
+    --data-binary @"$work/chat.json" "$http_url" >"$work/$kind.http"
+done
 stop
+
+# --- 2b. the anchors answering as anyai does ---------------------------------------------------
+log "empty gRPC service answering as anyai"
+for kind in admitted refused; do
+  port=$(free_port)
+  comment "empty service answering as anyai ($kind): $anchor_build/server --port=PORT --mode=async --metadata=TMP/$kind.reply (bench/grpc_reply_like.py)"
+  "$anchor_build/server" --port="$port" --mode=async --metadata="$work/$kind.reply" 2>/dev/null & pid=$!
+  wait_port "$port"
+  R[empty_like_$kind]=$(h2grpc "empty answering as anyai $kind, h2load -c2 -m64" \
+    "http://127.0.0.1:$port/anchor.Echo/Complete" "$work/anchor.bin" -c2 -m64 -t1)
+  stop
+done
+log "nginx answering as anyai"
+for kind in admitted refused; do
+  comment "nginx answering as anyai ($kind): ANSWER=TMP/$kind.http bash $anchors/nginx-limit-req.sh 64 $secs <wrk below>"
+  R[nginx_like_$kind]=$(ANSWER="$work/$kind.http" bash "$anchors/nginx-limit-req.sh" 64 "$secs" \
+    bash -c 'wrk -t2 -c64 -d"${0}s" -s bench/wrk_chat.lua "$ANCHOR_URL/v1/chat/completions"' "$secs" |
+    tee -a "$raw" | awk '/Requests\/sec:/ {print int($2)}')
+  note wrk -t2 -c64 -d"${secs}s" -s bench/wrk_chat.lua "http://NGINX/v1/chat/completions"
+done
 
 # --- 3. anyai-server in the other durability modes: fsync, and usage in memory only ----------
 # admitted_in MODE NAME: R[NAME_h2] (h2load -c2 -m64) and R[NAME_c64] (grpc_load 64), admitted.
@@ -272,6 +302,17 @@ gen="$work/gen.md"
   echo "| default durability vs none, grpc_load 64 in flight | $(k "${R[ours_c64]}") | memory $(k "${R[memory_c64]}") | $(ratio "${R[ours_c64]}" "${R[memory_c64]}") | ≥ 0.85× |"
   echo "| fsync durability vs default, h2load -c2 -m64 | $(k "${R[fsync_h2]}") | default $(k "${R[ours_h2]}") | $(ratio "${R[fsync_h2]}" "${R[ours_h2]}") | ≥ 0.5× |"
   echo "| fsync durability vs default, grpc_load 64 in flight | $(k "${R[fsync_c64]}") | default $(k "${R[ours_c64]}") | $(ratio "${R[fsync_c64]}" "${R[ours_c64]}") | ≥ 0.5× |"
+  echo
+  echo "The same calls against anchors that answer exactly what anyai answered (copied from live calls: the"
+  echo "empty service with anyai's metadata and, refused, its status and google.rpc details; nginx with anyai's"
+  echo "headers and body, driven with the same POST): what the framework itself charges for anyai's answers."
+  echo
+  echo "| measure | ours | anchor answering as anyai, same run | ratio | plain anchor / anchor answering as anyai |"
+  echo "|---|---|---|---|---|"
+  echo "| gRPC admitted (h2load -c2 -m64) | $(k "${R[ours_h2]}") | empty service + anyai's $(grep -c . "$work/admitted.reply") metadata entries $(k "${R[empty_like_admitted]}") | $(ratio "${R[ours_h2]}" "${R[empty_like_admitted]}") | $(ratio "${R[empty_h2]}" "${R[empty_like_admitted]}") |"
+  echo "| gRPC refused (h2load -c2 -m64) | $(k "${R[ours_h2_refused]}") | empty service refusing as anyai ($(grep -c '^trailing' "$work/refused.reply") trailers, RESOURCE_EXHAUSTED, $(( $(awk '/^status/ {print length($4)}' "$work/refused.reply") / 2 )) bytes of details) $(k "${R[empty_like_refused]}") | $(ratio "${R[ours_h2_refused]}" "${R[empty_like_refused]}") | $(ratio "${R[empty_h2]}" "${R[empty_like_refused]}") |"
+  echo "| HTTP admitted (wrk -t2 -c64, POST) | $(k "${R[http_c64]}") | nginx giving anyai's answer ($(sed -n 's/^Content-Length: //Ip' "$work/admitted.http" | tr -d '\r')-byte body) $(k "${R[nginx_like_admitted]}") | $(ratio "${R[http_c64]}" "${R[nginx_like_admitted]}") | $(ratio "${R[nginx_c64]}" "${R[nginx_like_admitted]}") |"
+  echo "| HTTP refused (wrk -t2 -c64, POST) | $(k "${R[http_refused]}") | nginx giving anyai's 429 ($(sed -n 's/^Content-Length: //Ip' "$work/refused.http" | tr -d '\r')-byte body) $(k "${R[nginx_like_refused]}") | $(ratio "${R[http_refused]}" "${R[nginx_like_refused]}") | $(ratio "${R[nginx_c64]}" "${R[nginx_like_refused]}") |"
   echo
   echo "What the calls were (so that \"admitted\" and \"refused\" mean what they say): grpc_load at 64 in"
   echo "flight with the premium key: ${R[ok_c64]} OK, ${R[exh_c64]} RESOURCE_EXHAUSTED; with the free key:"
