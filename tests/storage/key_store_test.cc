@@ -1,3 +1,7 @@
+// RocksDbKeyStore: the KeyStore contract (key_store_contract.cc, shared with PostgreSQL's store)
+// on a real RocksDB in a temp dir, and what only it promises: keys survive reopening, the clear
+// key never reaches disk, storage faults are UNAVAILABLE and change nothing, a read-only
+// database refuses writes, concurrent updates never undo a revoke.
 #include "storage/key_store.h"
 
 #include <algorithm>
@@ -17,6 +21,7 @@
 #include "storage/database.h"
 #include "storage/rocksdb_key_store.h"
 #include "storage/sha256.h"
+#include "tests/storage/key_store_contract.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -57,36 +62,27 @@ class KeyStoreTest : public ::testing::Test {
   std::unique_ptr<RocksDbKeyStore> store_;
 };
 
-TEST_F(KeyStoreTest, CreateReturnsAWellFormedRandomKeyAndItsRecord) {
-  absl::StatusOr<CreatedKey> created = store_->Create("premium", "ci bot", kCreated);
-
-  ASSERT_OK(created);
-  EXPECT_THAT(created->key, MatchesRegex("sk-anyai-[0-9a-f]{64}"));
-  EXPECT_TRUE(IsWellFormedKey(created->key));
-  const KeyRecord& record = created->record;
-  EXPECT_EQ(record.key_hash, Sha256(created->key));
-  EXPECT_EQ(record.key_id, absl::BytesToHexString(record.key_hash.substr(0, 8)));
-  EXPECT_EQ(record.plan, "premium");
-  EXPECT_EQ(record.label, "ci bot");
-  EXPECT_EQ(record.created, kCreated);
-  EXPECT_FALSE(record.revoked);
-  EXPECT_EQ(record.masked_key, MaskKey(created->key));
-}
-
-TEST_F(KeyStoreTest, CreatedKeysAreDistinctAndWellFormed) {
-  std::set<std::string> keys;
-  std::set<std::string> ids;
-
-  for (int i = 0; i < 50; ++i) {
-    CreatedKey created = MustCreate();
-    EXPECT_TRUE(IsWellFormedKey(created.key)) << created.key;
-    keys.insert(created.key);
-    ids.insert(created.record.key_id);
+// The KeyStore contract (key_store_contract.cc) on RocksDB in a fresh temp dir.
+struct RocksDbStore {
+  TempDir dir;
+  std::unique_ptr<Database> db;
+  std::unique_ptr<RocksDbKeyStore> store;
+};
+TestKeyStore MakeRocksDbStore() {
+  auto held = std::make_shared<RocksDbStore>();
+  DatabaseOptions options;
+  options.data_dir = held->dir.path();
+  absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(options);
+  if (!db.ok()) {
+    ADD_FAILURE() << db.status();
+    return {};
   }
-
-  EXPECT_EQ(keys.size(), 50u);
-  EXPECT_EQ(ids.size(), 50u);
+  held->db = *std::move(db);
+  return Hold(held, RocksDbKeyStore::Open(*held->db));
 }
+INSTANTIATE_TEST_SUITE_P(RocksDb, KeyStoreContractTest,
+                         ::testing::Values(KeyStoreFactory{"RocksDb", MakeRocksDbStore}),
+                         KeyStoreFactory::Name);
 
 TEST_F(KeyStoreTest, MaskShowsOnlyThePrefixAndFourDigitsAtEachEnd) {
   const std::string key = "sk-anyai-" + std::string("3f9a") + std::string(56, '0') + "c01d";
@@ -95,177 +91,6 @@ TEST_F(KeyStoreTest, MaskShowsOnlyThePrefixAndFourDigitsAtEachEnd) {
             "sk-anyai-3f9a\xE2\x80\xA6"
             "c01d");
   EXPECT_EQ(MaskKey("not a key"), "sk-anyai-\xE2\x80\xA6");
-}
-
-TEST_F(KeyStoreTest, LookupFindsTheRecordByTheHashOfTheKey) {
-  CreatedKey created = MustCreate("premium", "x");
-
-  absl::StatusOr<KeyRecord> record = store_->Lookup(Sha256(created.key));
-
-  ASSERT_OK(record);
-  EXPECT_EQ(*record, created.record);
-}
-
-TEST_F(KeyStoreTest, LookupOfAnUnknownHashIsNotFound) {
-  EXPECT_THAT(store_->Lookup(Sha256("sk-anyai-unknown")),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("hash")));
-}
-
-TEST_F(KeyStoreTest, LookupRejectsAHashOfTheWrongSize) {
-  EXPECT_THAT(store_->Lookup("short"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("32")));
-}
-
-TEST_F(KeyStoreTest, GetFindsTheRecordByKeyId) {
-  CreatedKey created = MustCreate("free", "label");
-
-  absl::StatusOr<KeyRecord> record = store_->Get(created.record.key_id);
-
-  ASSERT_OK(record);
-  EXPECT_EQ(*record, created.record);
-}
-
-TEST_F(KeyStoreTest, GetOfAnUnknownKeyIdIsNotFound) {
-  EXPECT_THAT(store_->Get("0123456789abcdef"),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("0123456789abcdef")));
-}
-
-TEST_F(KeyStoreTest, GetRejectsAMalformedKeyId) {
-  EXPECT_THAT(store_->Get("0123456789ABCDEF"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("16 lowercase hex")));
-  EXPECT_THAT(store_->Get("abc"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("abc")));
-}
-
-TEST_F(KeyStoreTest, CreateRejectsAnEmptyPlanAndOversizedFields) {
-  EXPECT_THAT(store_->Create("", "", kCreated),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("plan")));
-  EXPECT_THAT(store_->Create(std::string(kMaxPlanNameSize + 1, 'p'), "", kCreated),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("plan")));
-  EXPECT_THAT(store_->Create("free", std::string(kMaxLabelSize + 1, 'l'), kCreated),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("label")));
-}
-
-TEST_F(KeyStoreTest, ListPagesThroughEveryKeyInKeyIdOrder) {
-  std::vector<std::string> expected_ids;
-  for (int i = 0; i < 25; ++i) expected_ids.push_back(MustCreate().record.key_id);
-  std::sort(expected_ids.begin(), expected_ids.end());
-
-  std::vector<std::string> listed_ids;
-  std::vector<size_t> page_sizes;
-  std::string token;
-  do {
-    absl::StatusOr<KeyPage> page = store_->List(10, token);
-    ASSERT_OK(page);
-    page_sizes.push_back(page->keys.size());
-    for (const KeyRecord& record : page->keys) listed_ids.push_back(record.key_id);
-    token = page->next_page_token;
-  } while (!token.empty());
-
-  EXPECT_EQ(listed_ids, expected_ids);
-  EXPECT_EQ(page_sizes, (std::vector<size_t>{10, 10, 5}));
-}
-
-TEST_F(KeyStoreTest, ListOfAnEmptyStoreIsOneEmptyPage) {
-  absl::StatusOr<KeyPage> page = store_->List(0, "");
-
-  ASSERT_OK(page);
-  EXPECT_TRUE(page->keys.empty());
-  EXPECT_EQ(page->next_page_token, "");
-}
-
-TEST_F(KeyStoreTest, ListWithAnExactMultipleOfThePageSizeEndsWithoutAnEmptyPage) {
-  for (int i = 0; i < 4; ++i) MustCreate();
-
-  absl::StatusOr<KeyPage> first = store_->List(2, "");
-  ASSERT_OK(first);
-  absl::StatusOr<KeyPage> second = store_->List(2, first->next_page_token);
-  ASSERT_OK(second);
-
-  EXPECT_EQ(first->keys.size(), 2u);
-  EXPECT_EQ(second->keys.size(), 2u);
-  EXPECT_EQ(second->next_page_token, "");
-}
-
-TEST_F(KeyStoreTest, ListRejectsBadPageSizesAndTokens) {
-  EXPECT_THAT(store_->List(-1, ""),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
-  EXPECT_THAT(store_->List(kMaxPageSize + 1, ""),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
-  EXPECT_THAT(store_->List(10, "garbage"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
-}
-
-TEST_F(KeyStoreTest, UpdateChangesOnlyTheGivenFields) {
-  CreatedKey created = MustCreate("free", "old label");
-
-  absl::StatusOr<KeyRecord> plan_changed =
-      store_->Update(created.record.key_id, KeyUpdate{.plan = "premium"});
-  absl::StatusOr<KeyRecord> label_changed =
-      store_->Update(created.record.key_id, KeyUpdate{.label = "new label"});
-
-  ASSERT_OK(plan_changed);
-  EXPECT_EQ(plan_changed->plan, "premium");
-  EXPECT_EQ(plan_changed->label, "old label");
-  ASSERT_OK(label_changed);
-  EXPECT_EQ(label_changed->plan, "premium");
-  EXPECT_EQ(label_changed->label, "new label");
-  absl::StatusOr<KeyRecord> stored = store_->Lookup(created.record.key_hash);
-  ASSERT_OK(stored);
-  EXPECT_EQ(*stored, *label_changed);
-}
-
-TEST_F(KeyStoreTest, UpdateOfAnUnknownKeyIsNotFoundAndABadPlanIsRejected) {
-  CreatedKey created = MustCreate();
-
-  EXPECT_THAT(store_->Update("0123456789abcdef", KeyUpdate{.plan = "premium"}),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("0123456789abcdef")));
-  EXPECT_THAT(store_->Update(created.record.key_id, KeyUpdate{.plan = ""}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("plan")));
-}
-
-TEST_F(KeyStoreTest, RevokeMarksTheKeyRevokedAndIsIdempotent) {
-  CreatedKey created = MustCreate();
-  const absl::Time first = kCreated + absl::Hours(1);
-
-  absl::StatusOr<KeyRecord> revoked = store_->Revoke(created.record.key_id, first);
-  absl::StatusOr<KeyRecord> again = store_->Revoke(created.record.key_id, first + absl::Hours(1));
-
-  ASSERT_OK(revoked);
-  EXPECT_TRUE(revoked->revoked);
-  EXPECT_EQ(revoked->revoked_at, first);
-  ASSERT_OK(again);
-  EXPECT_EQ(*again, *revoked);
-  absl::StatusOr<KeyRecord> looked_up = store_->Lookup(created.record.key_hash);
-  ASSERT_OK(looked_up);
-  EXPECT_TRUE(looked_up->revoked);
-}
-
-TEST_F(KeyStoreTest, RevokeOfAnUnknownKeyIsNotFound) {
-  EXPECT_THAT(store_->Revoke("0123456789abcdef", kCreated),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("0123456789abcdef")));
-}
-
-TEST_F(KeyStoreTest, AuthenticateAcceptsAKeyUntilItIsRevoked) {
-  CreatedKey created = MustCreate("premium", "");
-
-  absl::StatusOr<KeyRecord> before = Authenticate(*store_, created.key);
-  ASSERT_OK(store_->Revoke(created.record.key_id, kCreated + absl::Minutes(1)));
-  absl::StatusOr<KeyRecord> after = Authenticate(*store_, created.key);
-
-  ASSERT_OK(before);
-  EXPECT_EQ(before->plan, "premium");
-  EXPECT_THAT(after, StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("invalid API key")));
-}
-
-TEST_F(KeyStoreTest, AuthenticateRefusesMalformedAndUnknownKeysAlike) {
-  const std::string unknown = "sk-anyai-" + std::string(64, 'a');
-
-  EXPECT_THAT(Authenticate(*store_, ""),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("invalid API key")));
-  EXPECT_THAT(Authenticate(*store_, "sk-anyai-short"),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("invalid API key")));
-  EXPECT_THAT(Authenticate(*store_, unknown),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("invalid API key")));
 }
 
 TEST_F(KeyStoreTest, KeysSurviveReopen) {

@@ -1,6 +1,7 @@
 // Cluster mode's PostgreSQL stores against a real PostgreSQL (a throwaway server started by
 // tests/testing/postgres_instance.py, which runs this binary) and real RocksDB in temp dirs:
-// PostgresKeyStore's KeyStore contract (as RocksDbKeyStore's, key_store_test.cc), an outage
+// PostgresKeyStore's KeyStore contract (key_store_contract.cc, the suite RocksDbKeyStore passes
+// too), replicas sharing one registry, its bounded pool, an outage
 // (UNAVAILABLE without the DSN, healing without a new store), and HandoffUsage (one replica
 // records and flushes, another over its own RocksDB loads the counts; merge by max; pruning).
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "storage/postgres_key_store.h"
 #include "storage/sha256.h"
 #include "storage/usage_store.h"
+#include "tests/storage/key_store_contract.h"
 #include "tests/testing/postgres_control.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -81,103 +83,21 @@ class PostgresKeyStoreTest : public ::testing::Test {
   std::unique_ptr<PostgresKeyStore> store_;
 };
 
-TEST_F(PostgresKeyStoreTest, CreateReturnsAKeyWhoseRecordGetAndLookupReadBack) {
-  CreatedKey created = MustCreate("premium", "ci bot");
-
-  EXPECT_TRUE(IsWellFormedKey(created.key));
-  EXPECT_EQ(created.record.key_hash, Sha256(created.key));
-  EXPECT_EQ(created.record.key_id, KeyIdOf(created.record.key_hash));
-  EXPECT_EQ(created.record.masked_key, MaskKey(created.key));
-  EXPECT_EQ(created.record.created, kCreated);
-  EXPECT_FALSE(created.record.revoked);
-
-  absl::StatusOr<KeyRecord> got = store_->Get(created.record.key_id);
-  ASSERT_OK(got);
-  EXPECT_EQ(*got, created.record);
-  absl::StatusOr<KeyRecord> looked_up = store_->Lookup(created.record.key_hash);
-  ASSERT_OK(looked_up);
-  EXPECT_EQ(*looked_up, created.record);
+// The KeyStore contract (key_store_contract.cc, shared with RocksDbKeyStore) on empty tables.
+struct PostgresStore {
+  std::unique_ptr<PostgresPool> pool;
+  std::unique_ptr<PostgresKeyStore> store;
+};
+TestKeyStore MakePostgresStore() {
+  auto held = std::make_shared<PostgresStore>();
+  held->pool = MustPool();
+  if (held->pool == nullptr) return {};
+  DropTables(*held->pool);
+  return Hold(held, PostgresKeyStore::Open(*held->pool));
 }
-
-TEST_F(PostgresKeyStoreTest, LabelsAndPlansAreStoredAsTheirBytes) {
-  const std::string label("bytes \0 and \xff\xfe, quotes ' \" and $1", 34);
-  CreatedKey created = MustCreate("plan'; DROP TABLE anyai_keys; --", label);
-
-  absl::StatusOr<KeyRecord> got = store_->Get(created.record.key_id);
-  ASSERT_OK(got);
-  EXPECT_EQ(got->label, label);
-  EXPECT_EQ(got->plan, "plan'; DROP TABLE anyai_keys; --");
-}
-
-TEST_F(PostgresKeyStoreTest, UnknownAndMalformedArgumentsAreRefusedAsByRocksDb) {
-  EXPECT_THAT(store_->Get("0123456789abcdef"), StatusIs(absl::StatusCode::kNotFound, _));
-  EXPECT_THAT(store_->Get("not-a-key-id"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key_id")));
-  EXPECT_THAT(store_->Lookup(std::string(32, 'x')), StatusIs(absl::StatusCode::kNotFound, _));
-  EXPECT_THAT(store_->Lookup("short"), StatusIs(absl::StatusCode::kInvalidArgument, _));
-  EXPECT_THAT(store_->Create("", "", kCreated),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("plan")));
-  EXPECT_THAT(store_->Create("free", std::string(kMaxLabelSize + 1, 'l'), kCreated),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("label")));
-  EXPECT_THAT(store_->Update("0123456789abcdef", {.plan = "x", .label = std::nullopt}),
-              StatusIs(absl::StatusCode::kNotFound, _));
-  EXPECT_THAT(store_->Revoke("0123456789abcdef", kCreated),
-              StatusIs(absl::StatusCode::kNotFound, _));
-  EXPECT_THAT(store_->List(-1, ""), StatusIs(absl::StatusCode::kInvalidArgument, _));
-  EXPECT_THAT(store_->List(10, "garbage"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
-}
-
-TEST_F(PostgresKeyStoreTest, ListPagesThroughEveryKeyInKeyIdOrder) {
-  std::vector<std::string> expected_ids;
-  for (int i = 0; i < 25; ++i) expected_ids.push_back(MustCreate().record.key_id);
-  std::sort(expected_ids.begin(), expected_ids.end());
-
-  std::vector<std::string> listed_ids;
-  std::vector<size_t> page_sizes;
-  std::string token;
-  do {
-    absl::StatusOr<KeyPage> page = store_->List(10, token);
-    ASSERT_OK(page);
-    page_sizes.push_back(page->keys.size());
-    for (const KeyRecord& record : page->keys) listed_ids.push_back(record.key_id);
-    token = page->next_page_token;
-  } while (!token.empty());
-
-  EXPECT_EQ(listed_ids, expected_ids);
-  EXPECT_EQ(page_sizes, (std::vector<size_t>{10, 10, 5}));
-
-  absl::StatusOr<KeyPage> exact = store_->List(25, "");
-  ASSERT_OK(exact);
-  EXPECT_EQ(exact->keys.size(), 25u);
-  EXPECT_EQ(exact->next_page_token, "");
-}
-
-TEST_F(PostgresKeyStoreTest, UpdateChangesOnlyTheGivenFieldsAndRevokeKeepsItsFirstTime) {
-  CreatedKey created = MustCreate("free", "old");
-  const std::string id = created.record.key_id;
-
-  absl::StatusOr<KeyRecord> updated =
-      store_->Update(id, {.plan = "premium", .label = std::nullopt});
-  ASSERT_OK(updated);
-  EXPECT_EQ(updated->plan, "premium");
-  EXPECT_EQ(updated->label, "old");
-
-  absl::StatusOr<KeyRecord> revoked = store_->Revoke(id, kCreated + absl::Seconds(5));
-  ASSERT_OK(revoked);
-  EXPECT_TRUE(revoked->revoked);
-  EXPECT_EQ(revoked->revoked_at, kCreated + absl::Seconds(5));
-  absl::StatusOr<KeyRecord> again = store_->Revoke(id, kCreated + absl::Seconds(9));
-  ASSERT_OK(again);
-  EXPECT_EQ(again->revoked_at, kCreated + absl::Seconds(5));
-
-  // An update of a revoked key keeps it revoked; Authenticate refuses it.
-  absl::StatusOr<KeyRecord> relabelled = store_->Update(id, {.plan = std::nullopt, .label = "new"});
-  ASSERT_OK(relabelled);
-  EXPECT_TRUE(relabelled->revoked);
-  EXPECT_EQ(relabelled->label, "new");
-  EXPECT_THAT(Authenticate(*store_, created.key), StatusIs(absl::StatusCode::kUnauthenticated, _));
-}
+INSTANTIATE_TEST_SUITE_P(Postgres, KeyStoreContractTest,
+                         ::testing::Values(KeyStoreFactory{"Postgres", MakePostgresStore}),
+                         KeyStoreFactory::Name);
 
 TEST_F(PostgresKeyStoreTest, AKeyCreatedThroughOneReplicaWorksThroughAnother) {
   std::unique_ptr<PostgresPool> other_pool = MustPool();
