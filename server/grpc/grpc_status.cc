@@ -32,11 +32,15 @@ void AddRateLimitMetadata(grpc::ServerContextBase& context,
                           const absl::Status& status) {
   if (!rate_limit.has_value()) return;
   const bool trailing = !status.ok();
+  // gRPC copies the name it is given; one reused buffer per thread spares a heap string per entry
+  // (the names are longer than the short-string buffer).
+  thread_local std::string name;
   for (const RateLimitHeader& h : RateLimitHeaders(*rate_limit)) {
+    name.assign(h.name);
     if (trailing) {
-      context.AddTrailingMetadata(std::string(h.name), h.value);
+      context.AddTrailingMetadata(name, h.value);
     } else {
-      context.AddInitialMetadata(std::string(h.name), h.value);
+      context.AddInitialMetadata(name, h.value);
     }
   }
 }
