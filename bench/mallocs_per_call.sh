@@ -4,7 +4,10 @@
 # uprobe on libc's malloc (needs root and linux-perf; the probe slows the server, so only the
 # count per call means anything, not the rate). For the empty completion-queue service and, for
 # each BUILD_DIR, anyai-server's CreateChatCompletion admitted and refused (as
-# bench/cpu_per_call.sh runs them). A count, not a time: it does not drift with the machine's load.
+# bench/cpu_per_call.sh runs them). A count, not a time: it does not drift with the machine's load,
+# with one exception: a refusal's rendering is memoized per refusal state, whose retry time moves
+# every millisecond, so the slower the probed server runs, the fewer refusals share one and the
+# higher the refused count (an upper bound for a full-speed flood).
 # Usage: bench/mallocs_per_call.sh BUILD_DIR...     e.g. bench/mallocs_per_call.sh /tmp/before/build build
 set -euo pipefail
 cd "$(dirname "$0")/.."
