@@ -33,7 +33,7 @@ for kind in admitted refused; do
 done
 echo "anyai's admitted answer: $(wc -l <"$work/admitted.reply") metadata entries;" \
   "refused: $(grep -c '^trailing' "$work/refused.reply") trailers + status with" \
-  "$(( $(awk '/^status/ {print length($4)}' "$work/refused.reply") / 2 )) bytes of details"
+  "$(awk '/^status/ {n = length($4) / 2} END {print n + 0}' "$work/refused.reply") bytes of details"
 
 empty() {  # $1: label, then the anchor server's extra flags
   local label=$1

@@ -40,6 +40,9 @@ def main():
             _, c = call.with_call(request, metadata=metadata, timeout=10)
             initial, trailing, status = c.initial_metadata(), c.trailing_metadata(), None
         except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                # Not an answer to copy (the server is down, a deadline passed, a bad request).
+                raise SystemExit(f"grpc_reply_like: call {i + 1} failed: {e.code()} {e.details()}")
             initial, trailing = e.initial_metadata(), e.trailing_metadata()
             details = dict(trailing).get("grpc-status-details-bin", b"")
             status = (e.code().value[0], e.details().encode(), details)
@@ -48,10 +51,10 @@ def main():
                 if k in TRANSPORT:
                     continue
                 v = v if isinstance(v, bytes) else v.encode()
-                lines.append(f"{kind} {k} {v.hex()}")
+                lines.append(f"{kind} {k} {v.hex() or '-'}")
         if status is not None:
             code, message, details = status
-            lines.append(f"status {code} {message.hex()} {details.hex()}")
+            lines.append(f"status {code} {message.hex() or '-'} {details.hex() or '-'}")
     with open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -45,3 +45,4 @@ for build in "$@"; do
     stop
   done
 done
+perf probe -q --del probe_libc:malloc 2>/dev/null || true

@@ -324,9 +324,10 @@ class Engine {
   absl::StatusOr<Reservation> Reserve(std::string_view tenant, PlanId plan, ClassId feature_class,
                                       const Cost& estimate, absl::Time now);
   // The same, into `out`, for a caller that keeps one Reservation per call site: `out` is first
-  // released if still open (as assigning a new one to it would), then holds the new reservation,
-  // or a refusal, or (on an error) nothing. Saves moving the Reservation, with its Decision,
-  // out of a StatusOr.
+  // released if still open, *before* the new decision (so its slot is free for it; assigning
+  // the StatusOr version's result instead decides first and releases after), then holds the new
+  // reservation, or a refusal, or (on an error) nothing, its decision() then left as it was.
+  // Saves moving the Reservation, with its Decision, out of a StatusOr.
   absl::Status Reserve(std::string_view tenant, PlanId plan, ClassId feature_class,
                        const Cost& estimate, absl::Time now, Reservation& out);
   // Replaces the reservation with what the call used and frees its in-flight slot: units below

@@ -33,7 +33,7 @@ void AddRateLimitMetadata(grpc::ServerContextBase& context,
   if (!rate_limit.has_value()) return;
   const bool trailing = !status.ok();
   // gRPC copies the name it is given; one reused buffer per thread spares a heap string per entry
-  // (the names are longer than the short-string buffer).
+  // (most names are longer than the short-string buffer).
   thread_local std::string name;
   for (const RateLimitHeader& h : RateLimitHeaders(*rate_limit)) {
     name.assign(h.name);

@@ -9,7 +9,6 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,7 +30,6 @@ namespace {
 using ::anyai::testing::StatusIs;
 using ::anyai::testing::TempDir;
 using ::testing::HasSubstr;
-using ::testing::MatchesRegex;
 
 const absl::Time kCreated = absl::FromUnixSeconds(1700000000);
 

@@ -5,7 +5,8 @@
 //   thread per CQ)
 //   server ... --metadata=FILE   (async mode) every call also answers what FILE holds, as
 //   anyai-server answers a chat call: one `initial NAME HEX` or `trailing NAME HEX` line per
-//   metadata entry (HEX: the value's bytes in hexadecimal, so binary -bin values fit), and at
+//   metadata entry (HEX: the value's bytes in hexadecimal, so binary -bin values fit; `-` for
+//   none), and at
 //   most one `status CODE HEX-MESSAGE HEX-DETAILS` line, which makes the call fail with that
 //   status (its details in grpc-status-details-bin) instead of answering the fixed response.
 //   bench/grpc_reply_like.py writes such a file from a live anyai-server call, so that the
@@ -61,8 +62,10 @@ struct Reply {
   std::optional<grpc::Status> status;  // set: the call fails with it
 };
 
+// `-` stands for no bytes, so that every field of a line is there.
 std::string FromHex(const std::string& hex) {
   std::string out;
+  if (hex == "-") return out;
   for (size_t i = 0; i + 1 < hex.size(); i += 2) {
     out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   }
