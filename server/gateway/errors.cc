@@ -114,6 +114,15 @@ absl::Status UnknownModel(std::string field, std::string model) {
   return status;
 }
 
+namespace {
+
+// The retry a refusal shows (message and RetryInfo): rounded up to whole milliseconds, at least 0.
+absl::Duration ShownRetry(absl::Duration retry_after) {
+  return std::max(absl::Ceil(retry_after, absl::Milliseconds(1)), absl::ZeroDuration());
+}
+
+}  // namespace
+
 RateLimitInfo RateLimitKey(RateLimitInfo key) {
   using quota::LimitKind;
   // Concurrency has no window; a request or a call asks one of it, said only when it never fits.
@@ -121,9 +130,7 @@ RateLimitInfo RateLimitKey(RateLimitInfo key) {
   if (key.kind != LimitKind::kTokens && key.kind != LimitKind::kSpend && !key.never_fits) {
     key.requested = 0;
   }
-  key.retry_after = key.never_fits ? absl::ZeroDuration()
-                                   : std::max(absl::Ceil(key.retry_after, absl::Milliseconds(1)),
-                                              absl::ZeroDuration());
+  key.retry_after = key.never_fits ? absl::ZeroDuration() : ShownRetry(key.retry_after);
   return key;
 }
 
@@ -144,8 +151,7 @@ absl::Status RateLimitedUncached(const RateLimitInfo& info) {
   using quota::LimitKind;
   // The one rounding of the contract; every other field as given, so that a test comparing this
   // with the memo's (built from RateLimitKey) finds a key that drops what the client sees.
-  const absl::Duration retry_after =
-      std::max(absl::Ceil(info.retry_after, absl::Milliseconds(1)), absl::ZeroDuration());
+  const absl::Duration retry_after = ShownRetry(info.retry_after);
   // An amount in the limit's unit: "1 request", "20000 tokens", "$1.50", "4 calls".
   const auto amount = [&info](int64_t n) -> std::string {
     switch (info.kind) {
