@@ -278,7 +278,14 @@ class ClusterTest(unittest.TestCase):
         before = self.snapshot()
         status, _ = self.front.http("GET", "/check?key=" + key)
         self.assertEqual(status, 200)
-        grew = self.grew(before, self.snapshot(), ("check", "http"))
+        # A replica counts a request once its answer is written, so the client can read the
+        # answer a moment before the count moves: wait for it (a few ms; at most 5 s).
+        deadline = time.monotonic() + 5
+        while True:
+            grew = self.grew(before, self.snapshot(), ("check", "http"))
+            if grew or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         self.assertEqual(len(grew), 1, grew)
         return next(iter(grew))
 
