@@ -97,6 +97,12 @@ std::chrono::steady_clock::duration Chrono(absl::Duration d) {
 
 std::string Str(beast::string_view s) { return std::string(s.data(), s.size()); }
 
+// Whether `s` holds a CR or an LF: two memchr scans (std::string::find_first_of("\r\n") calls
+// memchr once per character of `s`, 2% of a refused call's profile for a response's headers).
+bool HasLineBreak(std::string_view s) {
+  return s.find('\r') != std::string_view::npos || s.find('\n') != std::string_view::npos;
+}
+
 // A parse error of Beast's HTTP parser (malformed request), as opposed to a socket error.
 bool IsHttpParseError(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_method).category();
@@ -768,8 +774,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
                     "\r\n");
     for (const auto& [name, value] : response.headers) {
       if (name == "content-length" || name == "transfer-encoding" || name == "connection" ||
-          name.find_first_of("\r\n") != std::string::npos ||
-          value.find_first_of("\r\n") != std::string::npos) {
+          HasLineBreak(name) || HasLineBreak(value)) {
         continue;
       }
       absl::StrAppend(&head_, name, ": ", value, "\r\n");
