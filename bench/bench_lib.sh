@@ -3,7 +3,7 @@
 #   source bench/bench_lib.sh   # from the repository root; sets work, pid, the EXIT trap
 #   bench_build_anchor          # sets anchor_build (env ANCHORS, ANCHOR_BUILD_DIR)
 #   port=$(free_port); ... & pid=$!; wait_port "$port"; ...; stop
-#   start_grpc_anyai BUILD_DIR admitted|refused   # sets pid, port, http_port and call_metadata
+#   start_grpc_anyai BUILD_DIR admitted|refused   # sets pid, port, http_port, call_metadata, api_key
 #   measure_cpu_per_call GRPC_LOAD SECS PORT FLAGS...  # grpc_load's summary + cpu_us_per_call of $pid
 
 work=$(mktemp -d)
@@ -25,14 +25,15 @@ bench_build_anchor() {
   cmake --build "$anchor_build" >/dev/null
 }
 
-# Starts BUILD_DIR's anyai-server for gRPC CreateChatCompletion runs, and sets port (its gRPC
-# port) and call_metadata (grpc_load's flags for the caller). admitted: bench/bench-config.textproto's
-# raised limits, durability $DURABILITY (default DURABILITY_PROCESS_CRASH), and a premium key made
-# through the Admin port; refused: the
-# default config, anonymous (the free plan: all but its first 10 calls RESOURCE_EXHAUSTED).
+# Starts BUILD_DIR's anyai-server for CreateChatCompletion runs, and sets port (its gRPC port),
+# http_port, call_metadata (grpc_load's flags for the caller) and api_key (the caller's key;
+# empty when anonymous). admitted: bench/bench-config.textproto's raised limits, durability
+# $DURABILITY (default DURABILITY_PROCESS_CRASH), and a premium key made through the Admin port;
+# refused: the default config, anonymous (the free plan: all but its first 10 calls
+# RESOURCE_EXHAUSTED, or 429 on HTTP).
 start_grpc_anyai() {
   local admin cfg=()
-  port=$(free_port); admin=$(free_port); http_port=$(free_port); call_metadata=()
+  port=$(free_port); admin=$(free_port); http_port=$(free_port); call_metadata=(); api_key=""
   if [[ $2 == admitted ]]; then
     { cat bench/bench-config.textproto; echo "durability: ${DURABILITY:-DURABILITY_PROCESS_CRASH}"; } >"$work/c.textproto"
     cfg=(--config="$work/c.textproto")
@@ -46,6 +47,7 @@ start_grpc_anyai() {
     key=$(ANYAI_ADMIN_TOKEN=bench "$1/bin/anyai-admin" --server="127.0.0.1:$admin" keys create \
           --plan=premium --label=bench | grep '^sk-anyai-')
     call_metadata=(--metadata="authorization:Bearer $key")
+    api_key=$key
   fi
 }
 

@@ -7,7 +7,7 @@ Prints the samples, then for each leaf library (DSO) the sampled CPU per call in
 HZ / CALLS: with `perf record -F HZ -p PID`, one sample per 1/HZ s of on-CPU time of the
 process), and for each --match REGEX the inclusive share: the fraction of samples whose call
 chain has a frame matching it (e.g. 'UsageStore::Record'). CALLS: the calls the profiled
-interval covered (bench/profile_grpc_call.sh: grpc_load's rps times 3).
+interval covered (bench/profile_call.sh: the driver's rate times 3).
 """
 import argparse
 import collections

@@ -97,10 +97,16 @@ std::chrono::steady_clock::duration Chrono(absl::Duration d) {
 
 std::string Str(beast::string_view s) { return std::string(s.data(), s.size()); }
 
-// Whether `s` holds a CR or an LF: two memchr scans (std::string::find_first_of("\r\n") calls
-// memchr once per character of `s`, 2% of a refused call's profile for a response's headers).
-bool HasLineBreak(std::string_view s) {
-  return s.find('\r') != std::string_view::npos || s.find('\n') != std::string_view::npos;
+// Whether a handler's header line may go into a response head: not one the transport owns
+// (content-length, transfer-encoding, connection), and no CR or LF that would break the head.
+// (Two memchr scans per string: std::string::find_first_of("\r\n") calls memchr once per
+// character, 2% of a refused call's profile.)
+bool HandlerMaySet(std::string_view name, std::string_view value) {
+  const auto has_line_break = [](std::string_view s) {
+    return s.find('\r') != std::string_view::npos || s.find('\n') != std::string_view::npos;
+  };
+  return name != "content-length" && name != "transfer-encoding" && name != "connection" &&
+         !has_line_break(name) && !has_line_break(value);
 }
 
 // A parse error of Beast's HTTP parser (malformed request), as opposed to a socket error.
@@ -773,10 +779,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
                     absl::string_view(reason.data(), reason.size()), "\r\nServer: ", kServerName,
                     "\r\n");
     for (const auto& [name, value] : response.headers) {
-      if (name == "content-length" || name == "transfer-encoding" || name == "connection" ||
-          HasLineBreak(name) || HasLineBreak(value)) {
-        continue;
-      }
+      if (!HandlerMaySet(name, value)) continue;
       absl::StrAppend(&head_, name, ": ", value, "\r\n");
     }
     if (version_ == 11 && !keep_alive_) head_.append("Connection: close\r\n");
@@ -865,7 +868,9 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
     stream_head_->version(version_);
     stream_head_->result(static_cast<unsigned>(head.status));
     stream_head_->set(http::field::server, kServerName);
-    for (auto& [name, value] : head.headers) stream_head_->insert(name, value);
+    for (auto& [name, value] : head.headers) {
+      if (HandlerMaySet(name, value)) stream_head_->insert(name, value);
+    }
     if (chunked_) stream_head_->chunked(true);
     stream_head_->keep_alive(keep_alive_);
     stream_serializer_.emplace(*stream_head_);
