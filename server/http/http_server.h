@@ -8,7 +8,9 @@
 //   ...
 //   (*http)->Shutdown(absl::Now() + absl::Seconds(5));
 //
-// Threading. `io_threads` threads run one io_context; every connection lives on its own
+// Threading. Each of the `io_threads` threads runs an io_context of its own, and a new
+// connection is given to the next one in turn (round robin), so a connection's handlers all run
+// on one thread and no I/O thread ever wakes another; every connection also lives on its own
 // strand, so its socket is touched by one thread at a time. A handler that answers without
 // blocking (a kInline route: the probes, the model list, a unary chat with the builtin
 // provider) runs on the I/O thread that read its request, and its Respond writes the answer
