@@ -1263,9 +1263,10 @@ struct HttpServer::Impl {
         accept_timer(acceptor.get_executor()) {}
 
   // One io_context per I/O thread, each told it has one thread: a connection's handlers run on
-  // the thread that owns it, and no thread ever wakes another to run one (a single shared
-  // io_context hands ready handlers to whichever thread is idle: 0.22 futex calls per refused
-  // chat under wrk -t2 -c64 before, 0.006 after; see bench/RESULTS.md, stop 24).
+  // the thread that owns it, which wakes no other I/O thread to serve it (only a new connection
+  // is handed over, once). A single shared io_context hands ready handlers to whichever thread
+  // is idle: 0.25 futex calls per refused chat under wrk -t2 -c64 before, 0.01 after
+  // (bench/syscalls_per_call.sh ... http; bench/RESULTS.md, stop 24).
   static std::vector<std::unique_ptr<net::io_context>> MakeContexts(int n) {
     std::vector<std::unique_ptr<net::io_context>> contexts;
     for (int i = 0; i < n; ++i) contexts.push_back(std::make_unique<net::io_context>(1));

@@ -10,8 +10,8 @@
 //
 // Threading. Each of the `io_threads` threads runs an io_context of its own, and a new
 // connection is given to the next one in turn (round robin), so a connection's handlers all run
-// on one thread and no I/O thread ever wakes another; every connection also lives on its own
-// strand, so its socket is touched by one thread at a time. A handler that answers without
+// on one thread, which wakes no other I/O thread to serve it; every connection also lives on its
+// own strand, so its socket is touched by one thread at a time. A handler that answers without
 // blocking (a kInline route: the probes, the model list, a unary chat with the builtin
 // provider) runs on the I/O thread that read its request, and its Respond writes the answer
 // there and then: no thread hand-off at all. Handlers that may block (a provider renders a PNG
