@@ -9,14 +9,23 @@
 // Thread safety: EpochGuard is per thread (nestable). TryAdvanceEpoch, CurrentEpoch and
 // SafeToFree may be called from any thread.
 //
-// Why it is correct (Fraser's scheme): entering announces the global epoch E in the thread's
-// record with a seq_cst store and re-reads the global epoch with a seq_cst load, re-announcing
-// until the two agree. The epoch moves from E to E+1 (seq_cst CAS) only when every active
-// record announces E (seq_cst loads). In the single total order of seq_cst operations, a
-// reader either is seen by the reclaimer or sees the newer epoch. (No standalone fences:
-// ThreadSanitizer does not model them.) So when the global epoch reaches e+2, every thread active
-// at epoch e (which might have loaded a pointer unlinked before retirement at e) has since left its
-// guard, and later entrants cannot reach the unlinked object.
+// Why it is correct (Fraser's scheme). A writer unlinks with a seq_cst store, so the unlink is
+// visible to every thread before it reads the epoch r it retires with. Entering announces the
+// global epoch E in the thread's record and re-reads the global epoch, re-announcing until the
+// two agree; the announcement is ordered before every load the guard covers. The epoch moves
+// from E to E+1 (seq_cst CAS) only when every active record announces E. Take the advance from
+// r+1 to r+2 and a reader that still holds a pointer loaded before the unlink: its last epoch
+// read came before that load, so before the unlink was visible, so before the epoch became r+1:
+// it announces at most r. The advance sees that announcement, and refuses, in either of two ways:
+//   - Linux (the default): before it looks, the reclaimer calls membarrier(2)
+//     (MEMBARRIER_CMD_PRIVATE_EXPEDITED), which makes every running thread of the process
+//     execute a full barrier, so the announcement, made before the reader's load and so before
+//     the barrier, is visible to the look after it. Readers then need no fence of their own:
+//     entering is a plain store and a load, a compiler barrier between (liburcu's "memb"
+//     flavour does the same).
+//   - Elsewhere, and under ThreadSanitizer (which does not model membarrier): a seq_cst store
+//     then a seq_cst load, a Dekker pair with the reclaimer's seq_cst loads of the records.
+// So when the global epoch reaches r+2, no thread can hold what was retired at r.
 #ifndef ANYAI_QUOTA_EPOCH_H_
 #define ANYAI_QUOTA_EPOCH_H_
 
@@ -37,6 +46,8 @@ uint64_t CurrentEpoch();
 void TryAdvanceEpoch();
 // True when an object retired at `retire_epoch` can no longer be reached by any reader.
 bool SafeToFree(uint64_t retire_epoch);
+// Whether readers skip their fence (the membarrier(2) way above): for tests and logs.
+bool EpochReadersFenceFree();
 
 }  // namespace anyai::quota
 

@@ -167,7 +167,8 @@ struct TenantTable::Shard {
   // Unlinks the tenant at slot `i` of `s` (the current array) and keeps it among the evicted.
   // The caller lowers the table's size.
   void Evict(Slots& s, size_t i, Tenant* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    s.entries[i].store(kTombstone, std::memory_order_release);
+    // seq_cst: visible to every thread before the epoch it is retired with is read (epoch.h).
+    s.entries[i].store(kTombstone, std::memory_order_seq_cst);
     --live;
     ++tombstones;
     // At most one evicted copy per id (Insert brings it back before a new copy can exist);
@@ -224,7 +225,8 @@ struct TenantTable::Shard {
         fresh->entries[j].store(e, std::memory_order_relaxed);
       }
     }
-    slots.store(fresh.release(), std::memory_order_release);
+    // seq_cst: the old array is unlinked before the epoch it is retired with is read (epoch.h).
+    slots.store(fresh.release(), std::memory_order_seq_cst);
     tombstones = 0;
     TryAdvanceEpoch();
     std::erase_if(retired,
