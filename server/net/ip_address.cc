@@ -127,9 +127,22 @@ IpAddress IpAddress::FromIpv6Bytes(const std::array<uint8_t, 16>& bytes) {
 bool IpAddress::is_ipv4() const { return HasPrefix(bytes_, kMappedPrefix); }
 
 std::string IpAddress::ToString() const {
+  if (is_ipv4()) {
+    // By hand: glibc's inet_ntop(AF_INET) goes through sprintf, and the Gateway prints an
+    // anonymous caller's address (its tenant) on every call.
+    char text[16];  // "255.255.255.255"
+    char* end = text;
+    for (int i = 12; i < 16; ++i) {
+      const uint8_t octet = bytes_[i];
+      if (i > 12) *end++ = '.';
+      if (octet >= 100) *end++ = static_cast<char>('0' + octet / 100);
+      if (octet >= 10) *end++ = static_cast<char>('0' + octet / 10 % 10);
+      *end++ = static_cast<char>('0' + octet % 10);
+    }
+    return std::string(text, end);
+  }
   char text[INET6_ADDRSTRLEN];
-  const char* written = is_ipv4() ? inet_ntop(AF_INET, bytes_.data() + 12, text, sizeof(text))
-                                  : inet_ntop(AF_INET6, bytes_.data(), text, sizeof(text));
+  const char* written = inet_ntop(AF_INET6, bytes_.data(), text, sizeof(text));
   // inet_ntop fails only for a buffer too small or an unknown family, neither possible here.
   return written == nullptr ? std::string() : std::string(written);
 }

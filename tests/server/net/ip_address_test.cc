@@ -2,6 +2,10 @@
 // IPv4 address, nothing that is not an address, and which addresses are public.
 #include "server/net/ip_address.h"
 
+#include <arpa/inet.h>
+
+#include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -54,6 +58,19 @@ TEST(IpAddressTest, ReadsBackItsOwnText) {
                            "::ffff:10.0.0.1", "fe80::1", "ff02::1:ff00:1"}) {
     const IpAddress ip = *IpAddress::Parse(text);
     EXPECT_EQ(*IpAddress::Parse(ip.ToString()), ip) << text;
+  }
+}
+
+TEST(IpAddressTest, PrintsEveryOctetAsInetNtopDoes) {
+  // Each octet value in each position, against the C library's own text.
+  for (int position = 0; position < 4; ++position) {
+    for (int value = 0; value < 256; ++value) {
+      std::array<uint8_t, 4> bytes = {1, 22, 203, 9};
+      bytes[position] = static_cast<uint8_t>(value);
+      char expected[INET_ADDRSTRLEN];
+      ASSERT_NE(inet_ntop(AF_INET, bytes.data(), expected, sizeof(expected)), nullptr);
+      EXPECT_EQ(IpAddress::FromIpv4Bytes(bytes).ToString(), expected);
+    }
   }
 }
 
