@@ -1,6 +1,8 @@
 #include "quota/epoch.h"
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 
 #include "absl/base/config.h"
 
@@ -141,6 +143,25 @@ void TryAdvanceEpoch() {
     if (!EveryReaderSees(e)) return;
   }
   g_epoch.compare_exchange_strong(e, e + 1, std::memory_order_seq_cst);
+}
+
+void TryAdvanceEpochThrottled() {
+  if (ReclaimerFences()) {
+    // A membarrier() costs microseconds (an interrupt to each other core running one of our
+    // threads, a VM exit under virtualization): once a millisecond at most, so that a flood of
+    // new tenants at the resident cap does not pay it per tenant. One thread tries at a time;
+    // the others go on without.
+    static std::atomic<int64_t> last_try_ns{0};
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    int64_t last = last_try_ns.load(std::memory_order_relaxed);
+    if (now - last < 1'000'000 ||
+        !last_try_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+      return;
+    }
+  }
+  TryAdvanceEpoch();
 }
 
 bool EpochReadersFenceFree() { return ReclaimerFences(); }

@@ -44,6 +44,9 @@ class EpochGuard {
 uint64_t CurrentEpoch();
 // Advances the global epoch if every thread inside a guard has seen the current one.
 void TryAdvanceEpoch();
+// The same, but where advancing costs a membarrier(2) (see below), at most once a millisecond
+// in the process: for a path taken per call (a tenant's first use at the resident cap).
+void TryAdvanceEpochThrottled();
 // True when an object retired at `retire_epoch` can no longer be reached by any reader.
 bool SafeToFree(uint64_t retire_epoch);
 // Whether readers skip their fence (the membarrier(2) way above): for tests and logs.

@@ -311,9 +311,9 @@ size_t TenantTable::EvictIf(absl::FunctionRef<bool(Tenant&)> evict) {
 
 bool TenantTable::MakeRoom(size_t limit, uint64_t hash, size_t budget,
                            absl::FunctionRef<bool(Tenant&)> evictable) {
-  // One step of the epoch per call, so that what earlier calls evicted becomes free to reclaim
-  // while a flood of new tenants goes on between two EvictIdle() runs.
-  TryAdvanceEpoch();
+  // A step of the epoch (at most one a millisecond), so that what earlier calls evicted becomes
+  // free to reclaim while a flood of new tenants goes on between two EvictIdle() runs.
+  TryAdvanceEpochThrottled();
   const size_t shards = size_t{1} << shard_bits_;
   const size_t first = ShardIndex(hash);
   size_t looked = 0;
