@@ -8,11 +8,20 @@
 # with one exception: a refusal's rendering is memoized per refusal state, whose retry time moves
 # every millisecond, so the slower the probed server runs, the fewer refusals share one and the
 # higher the refused count (an upper bound for a full-speed flood).
+# The builds must allocate with glibc (configured with -DANYAI_TCMALLOC=OFF): tcmalloc's malloc
+# and operator new do not go through libc's.
 # Usage: bench/mallocs_per_call.sh BUILD_DIR...     e.g. bench/mallocs_per_call.sh /tmp/before/build build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 driver=$1/bin/grpc_load
 source bench/bench_lib.sh
+for b in "$@"; do
+  if ldd "$b/bin/anyai-server" | grep -q tcmalloc; then
+    echo "$b/bin/anyai-server allocates with tcmalloc: this script counts glibc's malloc calls;" \
+         "configure that build with -DANYAI_TCMALLOC=OFF" >&2
+    exit 1
+  fi
+done
 libc=$(ldd "$1/bin/anyai-server" | awk '/libc.so.6/ {print $3}')
 perf probe -q -x "$libc" --add malloc 2>/dev/null || true
 grep -q "probe_libc:malloc" <<<"$(perf list 2>/dev/null)" || { echo "no perf uprobe on malloc (root and linux-perf needed)" >&2; exit 1; }
