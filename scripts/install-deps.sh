@@ -12,7 +12,7 @@ packages=(
   libabsl-dev librocksdb-dev prometheus-cpp-dev zlib1g-dev
   libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libssl-dev libpng-dev
   libpq-dev  # cluster mode's PostgreSQL key registry and hand-off state (storage/postgres_*)
-  libgoogle-perftools-dev  # tcmalloc, the server's allocator (server/app/CMakeLists.txt)
+  libgoogle-perftools-dev  # tcmalloc, for -DANYAI_TCMALLOC=ON (server/app/CMakeLists.txt)
   # The build configures its tests and benchmarks too, so these are needed to build at all.
   libgtest-dev libgmock-dev libbenchmark-dev
 )
