@@ -128,18 +128,10 @@ bool IpAddress::is_ipv4() const { return HasPrefix(bytes_, kMappedPrefix); }
 
 std::string IpAddress::ToString() const {
   if (is_ipv4()) {
-    // By hand: glibc's inet_ntop(AF_INET) goes through sprintf, and the Gateway prints an
-    // anonymous caller's address (its tenant) on every call.
-    char text[16];  // "255.255.255.255"
-    char* end = text;
-    for (int i = 12; i < 16; ++i) {
-      const uint8_t octet = bytes_[i];
-      if (i > 12) *end++ = '.';
-      if (octet >= 100) *end++ = static_cast<char>('0' + octet / 100);
-      if (octet >= 10) *end++ = static_cast<char>('0' + octet / 10 % 10);
-      *end++ = static_cast<char>('0' + octet % 10);
-    }
-    return std::string(text, end);
+    // Not inet_ntop(AF_INET), which goes through sprintf: the Gateway prints an anonymous
+    // caller's address (its tenant) on every call.
+    return absl::StrCat(static_cast<int>(bytes_[12]), ".", static_cast<int>(bytes_[13]), ".",
+                        static_cast<int>(bytes_[14]), ".", static_cast<int>(bytes_[15]));
   }
   char text[INET6_ADDRSTRLEN];
   const char* written = inet_ntop(AF_INET6, bytes_.data(), text, sizeof(text));

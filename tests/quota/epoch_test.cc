@@ -22,7 +22,6 @@ constexpr uint64_t kDead = 0xDEADDEADDEADDEADull;
 
 struct Node {
   std::atomic<uint64_t> mark{kAlive};
-  int64_t serial = 0;
 };
 
 TEST(EpochTest, NothingAReaderHoldsIsFreed) {
@@ -67,9 +66,8 @@ TEST(EpochTest, NothingAReaderHoldsIsFreed) {
   std::deque<Retired> retired;
   int64_t freed = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  for (int64_t serial = 1; std::chrono::steady_clock::now() < deadline; ++serial) {
+  while (std::chrono::steady_clock::now() < deadline) {
     Node* fresh = new Node;
-    fresh->serial = serial;
     // Unlinked with a seq_cst operation, then retired with the epoch read after it (epoch.h).
     Node* old = current.exchange(fresh, std::memory_order_seq_cst);
     retired.push_back({CurrentEpoch(), old});
